@@ -1,0 +1,249 @@
+"""The ``mriproc`` command line (BIDS-Apps conventions; never prompts).
+
+Exit status: 0 success; 1 failure or an incomplete dataset; 2 usage error or an
+unusable dataset; 3 a capability that is not built yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mriproc import __version__
+from mriproc.config import ProtocolError, available_protocols, load_protocol
+
+__all__ = ["EXIT_FAILURE", "EXIT_NOT_BUILT", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_BUILT = 3
+
+logger = logging.getLogger("mriproc")
+
+_NOT_BUILT = {
+    "run": "processing (per-visit, lesion and longitudinal workflows)",
+    "convert": "DICOM to BIDS conversion",
+    "simulate": "the simulated MS trial",
+    "stats": "trial statistics",
+    "report": "the visual QC report",
+}
+
+
+def _plugin_args(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"sbatch_args\": \"-p short\"}'")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _add_protocol(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--protocol",
+        default="esims",
+        metavar="NAME|FILE",
+        help=f"imaging protocol: a shipped one ({', '.join(available_protocols())}) or a YAML "
+        "file (default: esims)",
+    )
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--participant-label",
+        "--participant_label",
+        nargs="+",
+        metavar="LABEL",
+        help="process only these participants (with or without sub-)",
+    )
+    parser.add_argument(
+        "--session-label",
+        "--session_label",
+        nargs="+",
+        metavar="LABEL",
+        help="process only these sessions (with or without ses-)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mriproc`` (also used to document the CLI)."""
+    parser = argparse.ArgumentParser(
+        prog="mriproc",
+        description="MRI endpoints for multiple-sclerosis treatment trials.",
+    )
+    parser.add_argument("--version", action="version", version=f"mriproc {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="process a BIDS dataset (BIDS-Apps: BIDS_DIR OUT_DIR LEVEL)")
+    run.add_argument("bids_dir", type=Path, metavar="BIDS_DIR")
+    run.add_argument("output_dir", type=Path, metavar="OUT_DIR")
+    run.add_argument("analysis_level", choices=["participant", "group"])
+    _add_selection(run)
+    _add_protocol(run)
+    run.add_argument("--work-dir", "-w", type=Path, help="Nipype working directory (cache)")
+    run.add_argument("--nprocs", type=_positive_int, default=None, help="processes for MultiProc")
+    run.add_argument("--mem-gb", type=_positive_float, default=None, help="memory for MultiProc")
+    run.add_argument(
+        "--plugin",
+        choices=["Linear", "MultiProc", "SLURM", "SLURMGraph"],
+        default="MultiProc",
+        help="Nipype execution plugin (default: MultiProc)",
+    )
+    run.add_argument(
+        "--plugin-args", type=_plugin_args, default=None, metavar="JSON", help="plugin options"
+    )
+
+    validate = sub.add_parser(
+        "validate", help="summarise what a BIDS dataset holds for a protocol, per session"
+    )
+    validate.add_argument("bids_dir", type=Path, metavar="BIDS_DIR")
+    _add_protocol(validate)
+    _add_selection(validate)
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    convert = sub.add_parser("convert", help="convert scanner DICOM to a de-identified BIDS dataset")
+    convert.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR")
+    convert.add_argument("bids_dir", type=Path, metavar="BIDS_DIR")
+    convert.add_argument("--mapping", type=Path, help="TSV overriding series roles and labels")
+    convert.add_argument("--participants", type=Path, help="TSV of participant covariates")
+    convert.add_argument("--mapping-out", type=Path, help="write PatientID -> label here")
+
+    simulate = sub.add_parser("simulate", help="write a simulated MS trial with ground truth")
+    simulate.add_argument("output_dir", type=Path, metavar="OUT_DIR")
+    simulate.add_argument("--subjects", type=_positive_int, default=4)
+    simulate.add_argument("--arms", default="placebo,ivig")
+    simulate.add_argument("--visits", default="0,12,24")
+    simulate.add_argument("--resolution", choices=["esims", "1mm"], default="esims")
+    simulate.add_argument("--format", choices=["bids", "dicom", "both"], default="bids")
+    simulate.add_argument("--seed", type=int, default=0)
+
+    stats = sub.add_parser("stats", help="trial statistics from the endpoint tables")
+    stats.add_argument("output_dir", type=Path, metavar="OUT_DIR")
+    report = sub.add_parser("report", help="self-contained HTML QC report")
+    report.add_argument("output_dir", type=Path, metavar="OUT_DIR")
+
+    demo = sub.add_parser("demo", help="run what mriproc can do on a small built-in dataset")
+    demo.add_argument(
+        "--out", type=Path, default=Path("mriproc-demo"), help="folder for the demo (default: ./mriproc-demo)"
+    )
+    return parser
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mriproc: %(levelname)s: %(message)s"))
+    root = logging.getLogger("mriproc")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _not_built(args: argparse.Namespace) -> int:
+    logger.error(
+        "'mriproc %s' is not built yet in mriproc %s: %s is still to come. Nothing was done.",
+        args.command,
+        __version__,
+        _NOT_BUILT[args.command],
+    )
+    return EXIT_NOT_BUILT
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from mriproc.validate import validate_dataset
+
+    protocol = load_protocol(args.protocol)
+    report = validate_dataset(
+        args.bids_dir,
+        protocol,
+        participant_labels=args.participant_label,
+        session_labels=args.session_label,
+    )
+    text = report.to_json() if args.json else "\n".join(report.lines())
+    sys.stdout.write(text + "\n")
+    return report.exit_code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mriproc.skeleton import write_skeleton_dataset
+    from mriproc.validate import validate_dataset
+
+    protocol = load_protocol("esims")
+    out: Path = args.out
+    if out.exists() and any(out.iterdir()):
+        tempdir = Path(tempfile.mkdtemp(prefix="run-", dir=out))
+    else:
+        tempdir = out / "run-1"
+    bids_dir = tempdir / "bids"
+    sys.stdout.write(
+        "mriproc demo\n"
+        "The processing pipeline is not built yet, so this demo shows what exists: it writes a\n"
+        "skeleton BIDS dataset for the ESIMS protocol (2 participants x 3 visits of synthetic\n"
+        "images without anatomy; one visit lacks its post-gadolinium T1) and validates it.\n"
+        "No endpoint is computed, so no number is shown.\n\n"
+    )
+    write_skeleton_dataset(
+        bids_dir,
+        protocol,
+        arms={"01": "placebo", "02": "ivig"},
+        sessions=list(protocol.visits.months),
+        omit=[("02", "M12", "T1w_gad")],
+    )
+    report = validate_dataset(bids_dir, protocol)
+    sys.stdout.write("\n".join(report.lines()) + "\n\n")
+    sys.stdout.write(f"Skeleton dataset: {bids_dir}\n")
+    return EXIT_OK if report.exit_code in (0, 1) else EXIT_FAILURE
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "validate": _validate,
+    "demo": _demo,
+    **{name: _not_built for name in _NOT_BUILT},
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mriproc`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help, --version and usage errors
+        return int(exc.code or 0)
+    _setup_logging(args.verbose)
+    try:
+        return _COMMANDS[args.command](args)
+    except ProtocolError as err:
+        logger.error("%s", err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""Imaging protocols: typed, frozen configuration loaded from ``pipelines/*.yaml``.
+
+A protocol file names the contrasts of an imaging protocol, its reading space, its
+visit schedule and every parameter of every endpoint.  :func:`load_protocol` turns
+it into a frozen :class:`Protocol`, rejecting unknown keys, wrong types,
+out-of-range values and missing fields with a message that names the file, the key
+and the problem.  Nothing in mriproc has an endpoint default of its own: the
+protocol file is the single place where such numbers live.
+
+>>> protocol = load_protocol("esims")
+>>> protocol.reading_space, protocol.labelling.connectivity
+('T2w', 26)
+>>> protocol.required_contrasts("cel")
+('T1w', 'T1w_gad', 'PDw', 'T2w')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "ActiveScanParams",
+    "BlackHoleParams",
+    "CelParams",
+    "ContrastSpec",
+    "LabellingParams",
+    "NewEnlargingParams",
+    "PbvcParams",
+    "PcfParams",
+    "Protocol",
+    "ProtocolError",
+    "RegistrationParams",
+    "T2LesionParams",
+    "VisitSchedule",
+    "available_protocols",
+    "load_protocol",
+    "resolve_protocol_path",
+]
+
+TissueClass = Literal["GM", "WM", "CSF", "lesion"]
+ExcludedStructure = Literal["vessels", "dural_sinuses", "choroid_plexus"]
+EndpointGroup = Literal[
+    "t2_lesions", "black_holes", "cel", "pcf", "new_enlarging", "active_scan", "pbvc"
+]
+
+
+class ProtocolError(ValueError):
+    """A protocol file that cannot be used; the message names file, key and problem."""
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, float | None]:
+    return {"min": lo, "max": hi}
+
+
+@dataclass(frozen=True, slots=True)
+class ContrastSpec:
+    """How one contrast role is found in a BIDS dataset."""
+
+    suffix: Literal["PDw", "T2w", "T1w", "FLAIR"]
+    ce: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VisitSchedule:
+    """Session labels of the protocol's visits and their months since baseline."""
+
+    baseline: str
+    months: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationParams:
+    """Which named registration preset the runs use (``precise`` or ``fast``)."""
+
+    preset: Literal["precise", "fast"]
+
+
+@dataclass(frozen=True, slots=True)
+class LabellingParams:
+    """What "a lesion" is: connectivity of components and their minimum size."""
+
+    connectivity: Literal[6, 18, 26]
+    min_in_plane_diameter_mm: float = field(metadata=_range(0.0, 50.0))
+
+
+@dataclass(frozen=True, slots=True)
+class T2LesionParams:
+    """T2-hyperintense lesion segmentation."""
+
+    channels: tuple[str, ...] = field(metadata={"min_len": 1})
+    white_matter_margin_mm: float = field(metadata=_range(0.0, 20.0))
+
+
+@dataclass(frozen=True, slots=True)
+class BlackHoleParams:
+    """T1 black holes: T2 lesions hypointense on pre-contrast T1."""
+
+    requires: tuple[str, ...]
+    threshold_reference: Literal["cortical_gm_mean"]
+    exclude_enhancing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CelParams:
+    """Contrast-enhancing lesions."""
+
+    requires: tuple[str, ...]
+    min_voxels: int = field(metadata=_range(1, 1000))
+    exclude_structures: tuple[ExcludedStructure, ...]
+    require_t2_correspondence: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewEnlargingParams:
+    """New and enlarging T2 lesions between two visits."""
+
+    new_max_overlap_voxels: int = field(metadata=_range(0, 1000))
+    small_lesion_max_area_cm2: float = field(metadata=_range(0.0, 100.0))
+    small_lesion_min_growth_pct: float = field(metadata=_range(0.0, 1000.0))
+    large_lesion_min_growth_pct: float = field(metadata=_range(0.0, 1000.0))
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveScanParams:
+    """A scan is active with at least this many CEL or new/enlarging lesions."""
+
+    min_cel: int = field(metadata=_range(1, 1000))
+    min_new_or_enlarging: int = field(metadata=_range(1, 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class PcfParams:
+    """Partial cerebral fraction over an axial slab defined in MNI152 space."""
+
+    slab_inferior_mni_z_mm: float = field(metadata=_range(-72.0, 110.0))
+    slab_thickness_mm: float = field(metadata=_range(1.0, 180.0))
+    parenchyma_classes: tuple[TissueClass, ...] = field(metadata={"min_len": 1})
+
+
+@dataclass(frozen=True, slots=True)
+class PbvcParams:
+    """Registration-based percentage brain volume change."""
+
+    method: Literal["jacobian", "boundary_shift"]
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    """One imaging protocol: contrasts, reading space, visits, endpoint parameters."""
+
+    name: str
+    description: str
+    contrasts: dict[str, ContrastSpec]
+    reading_space: str
+    dual_echo: tuple[str, ...]
+    geometry_tolerance_mm: float = field(metadata=_range(0.0, 1.0))
+    visits: VisitSchedule
+    registration: RegistrationParams
+    labelling: LabellingParams
+    t2_lesions: T2LesionParams
+    black_holes: BlackHoleParams
+    cel: CelParams
+    new_enlarging: NewEnlargingParams
+    active_scan: ActiveScanParams
+    pcf: PcfParams
+    pbvc: PbvcParams
+    source: str = ""  # the file it was read from; not a YAML key
+
+    def required_contrasts(self, group: EndpointGroup) -> tuple[str, ...]:
+        """Contrast roles that an endpoint group needs in a session, in a stable order."""
+        lesion_channels = self.t2_lesions.channels
+        needs: tuple[str, ...]
+        if group in ("t2_lesions", "new_enlarging"):
+            needs = lesion_channels
+        elif group == "black_holes":
+            needs = self.black_holes.requires + lesion_channels
+        elif group == "cel":
+            needs = self.cel.requires
+            if self.cel.require_t2_correspondence:
+                needs += lesion_channels
+        elif group == "active_scan":
+            needs = self.cel.requires + lesion_channels
+        elif group in ("pcf", "pbvc"):
+            needs = (self.reading_space,)
+        else:  # pragma: no cover - Literal exhausts the cases
+            raise ValueError(f"unknown endpoint group {group!r}")
+        return tuple(dict.fromkeys(needs))
+
+
+# --------------------------------------------------------------------------- loading
+
+_PROTOCOL_PACKAGE = "mriproc.pipelines"
+
+
+def available_protocols() -> list[str]:
+    """Names of the protocols shipped with mriproc.
+
+    >>> available_protocols()
+    ['esims', 'flair']
+    """
+    root = resources.files(_PROTOCOL_PACKAGE)
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_protocol_path(name_or_path: str | Path) -> Path:
+    """A shipped protocol's file by name (``esims``), or an existing YAML file by path."""
+    text = str(name_or_path)
+    if text in available_protocols():
+        return Path(str(resources.files(_PROTOCOL_PACKAGE).joinpath(f"{text}.yaml")))
+    path = Path(text)
+    if path.is_file():
+        return path
+    raise ProtocolError(
+        f"{text}: no such protocol file, and not one of the shipped protocols "
+        f"({', '.join(available_protocols())})"
+    )
+
+
+def load_protocol(name_or_path: str | Path) -> Protocol:
+    """Load and validate a protocol by shipped name or by path."""
+    path = resolve_protocol_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ProtocolError(f"{path}: cannot read protocol file: {err}") from err
+    except yaml.YAMLError as err:
+        raise ProtocolError(f"{path}: not valid YAML: {err}") from err
+    return protocol_from_mapping(data, source=str(path))
+
+
+def protocol_from_mapping(data: object, *, source: str) -> Protocol:
+    """Build a :class:`Protocol` from parsed YAML, validating every key."""
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f"{source}: the protocol must be a mapping of keys, got {_kind(data)}")
+    if "source" in data:
+        raise ProtocolError(f"{source}: source: unknown key")
+    protocol = _build(Protocol, data, source=source, where="")
+    protocol = dataclasses.replace(protocol, source=source)
+    _check_cross_references(protocol)
+    return protocol
+
+
+def _check_cross_references(p: Protocol) -> None:
+    def fail(key: str, problem: str) -> typing.NoReturn:
+        raise ProtocolError(f"{p.source}: {key}: {problem}")
+
+    roles = set(p.contrasts)
+    known = f"(contrasts are {', '.join(sorted(roles))})"
+    if not roles:
+        fail("contrasts", "at least one contrast is required")
+    role_lists: dict[str, tuple[str, ...]] = {
+        "reading_space": (p.reading_space,),
+        "dual_echo": p.dual_echo,
+        "t2_lesions.channels": p.t2_lesions.channels,
+        "black_holes.requires": p.black_holes.requires,
+        "cel.requires": p.cel.requires,
+    }
+    for key, used in role_lists.items():
+        for role in used:
+            if role not in roles:
+                fail(key, f"{role!r} is not a contrast of this protocol {known}")
+    if p.dual_echo and len(p.dual_echo) != 2:
+        fail("dual_echo", f"names the two echoes of one series, got {len(p.dual_echo)}")
+    entities = [(spec.suffix, spec.ce) for spec in p.contrasts.values()]
+    if len(set(entities)) != len(entities):
+        fail("contrasts", "two roles have the same suffix and ce- entity")
+    if p.visits.baseline not in p.visits.months:
+        fail("visits.baseline", f"{p.visits.baseline!r} is not a session of visits.months")
+    if p.visits.months[p.visits.baseline] != 0:
+        fail("visits.months", f"the baseline {p.visits.baseline!r} must be month 0")
+    if "lesion" in p.pcf.parenchyma_classes and "CSF" in p.pcf.parenchyma_classes:
+        fail("pcf.parenchyma_classes", "CSF is not parenchyma")
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__ if value is not None else "nothing (null)"
+
+
+def _build(cls: type[Any], data: Mapping[Any, Any], *, source: str, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    for key in data:
+        if key not in fields:
+            raise ProtocolError(
+                f"{source}: {where}{key}: unknown key (known: {', '.join(sorted(fields))})"
+            )
+    values: dict[str, Any] = {}
+    for name, spec in fields.items():
+        key = f"{where}{name}"
+        if name not in data:
+            has_default = spec.default is not dataclasses.MISSING
+            if has_default:
+                continue
+            raise ProtocolError(f"{source}: {key}: required key is missing")
+        value = _convert(hints[name], data[name], source=source, key=key)
+        _check_limits(spec.metadata, value, source=source, key=key)
+        values[name] = value
+    return cls(**values)
+
+
+def _check_limits(meta: Mapping[str, Any], value: Any, *, source: str, key: str) -> None:
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ProtocolError(f"{source}: {key}: {value!r} is out of range [{lo}, {hi}]")
+    min_len = meta.get("min_len")
+    if min_len is not None and len(value) < min_len:
+        raise ProtocolError(f"{source}: {key}: needs at least {min_len} item(s)")
+
+
+def _convert(hint: Any, value: Any, *, source: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+
+    def wrong(expected: str) -> ProtocolError:
+        return ProtocolError(f"{source}: {key}: expected {expected}, got {value!r} ({_kind(value)})")
+
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise wrong("a mapping")
+        return _build(typing.cast(type[Any], hint), value, source=source, where=f"{key}.")
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _convert(inner, value, source=source, key=key)
+    if origin is Literal:
+        # bool is an int in Python; a YAML `true` must not pass for 1.
+        if isinstance(value, bool) or value not in args:
+            raise wrong("one of " + ", ".join(repr(a) for a in args))
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise wrong("a list")
+        return tuple(
+            _convert(args[0], item, source=source, key=f"{key}[{i}]") for i, item in enumerate(value)
+        )
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise wrong("a mapping")
+        return {
+            _convert(args[0], k, source=source, key=f"{key}.{k}"): _convert(
+                args[1], v, source=source, key=f"{key}.{k}"
+            )
+            for k, v in value.items()
+        }
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong("a number")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise wrong("a finite number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise wrong("a non-empty string")
+        return value
+    raise TypeError(f"unsupported protocol field type {hint!r} at {key}")  # pragma: no cover

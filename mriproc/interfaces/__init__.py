@@ -1,0 +1,1 @@
+"""Thin Nipype interfaces over mriproc's computational functions."""

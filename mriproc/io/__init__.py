@@ -1,0 +1,1 @@
+"""Reading and writing imaging data: BIDS datasets, NIfTI checks, DICOM."""

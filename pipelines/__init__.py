@@ -1,0 +1,1 @@
+"""Imaging protocol files shipped with mriproc (installed as ``mriproc.pipelines``)."""
