@@ -42,7 +42,9 @@ def _plugin_args(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"sbatch_args\": \"-p short\"}'")
+        raise argparse.ArgumentTypeError(
+            'must be a JSON object, e.g. \'{"sbatch_args": "-p short"}\''
+        )
     return value
 
 
@@ -126,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(validate)
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    convert = sub.add_parser("convert", help="convert scanner DICOM to a de-identified BIDS dataset")
+    convert = sub.add_parser(
+        "convert", help="convert scanner DICOM to a de-identified BIDS dataset"
+    )
     convert.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR")
     convert.add_argument("bids_dir", type=Path, metavar="BIDS_DIR")
     convert.add_argument("--mapping", type=Path, help="TSV overriding series roles and labels")
@@ -149,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run what mriproc can do on a small built-in dataset")
     demo.add_argument(
-        "--out", type=Path, default=Path("mriproc-demo"), help="folder for the demo (default: ./mriproc-demo)"
+        "--out",
+        type=Path,
+        default=Path("mriproc-demo"),
+        help="folder for the demo (default: ./mriproc-demo)",
     )
     return parser
 
@@ -195,6 +202,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     protocol = load_protocol("esims")
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        logger.error("%s: exists and is not a folder; choose another --out", out)
+        return EXIT_USAGE
     if out.exists() and any(out.iterdir()):
         tempdir = Path(tempfile.mkdtemp(prefix="run-", dir=out))
     else:

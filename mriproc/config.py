@@ -195,6 +195,14 @@ class Protocol:
             raise ValueError(f"unknown endpoint group {group!r}")
         return tuple(dict.fromkeys(needs))
 
+    def compared_contrasts(self, group: EndpointGroup) -> tuple[str, ...]:
+        """Contrast roles an endpoint group needs in the visit it is compared with.
+
+        Active scans compare only lesions between visits: CEL are counted at the
+        visit itself.
+        """
+        return self.required_contrasts("new_enlarging" if group == "active_scan" else group)
+
 
 # --------------------------------------------------------------------------- loading
 
@@ -243,7 +251,7 @@ def protocol_from_mapping(data: object, *, source: str) -> Protocol:
         raise ProtocolError(f"{source}: the protocol must be a mapping of keys, got {_kind(data)}")
     if "source" in data:
         raise ProtocolError(f"{source}: source: unknown key")
-    protocol = _build(Protocol, data, source=source, where="")
+    protocol: Protocol = _build(Protocol, data, source=source, where="")
     protocol = dataclasses.replace(protocol, source=source)
     _check_cross_references(protocol)
     return protocol
@@ -309,7 +317,7 @@ def _build(cls: type[Any], data: Mapping[Any, Any], *, source: str, where: str) 
 
 def _check_limits(meta: Mapping[str, Any], value: Any, *, source: str, key: str) -> None:
     lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None and value < lo or hi is not None and value > hi:
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ProtocolError(f"{source}: {key}: {value!r} is out of range [{lo}, {hi}]")
     min_len = meta.get("min_len")
     if min_len is not None and len(value) < min_len:
@@ -321,7 +329,9 @@ def _convert(hint: Any, value: Any, *, source: str, key: str) -> Any:
     args = typing.get_args(hint)
 
     def wrong(expected: str) -> ProtocolError:
-        return ProtocolError(f"{source}: {key}: expected {expected}, got {value!r} ({_kind(value)})")
+        return ProtocolError(
+            f"{source}: {key}: expected {expected}, got {value!r} ({_kind(value)})"
+        )
 
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
@@ -341,7 +351,8 @@ def _convert(hint: Any, value: Any, *, source: str, key: str) -> Any:
         if not isinstance(value, list):
             raise wrong("a list")
         return tuple(
-            _convert(args[0], item, source=source, key=f"{key}[{i}]") for i, item in enumerate(value)
+            _convert(args[0], item, source=source, key=f"{key}[{i}]")
+            for i, item in enumerate(value)
         )
     if origin is dict:
         if not isinstance(value, Mapping):

@@ -52,7 +52,8 @@ def connectivity_structure(connectivity: int) -> npt.NDArray[np.bool_]:
         rank = _RANK_FOR_CONNECTIVITY[connectivity]
     except KeyError:
         raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}") from None
-    return ndimage.generate_binary_structure(3, rank)
+    structure: npt.NDArray[np.bool_] = ndimage.generate_binary_structure(3, rank)
+    return structure
 
 
 def slice_axis(voxel_size_mm: Sequence[float]) -> int:
@@ -136,7 +137,7 @@ def label_lesions(
         raise ValueError("min_in_plane_diameter_mm must not be negative")
 
     raw, n_raw = ndimage.label(binary, structure=connectivity_structure(connectivity))
-    axis = slice_axis(sizes)
+    axis = slice_axis(tuple(float(s) for s in sizes))
     pixel_area_mm2 = float(np.prod(np.delete(sizes, axis)))
     diameters = _in_plane_diameters(raw, n_raw, axis, pixel_area_mm2)
 
@@ -150,7 +151,7 @@ def label_lesions(
     return LabelledLesions(
         labels=labels,
         voxel_counts=voxel_counts,
-        volumes_ml=voxel_counts * voxel_ml,
+        volumes_ml=voxel_counts.astype(np.float64) * voxel_ml,
         in_plane_diameters_mm=diameters[keep],
     )
 

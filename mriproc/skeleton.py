@@ -64,9 +64,7 @@ def write_skeleton_dataset(
     root = Path(root)
     rng = np.random.default_rng(seed)
     affine = _skeleton_affine(shape, voxel_size_mm)
-    months = {
-        s: float(protocol.visits.months.get(s, i)) for i, s in enumerate(sessions)
-    }
+    months = {s: float(protocol.visits.months.get(s, i)) for i, s in enumerate(sessions)}
     skip = set(omit)
     for participant in arms:
         for session in sessions:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from mriproc.config import EndpointGroup
 from mriproc.io.atomic import atomic_write_text
 from mriproc.provenance import generated_by, software_versions
 
@@ -60,8 +61,9 @@ class Endpoint:
 
     name: str
     unit: Literal["mL", "n", "0/1", "fraction", "%"]
-    group: str
+    group: EndpointGroup
     description: str
+    compares_with: Literal["none", "previous", "baseline"] = "none"
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -81,6 +83,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "n",
         "new_enlarging",
         "New T2 lesions versus the previous visit (no overlap with any earlier lesion).",
+        compares_with="previous",
     ),
     Endpoint(
         "enlarging_t2_count",
@@ -88,15 +91,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "new_enlarging",
         "Enlarging T2 lesions versus the previous visit (growth above the protocol's "
         "size-dependent threshold).",
+        compares_with="previous",
     ),
     Endpoint(
-        "new_t2_count_vs_baseline", "n", "new_enlarging", "New T2 lesions versus baseline."
+        "new_t2_count_vs_baseline",
+        "n",
+        "new_enlarging",
+        "New T2 lesions versus baseline.",
+        compares_with="baseline",
     ),
     Endpoint(
         "enlarging_t2_count_vs_baseline",
         "n",
         "new_enlarging",
         "Enlarging T2 lesions versus baseline.",
+        compares_with="baseline",
     ),
     Endpoint(
         "active_scan",
@@ -104,6 +113,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "active_scan",
         "1 when the scan has at least one CEL or at least one new/enlarging T2 lesion "
         "(versus the previous visit).",
+        compares_with="previous",
     ),
     Endpoint(
         "pcf",
@@ -118,12 +128,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "%",
         "pcf",
         "100 x (PCF at this visit - PCF at baseline) / PCF at baseline, on the baseline slab.",
+        compares_with="baseline",
     ),
     Endpoint(
         "pbvc",
         "%",
         "pbvc",
         "Registration-based percentage brain volume change from baseline.",
+        compares_with="baseline",
     ),
 )
 _ENDPOINT_BY_NAME = {e.name: e for e in ENDPOINTS}
@@ -521,5 +533,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         dtype={c: "string" for c in text_columns},
     )
     if expected is not None and list(frame.columns) != expected:
-        raise TableError(f"{path}: columns {list(frame.columns)} do not match the schema {expected}")
+        raise TableError(
+            f"{path}: columns {list(frame.columns)} do not match the schema {expected}"
+        )
     return frame

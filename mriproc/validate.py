@@ -48,10 +48,6 @@ class ValidationReport:
         complete = all(not s.problems for s in self.dataset.sessions)
         return EXIT_OK if complete and not self.dataset.problems else EXIT_INCOMPLETE
 
-    def _is_baseline(self, session: SessionInputs) -> bool:
-        assert self.dataset is not None
-        return self.dataset.baseline_session(session.participant) == session.session
-
     def as_dict(self) -> dict[str, Any]:
         """Machine-readable form of the report (``--json``)."""
         out: dict[str, Any] = {
@@ -73,9 +69,7 @@ class ValidationReport:
                 "problems": s.problems,
                 "ignored": {str(p): why for p, why in s.ignored},
                 "notes": list(s.notes),
-                "unavailable_endpoints": s.unavailable_endpoints(
-                    self.protocol, is_baseline=self._is_baseline(s)
-                ),
+                "unavailable_endpoints": self.dataset.unavailable_endpoints(s, self.protocol),
             }
             for s in self.dataset.sessions
         ]
@@ -106,12 +100,14 @@ class ValidationReport:
             present = [r for r in roles if r in s.files]
             out.append(f"  present:  {', '.join(present) if present else 'none'}")
             for role, why in s.problems.items():
-                out.append(f"  {'missing' if why == 'missing' else 'unusable'}:  {role}"
-                           + ("" if why == "missing" else f": {why}"))
+                out.append(
+                    f"  {'missing' if why == 'missing' else 'unusable'}:  {role}"
+                    + ("" if why == "missing" else f": {why}")
+                )
             for path, why in s.ignored:
                 out.append(f"  ignored:  {path.name}: {why}")
             out.extend(f"  note:     {note}" for note in s.notes)
-            unavailable = s.unavailable_endpoints(self.protocol, is_baseline=self._is_baseline(s))
+            unavailable = ds.unavailable_endpoints(s, self.protocol)
             if unavailable:
                 by_reason: dict[str, list[str]] = {}
                 for endpoint, why in unavailable.items():

@@ -26,7 +26,9 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(destination)
     final.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(final.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -34,7 +36,7 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         tmp.chmod(0o644)
-        os.replace(tmp, final)
+        tmp.replace(final)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 import pandas as pd
 from bids import BIDSLayout, BIDSLayoutIndexer
 
-from mriproc.config import EndpointGroup, Protocol
+from mriproc.config import Protocol
 from mriproc.io.nifti import ImageCheck, check_image, geometry_mismatch
 from mriproc.tables import ENDPOINTS
 
@@ -37,9 +39,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _NIFTI_EXTENSIONS = (".nii", ".nii.gz")
-# Endpoints that compare a visit with earlier ones: not applicable at baseline.
-_LONGITUDINAL_GROUPS: frozenset[str] = frozenset({"new_enlarging", "active_scan", "pbvc"})
-_LONGITUDINAL_ENDPOINTS = frozenset({"pcf_change_pct"})
 
 
 class DatasetError(ValueError):
@@ -78,19 +77,6 @@ class SessionInputs:
         """Session label with its ``ses-`` prefix."""
         return f"ses-{self.session}"
 
-    def unavailable_endpoints(self, protocol: Protocol, *, is_baseline: bool) -> dict[str, str]:
-        """Endpoint name -> why it cannot be computed for this session."""
-        missing: dict[str, str] = {}
-        for endpoint in ENDPOINTS:
-            group: EndpointGroup = endpoint.group  # type: ignore[assignment]
-            longitudinal = group in _LONGITUDINAL_GROUPS or endpoint.name in _LONGITUDINAL_ENDPOINTS
-            if is_baseline and longitudinal:
-                continue
-            lacking = [r for r in protocol.required_contrasts(group) if r not in self.files]
-            if lacking:
-                missing[endpoint.name] = "needs " + ", ".join(lacking)
-        return missing
-
 
 @dataclass(frozen=True)
 class BidsDataset:
@@ -102,12 +88,46 @@ class BidsDataset:
     sessions: tuple[SessionInputs, ...]
     problems: tuple[str, ...] = ()
 
+    def visits_of(self, participant: str) -> list[SessionInputs]:
+        """The participant's sessions with a known visit month, earliest first."""
+        dated = [
+            s for s in self.sessions if s.participant == participant and s.visit_month is not None
+        ]
+        return sorted(dated, key=lambda s: (s.visit_month or 0.0, s.session))
+
     def baseline_session(self, participant: str) -> str | None:
-        """The participant's earliest session with a known visit month (month 0 first)."""
-        own = [s for s in self.sessions if s.participant == participant and s.visit_month is not None]
-        if not own:
-            return None
-        return min(own, key=lambda s: (s.visit_month, s.session)).session
+        """The participant's earliest session with a known visit month."""
+        visits = self.visits_of(participant)
+        return visits[0].session if visits else None
+
+    def unavailable_endpoints(self, session: SessionInputs, protocol: Protocol) -> dict[str, str]:
+        """Endpoint name -> why it cannot be computed for ``session``.
+
+        An endpoint needs the protocol's contrasts for its group in this session and,
+        when it compares visits, in the baseline or previous visit too.  Comparisons
+        do not apply at baseline and are not listed there.
+        """
+        visits = self.visits_of(session.participant)
+        position = next((i for i, v in enumerate(visits) if v is session), None)
+        missing: dict[str, str] = {}
+        for endpoint in ENDPOINTS:
+            needs = protocol.required_contrasts(endpoint.group)
+            lacking = [role for role in needs if role not in session.files]
+            if endpoint.compares_with != "none" and position != 0:
+                if position is None:
+                    missing[endpoint.name] = "visit month unknown"
+                    continue
+                other = visits[0] if endpoint.compares_with == "baseline" else visits[position - 1]
+                lacking += [
+                    f"{role} at {other.session_id}"
+                    for role in protocol.compared_contrasts(endpoint.group)
+                    if role not in other.files
+                ]
+            elif endpoint.compares_with != "none":
+                continue  # a comparison does not apply at baseline
+            if lacking:
+                missing[endpoint.name] = "needs " + ", ".join(lacking)
+        return missing
 
 
 def discover_dataset(
@@ -160,12 +180,17 @@ def discover_dataset(
     participants = _read_participants(root, subjects, problems)
 
     sessions: list[SessionInputs] = []
+    all_sessions: set[str] = set()
     for subject in subjects:
         images = layout.get(subject=subject, datatype="anat", extension=list(_NIFTI_EXTENSIONS))
         by_session: dict[str | None, list[Any]] = {}
         for image in images:
             by_session.setdefault(image.entities.get("session"), []).append(image)
-        session_dirs = sorted(p.name.removeprefix("ses-") for p in (root / f"sub-{subject}").glob("ses-*") if p.is_dir())
+        session_dirs = sorted(
+            p.name.removeprefix("ses-")
+            for p in (root / f"sub-{subject}").glob("ses-*")
+            if p.is_dir()
+        )
         if None in by_session:
             names = ", ".join(Path(i.path).name for i in by_session.pop(None))
             problems.append(
@@ -173,7 +198,9 @@ def discover_dataset(
                 "ses-<label> folder per visit"
             )
         months = _read_session_months(root, subject, problems)
-        for session in sorted(set(session_dirs) | {s for s in by_session if s is not None}):
+        subject_sessions = sorted(set(session_dirs) | {s for s in by_session if s is not None})
+        all_sessions.update(subject_sessions)
+        for session in subject_sessions:
             if wanted_sessions is not None and session not in wanted_sessions:
                 continue
             sessions.append(
@@ -188,6 +215,10 @@ def discover_dataset(
             )
     if not subjects:
         problems.append("no participants (sub-<label> folders) found")
+    if wanted_sessions is not None and subjects:
+        unknown = sorted(wanted_sessions - all_sessions)
+        if unknown:
+            problems.append("session(s) not found: " + ", ".join(f"ses-{s}" for s in unknown))
     return BidsDataset(
         root=root,
         name=name,
@@ -203,15 +234,14 @@ def _strip(labels: Sequence[str] | None, prefix: str) -> set[str] | None:
     return {label.removeprefix(prefix) for label in labels}
 
 
-def _read_participants(root: Path, subjects: Iterable[str], problems: list[str]) -> dict[str, Participant]:
+def _read_participants(
+    root: Path, subjects: Iterable[str], problems: list[str]
+) -> dict[str, Participant]:
     path = root / "participants.tsv"
     table: pd.DataFrame | None = None
     if path.is_file():
-        try:
-            table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            problems.append(f"participants.tsv: cannot be read ({err})")
-        else:
+        table = _read_tsv(path, problems)
+        if table is not None:
             if "participant_id" not in table.columns:
                 problems.append("participants.tsv: has no participant_id column")
                 table = None
@@ -223,15 +253,19 @@ def _read_participants(root: Path, subjects: Iterable[str], problems: list[str])
     rows: dict[str, dict[str, Any]] = {}
     if table is not None:
         for record in table.to_dict(orient="records"):
-            label = str(record.pop("participant_id")).removeprefix("sub-")
-            rows[label] = {k: (None if pd.isna(v) else v) for k, v in record.items()}
+            label = str(record["participant_id"]).removeprefix("sub-")
+            rows[label] = {
+                str(k): (None if pd.isna(v) else v)
+                for k, v in record.items()
+                if k != "participant_id"
+            }
     participants: dict[str, Participant] = {}
     for subject in subjects:
-        record = dict(rows.get(subject, {}))
+        covariates = dict(rows.get(subject, {}))
         if table is not None and subject not in rows:
             problems.append(f"sub-{subject}: not listed in participants.tsv; arm is n/a")
-        arm = record.pop("arm", None)
-        participants[subject] = Participant(label=subject, arm=arm, covariates=record)
+        arm = covariates.pop("arm", None)
+        participants[subject] = Participant(label=subject, arm=arm, covariates=covariates)
     return participants
 
 
@@ -239,22 +273,52 @@ def _read_session_months(root: Path, subject: str, problems: list[str]) -> dict[
     path = root / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
     if not path.is_file():
         return {}
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        problems.append(f"{path.name}: cannot be read ({err})")
-        return {}
-    if "session_id" not in table.columns or "visit_month" not in table.columns:
+    table = _read_tsv(path, problems)
+    if table is None or "session_id" not in table.columns or "visit_month" not in table.columns:
         return {}
     months: dict[str, float] = {}
     for session_id, month in zip(table["session_id"], table["visit_month"], strict=True):
+        session = str(session_id).removeprefix("ses-")
+        if session in months:
+            problems.append(f"{path.name}: {session_id} is listed twice; its months are not used")
+            months[session] = math.nan
+            continue
         if pd.isna(month):
             continue
         try:
-            months[str(session_id).removeprefix("ses-")] = float(month)
+            value = float(month)
         except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
             problems.append(f"{path.name}: visit_month {month!r} of {session_id} is not a number")
-    return months
+            continue
+        months[session] = value
+    return {session: value for session, value in months.items() if math.isfinite(value)}
+
+
+def _read_tsv(path: Path, problems: list[str]) -> pd.DataFrame | None:
+    """A BIDS TSV as strings (``n/a`` missing), or None with the reason added to ``problems``."""
+    try:
+        # index_col=False plus ParserWarning as an error: a row with more cells than
+        # the header is reported instead of silently becoming an index or dropped.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(
+                path,
+                sep="\t",
+                dtype=str,
+                na_values=["n/a"],
+                keep_default_na=False,
+                index_col=False,
+            )
+    except (
+        pd.errors.ParserError,
+        pd.errors.ParserWarning,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+    ) as err:
+        problems.append(f"{path.name}: cannot be read ({err})".replace("\n", " "))
+        return None
 
 
 def _sort_session(
@@ -347,14 +411,27 @@ def _sort_session(
 # --------------------------------------------------------------------------- writing
 
 
-def anat_path(root: str | os.PathLike[str], participant: str, session: str, *, suffix: str, ce: str | None = None) -> Path:
+def anat_path(
+    root: str | os.PathLike[str],
+    participant: str,
+    session: str,
+    *,
+    suffix: str,
+    ce: str | None = None,
+) -> Path:
     """BIDS path of an anatomical image (labels without prefixes).
 
     >>> anat_path("/d", "01", "M00", suffix="T1w", ce="gadolinium").as_posix()
     '/d/sub-01/ses-M00/anat/sub-01_ses-M00_ce-gadolinium_T1w.nii.gz'
     """
     entities = f"sub-{participant}_ses-{session}" + (f"_ce-{ce}" if ce else "")
-    return Path(root) / f"sub-{participant}" / f"ses-{session}" / "anat" / f"{entities}_{suffix}.nii.gz"
+    return (
+        Path(root)
+        / f"sub-{participant}"
+        / f"ses-{session}"
+        / "anat"
+        / f"{entities}_{suffix}.nii.gz"
+    )
 
 
 def write_raw_dataset_files(
@@ -374,7 +451,10 @@ def write_raw_dataset_files(
     root = Path(root)
     description = {"Name": name, "BIDSVersion": "1.9.0", "DatasetType": "raw"}
     atomic_write_text(root / "dataset_description.json", json.dumps(description, indent=2) + "\n")
-    atomic_write_text(root / "participants.tsv", participants.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n"))
+    atomic_write_text(
+        root / "participants.tsv",
+        participants.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n"),
+    )
     for participant, months in session_months.items():
         table = pd.DataFrame(
             {"session_id": [f"ses-{s}" for s in months], "visit_month": list(months.values())}

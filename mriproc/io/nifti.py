@@ -7,6 +7,7 @@ truncated gzip, 4-D series, NaN voxels, ...) instead of crashing a workflow late
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import zlib
@@ -53,14 +54,31 @@ def _load(path: Path) -> tuple[nib.Nifti1Image | None, str | None]:
     if size == 0:
         return None, "empty file (0 bytes)"
     try:
-        img = nib.load(path)
-    except nib.filebasedimages.ImageFileError as err:
-        return None, f"not a readable NIfTI image ({err})"
-    except (OSError, EOFError, zlib.error, ValueError) as err:
-        return None, f"corrupt or truncated file ({type(err).__name__}: {err})"
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        return None, f"not a NIfTI image ({type(img).__name__})"
-    return img, None
+        raw = path.read_bytes()
+    except OSError as err:
+        return None, f"cannot read file ({err.strerror or err})"
+    if path.name.endswith(".gz"):
+        # Decompressing the whole stream checks the gzip CRC and length, so a copy
+        # cut short anywhere (even in the 8-byte trailer) is caught.
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            return None, f"corrupt or truncated gzip file ({type(err).__name__}: {err})"
+    for image_class in (nib.Nifti1Image, nib.Nifti2Image):
+        try:
+            img = image_class.from_bytes(raw)
+        except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError):
+            continue
+        except (OSError, EOFError, ValueError) as err:
+            return None, f"corrupt or truncated file ({type(err).__name__}: {err})"
+        # from_bytes keeps the whole decoded file in memory; forcing the array here
+        # reports data cut short as the file's problem, not a later crash.
+        try:
+            np.asanyarray(img.dataobj)
+        except (OSError, EOFError, ValueError) as err:
+            return None, f"corrupt or truncated data ({type(err).__name__}: {err})"
+        return img, None
+    return None, "not a NIfTI-1 or NIfTI-2 image (no valid header)"
 
 
 def check_image(path: str | os.PathLike[str]) -> ImageCheck:
@@ -96,19 +114,16 @@ def check_image(path: str | os.PathLike[str]) -> ImageCheck:
         if obliquity_deg > 0.5:
             notes.append(f"oblique acquisition ({obliquity_deg:.1f} degrees off the scanner axes)")
         if np.linalg.det(affine[:3, :3]) < 0:
-            notes.append("left-right flipped (radiological) voxel order; orientation from the affine")
+            notes.append(
+                "left-right flipped (radiological) voxel order; orientation from the affine"
+            )
     sform_code = int(img.header["sform_code"])
     qform_code = int(img.header["qform_code"])
     if sform_code == 0 and qform_code == 0:
         notes.append("no qform/sform code: scanner orientation is not certain")
 
     if not problems:
-        try:
-            data = np.asanyarray(img.dataobj)
-        except (OSError, EOFError, zlib.error, ValueError) as err:
-            return ImageCheck(
-                path, problems=(f"corrupt or truncated data ({type(err).__name__}: {err})",)
-            )
+        data = np.asanyarray(img.dataobj)
         if np.issubdtype(data.dtype, np.floating):
             n_bad = int(np.count_nonzero(~np.isfinite(data)))
             if n_bad:
@@ -126,12 +141,13 @@ def check_image(path: str | os.PathLike[str]) -> ImageCheck:
     )
 
 
-def load_checked_image(path: str | os.PathLike[str]) -> nib.Nifti1Image:
+def load_checked_image(path: str | os.PathLike[str]) -> nib.Nifti1Image | nib.Nifti2Image:
     """Load an image that passes :func:`check_image`, as 3-D; raise :class:`ImageError` if not."""
     check = check_image(path)
     if not check.ok:
         raise ImageError(check.reason())
     img = nib.load(check.path)
+    assert isinstance(img, nib.Nifti1Image | nib.Nifti2Image)  # check_image made sure
     if img.ndim == 4:
         img = img.slicer[..., 0]
     return img
@@ -141,11 +157,16 @@ def geometry_mismatch(a: ImageCheck, b: ImageCheck, *, tolerance_mm: float) -> s
     """Why two images do not share one voxel grid, or None when they do."""
     if a.shape != b.shape:
         return f"shapes differ ({a.shape} vs {b.shape})"
-    if a.affine is None or b.affine is None:
+    if a.shape is None or a.affine is None or b.affine is None:
         return "orientation unknown"
     # Compare where the grid's corner voxels land, in mm.
     corners = np.array(
-        [[i, j, k, 1.0] for i in (0, a.shape[0] - 1) for j in (0, a.shape[1] - 1) for k in (0, a.shape[2] - 1)]
+        [
+            [i, j, k, 1.0]
+            for i in (0, a.shape[0] - 1)
+            for j in (0, a.shape[1] - 1)
+            for k in (0, a.shape[2] - 1)
+        ]
     )
     shift = float(np.abs(corners @ a.affine.T - corners @ b.affine.T).max())
     if shift > tolerance_mm:

@@ -1,0 +1,232 @@
+"""The ``mriproc`` command line, called in-process through ``mriproc.cli.main``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mriproc import __version__
+from mriproc.cli import EXIT_NOT_BUILT, EXIT_OK, EXIT_USAGE, main
+from mriproc.config import load_protocol
+from mriproc.io.bids import anat_path
+from mriproc.skeleton import write_skeleton_dataset
+
+ARMS = {"01": "placebo", "02": "ivig"}
+SESSIONS = ["M00", "M12", "M24"]
+
+
+def _skeleton(root: Path, omit: list[tuple[str, str, str]] | None = None) -> Path:
+    return write_skeleton_dataset(
+        root,
+        load_protocol("esims"),
+        arms=ARMS,
+        sessions=SESSIONS,
+        shape=(16, 16, 6),
+        omit=omit or [],
+    )
+
+
+@pytest.fixture(scope="module")
+def complete_bids(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete esims skeleton dataset (read-only for the tests)."""
+    return _skeleton(tmp_path_factory.mktemp("complete") / "bids")
+
+
+@pytest.fixture(scope="module")
+def incomplete_bids(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An esims skeleton dataset lacking one post-contrast T1w (read-only for the tests)."""
+    return _skeleton(
+        tmp_path_factory.mktemp("incomplete") / "bids", omit=[("02", "M12", "T1w_gad")]
+    )
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert captured.out == f"mriproc {__version__}\n"
+    assert __version__ == "0.1.0.dev0"
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == EXIT_USAGE
+    assert "usage: mriproc" in capsys.readouterr().err
+
+
+def test_console_script_version() -> None:
+    script = Path(sys.executable).parent / "mriproc"
+    assert script.is_file(), f"console script not installed at {script}"
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"mriproc {__version__}\n"
+
+
+# --------------------------------------------------------------------------- not built yet
+
+
+@pytest.mark.parametrize(
+    ("argv", "what"),
+    [
+        (["run", "{tmp}/bids", "{tmp}/out", "participant"], "processing"),
+        (["convert", "{tmp}/dicom", "{tmp}/bids"], "DICOM to BIDS conversion"),
+        (["simulate", "{tmp}/out"], "the simulated MS trial"),
+        (["stats", "{tmp}/out"], "trial statistics"),
+        (["report", "{tmp}/out"], "the visual QC report"),
+    ],
+    ids=["run", "convert", "simulate", "stats", "report"],
+)
+def test_not_built_commands_exit_3_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], what: str
+) -> None:
+    # An existing (empty) input folder for the commands that read one.
+    (tmp_path / "bids").mkdir()
+    (tmp_path / "dicom").mkdir()
+    args = [a.format(tmp=tmp_path) for a in argv]
+
+    assert main(args) == EXIT_NOT_BUILT
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"'mriproc {argv[0]}' is not built yet" in captured.err
+    assert what in captured.err
+    assert "Nothing was done." in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bids", "dicom"]
+    assert list((tmp_path / "bids").iterdir()) == []
+    assert list((tmp_path / "dicom").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "plugin_args",
+    ["{not json", "[1, 2]"],
+    ids=["invalid-json", "not-an-object"],
+)
+def test_bad_plugin_args_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plugin_args: str
+) -> None:
+    argv = ["run", str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]
+    assert main([*argv, "--plugin-args", plugin_args]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "--plugin-args" in captured.err
+    assert ("not valid JSON" in captured.err) or ("must be a JSON object" in captured.err)
+    assert "not built yet" not in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def test_validate_complete_dataset(complete_bids: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(complete_bids)]) == 0
+    out = capsys.readouterr().out
+    assert "Protocol 'esims': contrasts PDw, T2w, T1w, T1w_gad; reading space T2w" in out
+    assert "2 participant(s), 6 session(s)" in out
+    for participant, arm in ARMS.items():
+        for session, month in zip(SESSIONS, (0, 12, 24), strict=True):
+            assert f"sub-{participant} ses-{session}  (month {month}, arm {arm})" in out
+    assert out.count("present:  PDw, T2w, T1w, T1w_gad") == 6
+    assert "6 of 6 session(s) complete; dataset is complete" in out
+
+
+def test_validate_incomplete_dataset_exits_1(
+    incomplete_bids: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(incomplete_bids)]) == 1
+    out = capsys.readouterr().out
+    block = out.split("sub-02 ses-M12  (month 12, arm ivig)", 1)[1].split("\n\n", 1)[0]
+    assert "present:  PDw, T2w, T1w\n" in block
+    assert "missing:  T1w_gad" in block
+    assert "cannot compute (needs T1w_gad): cel_count, cel_volume" in block
+    assert "5 of 6 session(s) complete; dataset is usable, with gaps" in out
+
+
+def test_validate_unusable_dataset_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["validate", str(tmp_path / "empty")]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("ERROR: ")
+    assert "dataset_description.json is missing" in out
+
+
+def test_validate_participant_label(
+    incomplete_bids: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Only sub-01, which is complete.
+    assert main(["validate", str(incomplete_bids), "--participant-label", "01"]) == 0
+    out = capsys.readouterr().out
+    assert "1 participant(s), 3 session(s)" in out
+    assert "sub-02" not in out
+
+
+def test_validate_json(incomplete_bids: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(incomplete_bids), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["protocol"] == "esims"
+    assert report["exit_code"] == 1
+    assert report["fatal"] is None
+    assert len(report["sessions"]) == 6
+    problems = {
+        (s["participant_id"], s["session"]): s["problems"]
+        for s in report["sessions"]
+        if s["problems"]
+    }
+    assert problems == {("sub-02", "ses-M12"): {"T1w_gad": "missing"}}
+
+
+def test_validate_json_of_fatal_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path), "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["exit_code"] == 2
+    assert "dataset_description.json is missing" in report["fatal"]
+
+
+def test_validate_unknown_protocol(complete_bids: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(complete_bids), "--protocol", "nosuch"]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "nosuch: no such protocol file" in captured.err
+    assert "esims, flair" in captured.err
+
+
+def test_validate_protocol_by_name(complete_bids: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The esims skeleton has no FLAIR, the flair protocol's reading space.
+    assert main(["validate", str(complete_bids), "--protocol", "flair"]) == 2
+    out = capsys.readouterr().out
+    assert out.count("missing:  FLAIR") == 6
+    assert "dataset is UNUSABLE" in out
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--out", str(out_dir)]) == EXIT_OK
+    out = capsys.readouterr().out
+
+    assert "No endpoint is computed, so no number is shown." in out
+    assert "sub-01 ses-M00  (month 0, arm placebo)" in out
+    assert "sub-02 ses-M12  (month 12, arm ivig)" in out
+    assert "missing:  T1w_gad" in out
+    assert "5 of 6 session(s) complete; dataset is usable, with gaps" in out
+    bids_dir = out_dir / "run-1" / "bids"
+    assert f"Skeleton dataset: {bids_dir}" in out
+    assert (bids_dir / "dataset_description.json").is_file()
+    assert anat_path(bids_dir, "01", "M00", suffix="T2w").is_file()
+    assert not anat_path(bids_dir, "02", "M12", suffix="T1w", ce="gadolinium").exists()
+
+
+def test_demo_out_is_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "demo"
+    target.write_text("not a folder\n")
+    assert main(["demo", "--out", str(target)]) != EXIT_OK
+    assert str(target) in capsys.readouterr().err

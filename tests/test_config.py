@@ -1,0 +1,188 @@
+"""Protocol files: shipped ones load, and every kind of bad input is rejected clearly."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mriproc.config import (
+    Protocol,
+    ProtocolError,
+    available_protocols,
+    load_protocol,
+    protocol_from_mapping,
+    resolve_protocol_path,
+)
+
+
+@pytest.fixture
+def esims_data() -> dict[str, Any]:
+    path = resolve_protocol_path("esims")
+    return yaml.safe_load(path.read_text())
+
+
+def write(tmp_path: Path, data: Any, name: str = "proto.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_shipped_protocols_are_found_by_name() -> None:
+    assert available_protocols() == ["esims", "flair"]
+    for name in available_protocols():
+        protocol = load_protocol(name)
+        assert protocol.name == name
+        assert protocol.reading_space in protocol.contrasts
+        assert Path(protocol.source).name == f"{name}.yaml"
+
+
+def test_protocol_is_frozen() -> None:
+    protocol = load_protocol("esims")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        protocol.reading_space = "PDw"  # type: ignore[misc]
+
+
+def test_esims_matches_the_spec_defaults() -> None:
+    p = load_protocol("esims")
+    assert set(p.contrasts) == {"PDw", "T2w", "T1w", "T1w_gad"}
+    assert p.contrasts["T1w_gad"].suffix == "T1w" and p.contrasts["T1w_gad"].ce == "gadolinium"
+    assert p.reading_space == "T2w"
+    assert p.dual_echo == ("PDw", "T2w")
+    assert p.visits.months == {"M00": 0, "M12": 12, "M24": 24}
+    assert p.labelling.connectivity == 26
+    assert p.labelling.min_in_plane_diameter_mm == 3.0
+    assert p.t2_lesions.channels == ("PDw", "T2w")
+    assert p.black_holes.threshold_reference == "cortical_gm_mean"
+    assert p.black_holes.exclude_enhancing is True
+    assert p.cel.min_voxels == 2  # 1-voxel foci excluded
+    assert set(p.cel.exclude_structures) == {"vessels", "dural_sinuses", "choroid_plexus"}
+    assert p.cel.require_t2_correspondence is True
+    assert p.new_enlarging.new_max_overlap_voxels == 0
+    assert p.new_enlarging.small_lesion_max_area_cm2 == 0.67
+    assert p.new_enlarging.small_lesion_min_growth_pct == 45.0
+    assert p.new_enlarging.large_lesion_min_growth_pct == 24.0
+    assert p.active_scan.min_cel == 1 and p.active_scan.min_new_or_enlarging == 1
+    assert p.pcf.slab_thickness_mm == 20.0
+    assert set(p.pcf.parenchyma_classes) == {"GM", "WM", "lesion"}
+    assert p.pbvc.method in ("jacobian", "boundary_shift")
+
+
+def test_flair_reads_in_flair_space() -> None:
+    p = load_protocol("flair")
+    assert p.reading_space == "FLAIR"
+    assert p.t2_lesions.channels[0] == "FLAIR"
+    assert p.dual_echo == ()
+
+
+def test_load_by_path(tmp_path: Path, esims_data: dict[str, Any]) -> None:
+    esims_data["name"] = "mysite"
+    protocol = load_protocol(write(tmp_path, esims_data))
+    assert isinstance(protocol, Protocol)
+    assert protocol.name == "mysite"
+
+
+def test_unknown_name_lists_shipped_protocols() -> None:
+    with pytest.raises(ProtocolError, match=r"nosuch: no such protocol file.*esims, flair"):
+        load_protocol("nosuch")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(colour="red"), r"colour: unknown key"),
+        (lambda d: d["labelling"].update(conectivity=6), r"labelling\.conectivity: unknown key"),
+        (lambda d: d["labelling"].pop("connectivity"), r"labelling\.connectivity: required key"),
+        (lambda d: d.pop("pcf"), r"pcf: required key is missing"),
+        (
+            lambda d: d["labelling"].update(connectivity=8),
+            r"labelling\.connectivity: expected one of 6, 18, 26",
+        ),
+        (
+            lambda d: d["labelling"].update(connectivity=True),
+            r"labelling\.connectivity: expected one of",
+        ),
+        (lambda d: d["cel"].update(min_voxels="two"), r"cel\.min_voxels: expected an integer"),
+        (lambda d: d["cel"].update(min_voxels=0), r"cel\.min_voxels: 0 is out of range"),
+        (lambda d: d["cel"].update(require_t2_correspondence="yes"), r"expected true or false"),
+        (
+            lambda d: d["pcf"].update(slab_thickness_mm=-5),
+            r"pcf\.slab_thickness_mm: -5\.0 is out of range",
+        ),
+        (lambda d: d["pcf"].update(slab_thickness_mm=float("nan")), r"expected a finite number"),
+        (lambda d: d["t2_lesions"].update(channels=[]), r"t2_lesions\.channels: needs at least 1"),
+        (
+            lambda d: d["t2_lesions"].update(channels="PDw"),
+            r"t2_lesions\.channels: expected a list",
+        ),
+        (
+            lambda d: d["t2_lesions"].update(channels=["PDw", "DWI"]),
+            r"t2_lesions\.channels: 'DWI' is not a contrast",
+        ),
+        (lambda d: d.update(reading_space="FLAIR"), r"reading_space: 'FLAIR' is not a contrast"),
+        (
+            lambda d: d["contrasts"].update(PDw={"suffix": "PD"}),
+            r"contrasts\.PDw\.suffix: expected one of",
+        ),
+        (
+            lambda d: d["contrasts"].update(T2w={"suffix": "PDw"}),
+            r"contrasts: two roles have the same",
+        ),
+        (lambda d: d["visits"].update(baseline="M06"), r"visits\.baseline: 'M06' is not a session"),
+        (
+            lambda d: d["visits"]["months"].update(M00=3),
+            r"visits\.months: the baseline 'M00' must be month 0",
+        ),
+        (lambda d: d.update(dual_echo=["PDw"]), r"dual_echo: names the two echoes"),
+        (
+            lambda d: d["pbvc"].update(method="siena"),
+            r"pbvc\.method: expected one of 'jacobian', 'boundary_shift'",
+        ),
+        (lambda d: d.update(source="x"), r"source: unknown key"),
+    ],
+)
+def test_bad_protocols_name_file_key_and_problem(
+    tmp_path: Path, esims_data: dict[str, Any], edit: Any, message: str
+) -> None:
+    data = copy.deepcopy(esims_data)
+    edit(data)
+    path = write(tmp_path, data)
+    with pytest.raises(ProtocolError, match=message) as info:
+        load_protocol(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ProtocolError, match=r"bad\.yaml: not valid YAML"):
+        load_protocol(bad)
+    listy = write(tmp_path, ["a", "b"], "list.yaml")
+    with pytest.raises(ProtocolError, match=r"list\.yaml: the protocol must be a mapping"):
+        load_protocol(listy)
+
+
+def test_protocol_from_mapping_keeps_source(esims_data: dict[str, Any]) -> None:
+    protocol = protocol_from_mapping(esims_data, source="inline")
+    assert protocol.source == "inline"
+    assert dataclasses.asdict(protocol)["labelling"] == {
+        "connectivity": 26,
+        "min_in_plane_diameter_mm": 3.0,
+    }
+
+
+def test_required_contrasts_follow_the_protocol() -> None:
+    esims = load_protocol("esims")
+    assert esims.required_contrasts("t2_lesions") == ("PDw", "T2w")
+    assert esims.required_contrasts("black_holes") == ("T1w", "PDw", "T2w")
+    assert esims.required_contrasts("pcf") == ("T2w",)
+    flair = load_protocol("flair")
+    assert flair.required_contrasts("cel") == ("T1w", "T1w_gad", "FLAIR")
+    no_correspondence = dataclasses.replace(
+        esims, cel=dataclasses.replace(esims.cel, require_t2_correspondence=False)
+    )
+    assert no_correspondence.required_contrasts("cel") == ("T1w", "T1w_gad")
