@@ -30,7 +30,6 @@ logger = logging.getLogger("mriproc")
 _NOT_BUILT = {
     "run": "processing (per-visit, lesion and longitudinal workflows)",
     "convert": "DICOM to BIDS conversion",
-    "simulate": "the simulated MS trial",
     "stats": "trial statistics",
     "report": "the visual QC report",
 }
@@ -46,6 +45,27 @@ def _plugin_args(text: str) -> dict[str, Any]:
             'must be a JSON object, e.g. \'{"sbatch_args": "-p short"}\''
         )
     return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"need distinct comma-separated names, got {text!r}")
+    if not all(name.replace("_", "").replace("-", "").isalnum() for name in names):
+        raise argparse.ArgumentTypeError(f"names may hold letters, digits, - and _ only: {text!r}")
+    return names
+
+
+def _months(text: str) -> tuple[int, ...]:
+    try:
+        months = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"need comma-separated whole months, got {text!r}"
+        ) from None
+    if months[0] != 0 or list(months) != sorted(set(months)):
+        raise argparse.ArgumentTypeError(f"visits must start at 0 and increase, got {text!r}")
+    return months
 
 
 def _positive_int(text: str) -> int:
@@ -139,12 +159,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser("simulate", help="write a simulated MS trial with ground truth")
     simulate.add_argument("output_dir", type=Path, metavar="OUT_DIR")
-    simulate.add_argument("--subjects", type=_positive_int, default=4)
-    simulate.add_argument("--arms", default="placebo,ivig")
-    simulate.add_argument("--visits", default="0,12,24")
+    simulate.add_argument("--subjects", type=_positive_int, default=4, help="number of subjects")
+    simulate.add_argument(
+        "--arms",
+        type=_names,
+        default=("placebo", "ivig"),
+        help="comma-separated arm names; subjects are allocated in turn (default: placebo,ivig)",
+    )
+    simulate.add_argument(
+        "--visits", type=_months, default=(0, 12, 24), help="visit months from 0 (default: 0,12,24)"
+    )
     simulate.add_argument("--resolution", choices=["esims", "1mm"], default="esims")
     simulate.add_argument("--format", choices=["bids", "dicom", "both"], default="bids")
-    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    simulate.add_argument(
+        "--snr", type=_positive_float, default=25.0, help="white-matter SNR on PDw (default: 25)"
+    )
+    simulate.add_argument("--flair", action="store_true", help="also acquire FLAIR")
+    simulate.add_argument(
+        "--preview", action="store_true", help="write a PNG of every subject's last visit"
+    )
+    _add_protocol(simulate)
 
     stats = sub.add_parser("stats", help="trial statistics from the endpoint tables")
     stats.add_argument("output_dir", type=Path, metavar="OUT_DIR")
@@ -230,8 +265,55 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK if report.exit_code in (0, 1) else EXIT_FAILURE
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from mriproc.simulate import TrialSpec, simulate_trial
+    from mriproc.simulate.preview import write_preview
+
+    protocol = load_protocol(args.protocol)
+    out: Path = args.output_dir
+    if out.exists() and any(out.iterdir()):
+        logger.error("%s: exists and is not empty; simulate writes into a new or empty folder", out)
+        return EXIT_USAGE
+    spec = TrialSpec(
+        n_subjects=args.subjects,
+        arms=args.arms,
+        months=args.visits,
+        resolution=args.resolution,
+        write_bids=args.format in ("bids", "both"),
+        write_dicom=args.format in ("dicom", "both"),
+        flair=args.flair,
+        seed=args.seed,
+        snr=args.snr,
+    )
+    last = len(spec.months) - 1
+    previews: list[Path] = []
+
+    def preview(subject: Any, visit: int, data: dict[str, Any]) -> None:
+        if args.preview and visit == last:
+            session = f"M{spec.months[visit]:02d}"
+            path = (
+                out
+                / "derivatives"
+                / "groundtruth"
+                / f"sub-{subject.label}_ses-{session}_preview.png"
+            )
+            previews.append(
+                write_preview(path, f"sub-{subject.label} ses-{session} ({subject.arm})", data)
+            )
+
+    simulate_trial(out, spec, protocol, on_visit=preview)
+    truth = out / "derivatives" / "groundtruth"
+    sys.stdout.write(
+        f"Simulated {spec.n_subjects} subject(s) x {len(spec.months)} visit(s) in {out}\n"
+        f"Ground truth: {truth / 'endpoints.tsv'}, {truth / 'lesions.tsv'}\n"
+        + "".join(f"Preview: {p}\n" for p in previews)
+    )
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": _validate,
+    "simulate": _simulate,
     "demo": _demo,
     **{name: _not_built for name in _NOT_BUILT},
 }

@@ -1,0 +1,174 @@
+"""One simulated subject: anatomy, lesions and atrophy, and their state at each visit.
+
+A :class:`SimSubject` holds everything drawn once per subject; :meth:`SimSubject.visit`
+gives the tissue fractions, lesion maps and MR signal volumes of one visit, all on
+the 1 mm template grid, ready to be acquired by :mod:`mriproc.simulate.acquisition`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from mriproc.simulate.anatomy import Template, head_fractions
+from mriproc.simulate.deformation import CoarseField, atrophy_field, smooth_random_field
+from mriproc.simulate.lesion_model import LesionMaps, SimLesion, draw_lesions, rasterize_lesions
+from mriproc.simulate.mr_signal import SEQUENCES, TISSUES, signal
+
+__all__ = ["ArmModel", "SimSubject", "VisitState", "draw_subject", "signal_volume", "visit_state"]
+
+FloatArray = npt.NDArray[np.float32]
+LESION_TISSUES = ("lesion_chronic", "lesion_acute", "black_hole")
+PARENCHYMA = ("GM", "WM", *LESION_TISSUES)
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """Arm-specific disease course: atrophy (%/year, mean and SD) and new lesions/year."""
+
+    atrophy_pct_per_year: float
+    atrophy_sd_pct_per_year: float
+    new_lesions_per_year: float
+
+
+@dataclass(frozen=True, eq=False)
+class SimSubject:
+    """Everything drawn once for one subject."""
+
+    label: str
+    arm: str
+    covariates: dict[str, object]
+    months: tuple[float, ...]
+    anatomy: CoarseField
+    anatomy_scale: float
+    atrophy_unit: CoarseField
+    atrophy_scales: tuple[float, ...]  # per visit, multiplies atrophy_unit
+    annual_atrophy_pct: float
+    fractions: dict[str, FloatArray]  # fixed head tissues (no lesions)
+    lesions: tuple[SimLesion, ...]
+    gd_dose: tuple[float, ...]  # per visit, relative blood gadolinium concentration
+
+    def atrophy(self, visit: int) -> CoarseField | None:
+        """The pull-back atrophy field of a visit (None at baseline)."""
+        scale = self.atrophy_scales[visit]
+        return None if scale == 0 else self.atrophy_unit.scaled(scale)
+
+
+@dataclass(frozen=True, eq=False)
+class VisitState:
+    """Template-space truth of one visit."""
+
+    fractions: dict[str, FloatArray]
+    lesion_maps: LesionMaps
+    gd_mm: dict[str, float | FloatArray]  # post-contrast gadolinium (mM) by tissue
+
+
+def _parenchymal_volume(
+    template: Template, parenchyma: FloatArray, field: CoarseField | None, step: int = 2
+) -> float:
+    """Volume (mL) of parenchyma pulled back through ``field``, sampled every ``step`` mm."""
+    grid = np.mgrid[
+        0 : template.shape[0] : step, 0 : template.shape[1] : step, 0 : template.shape[2] : step
+    ]
+    grid = grid.astype(np.float32)
+    if field is not None:
+        grid = grid + field.at(grid)
+    values = ndimage.map_coordinates(parenchyma, grid, order=1, mode="constant", prefilter=False)
+    return float(values.sum()) * step**3 / 1000.0
+
+
+def draw_subject(
+    template: Template,
+    *,
+    label: str,
+    arm: str,
+    model: ArmModel,
+    months: tuple[float, ...],
+    rng: np.random.Generator,
+) -> SimSubject:
+    """Draw one subject's anatomy, lesion history and atrophy."""
+    sex = str(rng.choice(["F", "M"], p=[0.6, 0.4]))
+    covariates: dict[str, object] = {
+        "sex": sex,
+        "age": int(rng.integers(30, 61)),
+        "edss": float(np.clip(np.round(rng.normal(5.0, 1.0) * 2) / 2, 3.0, 6.5)),
+        "relapses_2y": int(rng.poisson(0.8)),
+    }
+    anatomy = smooth_random_field(template.shape, rms_mm=2.5, smoothness_mm=20.0, rng=rng)
+    # MNI152 brains are larger than most: subjects are drawn 5-15 % smaller linearly.
+    anatomy_scale = float(rng.uniform(0.85, 0.95))
+    fractions = head_fractions(
+        template,
+        csf_layer_mm=float(rng.uniform(1.5, 3.0)),
+        skull_mm=float(rng.uniform(5.0, 8.0)),
+        scalp_mm=float(rng.uniform(5.0, 8.0)),
+        rng=rng,
+    )
+    parenchyma = fractions["GM"] + fractions["WM"]
+    atrophy_unit = atrophy_field(parenchyma, fractions["CSF"])
+    baseline_volume = _parenchymal_volume(template, parenchyma, None)
+    unit_change_pct = 100.0 * (
+        _parenchymal_volume(template, parenchyma, atrophy_unit) / baseline_volume - 1.0
+    )
+    annual = float(rng.normal(model.atrophy_pct_per_year, model.atrophy_sd_pct_per_year))
+    atrophy_scales = tuple(annual * m / 12.0 / unit_change_pct for m in months)
+
+    years = np.diff(np.asarray(months, dtype=float)) / 12.0
+    new_per_visit = [int(rng.poisson(model.new_lesions_per_year * y)) for y in years]
+    lesions = draw_lesions(
+        template,
+        n_visits=len(months),
+        n_baseline=int(np.clip(rng.lognormal(np.log(35), 0.5), 5, 100)),
+        new_per_visit=new_per_visit,
+        rng=rng,
+    )
+    return SimSubject(
+        label=label,
+        arm=arm,
+        covariates=covariates,
+        months=months,
+        anatomy=anatomy,
+        anatomy_scale=anatomy_scale,
+        atrophy_unit=atrophy_unit,
+        atrophy_scales=atrophy_scales,
+        annual_atrophy_pct=annual,
+        fractions=fractions,
+        lesions=tuple(lesions),
+        gd_dose=tuple(float(rng.uniform(0.8, 1.2)) for _ in months),
+    )
+
+
+def visit_state(template: Template, subject: SimSubject, visit: int) -> VisitState:
+    """Tissue fractions (lesions included) and gadolinium map of one visit."""
+    maps = rasterize_lesions(template, list(subject.lesions), visit)
+    fractions = dict(subject.fractions)
+    brain = fractions["GM"] + fractions["WM"]
+    lesion = maps.occupancy * brain  # lesions replace parenchyma, never CSF
+    fractions["GM"] = fractions["GM"] * (1.0 - maps.occupancy)
+    fractions["WM"] = fractions["WM"] * (1.0 - maps.occupancy)
+    black_hole = lesion * maps.black_hole
+    acute = (lesion - black_hole) * maps.acute
+    fractions["black_hole"] = np.asarray(black_hole, dtype=np.float32)
+    fractions["lesion_acute"] = np.asarray(acute, dtype=np.float32)
+    fractions["lesion_chronic"] = np.asarray(lesion - black_hole - acute, dtype=np.float32)
+    dose = subject.gd_dose[visit]
+    gd: dict[str, float | FloatArray] = {"blood": 1.0 * dose, "choroid_plexus": 0.6 * dose}
+    gd.update({name: maps.gd_mm for name in LESION_TISSUES})
+    return VisitState(fractions=fractions, lesion_maps=maps, gd_mm=gd)
+
+
+def signal_volume(state: VisitState, contrast: str, *, post_contrast: bool) -> FloatArray:
+    """Relative MR signal of every template voxel for one contrast."""
+    sequence = SEQUENCES[contrast]
+    total = np.zeros_like(state.fractions["GM"])
+    for name, fraction in state.fractions.items():
+        tissue = TISSUES[name]
+        if post_contrast and name in state.gd_mm:
+            value = signal(sequence, tissue.pd, tissue.t1_ms, tissue.t2_ms, state.gd_mm[name])
+            total += fraction * value
+        else:
+            total += fraction * float(signal(sequence, tissue.pd, tissue.t1_ms, tissue.t2_ms))
+    return total
