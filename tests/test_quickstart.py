@@ -45,3 +45,14 @@ def test_lock_pins_every_runtime_dependency() -> None:
     assert names
     missing = [n for n in names if n.lower().replace("_", "-") not in pins]
     assert not missing, f"requirements.lock lacks {missing}; run .ci/update-lock"
+
+
+def test_every_subpackage_is_packaged() -> None:
+    """pyproject lists packages explicitly (pipelines/ is mapped in); none may be missed."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"(mriproc(?:\.[a-z_]+)*)"', pyproject.split("[tool.setuptools]")[1]))
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "mriproc").rglob("__init__.py")
+    }
+    assert found | {"mriproc.pipelines"} <= listed

@@ -96,7 +96,7 @@ def atrophy_field(parenchyma: FloatArray, csf: FloatArray, *, step: int = 4) -> 
     source = 0.01 * (par - fluid * (par.sum() / max(float(fluid.sum()), 1e-6)))
     # Poisson solve by FFT on a grid padded to twice the size (no wrap-around).
     padded_shape = tuple(2 * n for n in coarse)
-    spectrum = np.fft.rfftn(source, s=padded_shape)
+    spectrum = np.fft.rfftn(source, s=padded_shape, axes=(0, 1, 2))
     k = [np.fft.fftfreq(n, d=step) for n in padded_shape[:2]] + [
         np.fft.rfftfreq(padded_shape[2], d=step)
     ]
@@ -106,7 +106,9 @@ def atrophy_field(parenchyma: FloatArray, csf: FloatArray, *, step: int = 4) -> 
     eig[0, 0, 0] = 1.0
     potential_hat = spectrum / eig
     potential_hat[0, 0, 0] = 0.0
-    potential = np.fft.irfftn(potential_hat, s=padded_shape)[: coarse[0], : coarse[1], : coarse[2]]
+    potential = np.fft.irfftn(potential_hat, s=padded_shape, axes=(0, 1, 2))[
+        : coarse[0], : coarse[1], : coarse[2]
+    ]
     gradient = np.stack(np.gradient(potential, step))
     return CoarseField(np.asarray(gradient, dtype=np.float32), step)
 

@@ -107,7 +107,7 @@ def draw_lesions(
             pool = candidates[location]
             voxel = pool[rng.integers(len(pool))]
             centre = (template.affine @ np.append(voxel, 1.0))[:3]
-            diameter = float(np.clip(rng.lognormal(np.log(7.5), 0.45), 3.0, 25.0))
+            diameter = float(np.clip(rng.lognormal(np.log(9.0), 0.45), 3.0, 25.0))
             if location == "juxtacortical":
                 diameter = min(diameter, 10.0)
             radius = diameter / 2.0

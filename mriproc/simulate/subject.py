@@ -121,7 +121,7 @@ def draw_subject(
     lesions = draw_lesions(
         template,
         n_visits=len(months),
-        n_baseline=int(np.clip(rng.lognormal(np.log(35), 0.5), 5, 100)),
+        n_baseline=int(np.clip(rng.lognormal(np.log(40), 0.5), 5, 100)),
         new_per_visit=new_per_visit,
         rng=rng,
     )
