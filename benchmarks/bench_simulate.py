@@ -47,7 +47,8 @@ def main() -> None:
     per_visit = [b - a for a, b in zip([start, *stamps[:-1]], stamps, strict=True)]
     load = endpoints[endpoints.endpoint == "t2_lesion_volume"]["value"]
     print(
-        f"trial: {args.subjects} subject(s) x {len(months)} visit(s), {args.resolution}: {total:.1f} s"
+        f"trial: {args.subjects} subject(s) x {len(months)} visit(s), "
+        f"{args.resolution}: {total:.1f} s"
     )
     print(
         "per visit (s, first includes loading the template and drawing the subject): "

@@ -77,11 +77,10 @@ def test_console_script_version() -> None:
     [
         (["run", "{tmp}/bids", "{tmp}/out", "participant"], "processing"),
         (["convert", "{tmp}/dicom", "{tmp}/bids"], "DICOM to BIDS conversion"),
-        (["simulate", "{tmp}/out"], "the simulated MS trial"),
         (["stats", "{tmp}/out"], "trial statistics"),
         (["report", "{tmp}/out"], "the visual QC report"),
     ],
-    ids=["run", "convert", "simulate", "stats", "report"],
+    ids=["run", "convert", "stats", "report"],
 )
 def test_not_built_commands_exit_3_and_write_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], what: str
@@ -230,3 +229,17 @@ def test_demo_out_is_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixt
     target.write_text("not a folder\n")
     assert main(["demo", "--out", str(target)]) != EXIT_OK
     assert str(target) in capsys.readouterr().err
+
+
+def test_simulate_writes_a_trial_and_its_preview(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sim"
+    argv = ["simulate", str(out), "--subjects", "1", "--visits", "0", "--preview", "--seed", "3"]
+    assert main(argv) == EXIT_OK
+    printed = capsys.readouterr().out
+    preview = out / "derivatives" / "groundtruth" / "sub-001_ses-M00_preview.png"
+    assert f"Preview: {preview}" in printed
+    assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "derivatives" / "groundtruth" / "endpoints.tsv").is_file()
+    assert (out / "sub-001" / "ses-M00" / "anat" / "sub-001_ses-M00_PDw.nii.gz").is_file()

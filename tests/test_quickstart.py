@@ -52,7 +52,6 @@ def test_every_subpackage_is_packaged() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     listed = set(re.findall(r'"(mriproc(?:\.[a-z_]+)*)"', pyproject.split("[tool.setuptools]")[1]))
     found = {
-        ".".join(p.parent.relative_to(ROOT).parts)
-        for p in (ROOT / "mriproc").rglob("__init__.py")
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "mriproc").rglob("__init__.py")
     }
     assert found | {"mriproc.pipelines"} <= listed

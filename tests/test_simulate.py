@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -182,3 +183,72 @@ def test_simulate_cli_refuses_a_non_empty_folder(
 @pytest.mark.parametrize("visits", ["12,24", "0,24,12", "0,x"])
 def test_simulate_cli_rejects_bad_visits(tmp_path: Path, visits: str) -> None:
     assert main(["simulate", str(tmp_path / "out"), "--visits", visits]) == 2
+
+
+def test_flair_at_1mm(tmp_path: Path, esims: Protocol) -> None:
+    root = simulate_trial(
+        tmp_path / "flair",
+        TrialSpec(n_subjects=1, months=(0,), resolution="1mm", flair=True, seed=3),
+        esims,
+    )
+    flair_img = nib.load(image(root, "001", "M00", "FLAIR"))
+    assert flair_img.shape == (192, 228, 180)
+    assert flair_img.header.get_zooms() == pytest.approx((1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(
+        flair_img.affine, nib.load(image(root, "001", "M00", "T2w")).affine
+    )
+    flair = np.asarray(flair_img.dataobj, dtype=float)
+    truth = truth_dir(root)
+    lesion = mask(root, "001", "M00", "t2lesion")
+    wm_core = load(image(truth, "001", "M00", "label-WM_probseg")) > 0.95
+    csf_core = load(image(truth, "001", "M00", "label-CSF_probseg")) > 0.95
+    # FLAIR: lesions bright, CSF suppressed.
+    assert flair[lesion].mean() > 1.5 * flair[wm_core].mean()
+    assert flair[csf_core].mean() < 0.5 * flair[wm_core].mean()
+    sidecar = (
+        image(root, "001", "M00", "FLAIR").with_name("sub-001_ses-M00_FLAIR.json")
+    ).read_text()
+    assert '"InversionTime": 2.5' in sidecar
+
+
+def in_reading_grid(
+    moving: nib.Nifti1Image,
+    reference: nib.Nifti1Image,
+    pose: np.ndarray,
+    reference_pose: np.ndarray,
+) -> np.ndarray:
+    """Resample ``moving`` into ``reference``'s grid through the true poses of both scans."""
+    from scipy import ndimage
+
+    matrix = np.linalg.inv(moving.affine) @ pose @ np.linalg.inv(reference_pose) @ reference.affine
+    data = np.asarray(moving.dataobj, dtype=float)
+    return ndimage.affine_transform(data, matrix, output_shape=reference.shape, order=1)
+
+
+def test_enhancement_and_black_holes_show_on_t1(trial: Path) -> None:
+    """Bring T1 pre/post into the reading grid with the true head poses (the head moves
+    between acquisitions, so the affines alone do not align them): CEL brighten with
+    gadolinium, black holes are darker than grey matter."""
+    scans = json.loads((truth_dir(trial) / "simulation.json").read_text())["scans"]
+    poses = {(r["participant_id"], r["session"]): r["poses"] for r in scans}
+    seen_cel = seen_bh = 0
+    for p, s in (("001", "M00"), ("001", "M12"), ("002", "M00"), ("002", "M12")):
+        reference = nib.load(image(trial, p, s, "T2w"))
+        pose = {k: np.asarray(v) for k, v in poses[(f"sub-{p}", f"ses-{s}")].items()}
+        pre, post = (
+            in_reading_grid(
+                nib.load(image(trial, p, s, suffix)), reference, pose[role], pose["dual_echo"]
+            )
+            for suffix, role in (("T1w", "T1w"), ("ce-gadolinium_T1w", "T1w_gad"))
+        )
+        wm_core = load(image(truth_dir(trial), p, s, "label-WM_probseg")) > 0.95
+        gm_core = load(image(truth_dir(trial), p, s, "label-GM_probseg")) > 0.9
+        pre, post = pre / np.median(pre[wm_core]), post / np.median(post[wm_core])
+        cel, black_hole = mask(trial, p, s, "cel"), mask(trial, p, s, "blackhole")
+        if cel.sum() >= 5:
+            assert post[cel].mean() > 1.3 * pre[cel].mean()
+            seen_cel += 1
+        if black_hole.sum() >= 5:
+            assert pre[black_hole].mean() < pre[gm_core].mean()
+            seen_bh += 1
+    assert seen_cel >= 1 and seen_bh >= 1, (seen_cel, seen_bh)

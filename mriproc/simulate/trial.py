@@ -145,7 +145,7 @@ def simulate_trial(
         for visit, month in enumerate(spec.months):
             rng = np.random.default_rng([spec.seed, index, visit, 1])
             state = visit_state(template, subject, visit)
-            images, grid = _acquire_visit(template, subject, state, visit, spec, rng)
+            images, grid, poses = _acquire_visit(template, subject, state, visit, spec, rng)
             truth = scan_truth(grid, state, template, protocol)
             brain = brain_truth(template, subject, state, visit, protocol)
             truths.append(truth)
@@ -167,6 +167,11 @@ def simulate_trial(
                     "csf_ml": round(brain.csf_ml, 4),
                     "slab_parenchyma_ml": round(brain.slab_parenchyma_ml, 4),
                     "slab_csf_ml": round(brain.slab_csf_ml, 4),
+                    # Rigid maps subject (mm) -> scanner (mm) of each acquisition:
+                    # the ground truth for registration checks.
+                    "poses": {
+                        name: np.round(pose, 8).tolist() for name, pose in sorted(poses.items())
+                    },
                 }
             )
             if on_visit is not None:
@@ -190,8 +195,12 @@ def _acquire_visit(
     visit: int,
     spec: TrialSpec,
     rng: np.random.Generator,
-) -> tuple[dict[str, tuple[npt.NDArray[np.int16], npt.NDArray[np.float64]]], SampledGrid]:
-    """Every contrast of one visit as (int16 image, affine); also the reading-space grid."""
+) -> tuple[
+    dict[str, tuple[npt.NDArray[np.int16], npt.NDArray[np.float64]]],
+    SampledGrid,
+    dict[str, npt.NDArray[np.float64]],
+]:
+    """Every contrast of one visit as (int16 image, affine), the reading-space grid, the poses."""
     geometry = RESOLUTIONS[spec.resolution]
     atrophy = subject.atrophy(visit)
     dual_echo_pose = random_pose(rng)
@@ -233,7 +242,7 @@ def _acquire_visit(
         field = bias_field(geometry.shape, strength=0.2, rng=rng)
         clean = grid.sample(signal_volume(state, "T1w", post_contrast=post)) * field * gain
         images[role] = (add_rician_noise(clean, sigma=noise_sigma("T1w"), rng=rng), grid.affine)
-    return images, dual
+    return images, dual, poses
 
 
 # --------------------------------------------------------------------------- writing
@@ -408,6 +417,6 @@ def _write_dataset_files(
             }
             for s in subjects
         ],
-        "brain_volumes": truth_records,
+        "scans": truth_records,
     }
     atomic_write_text(truth_dir / "simulation.json", json.dumps(simulation, indent=2) + "\n")

@@ -1,0 +1,119 @@
+"""Accuracy harness: mriproc on simulated trials, joined with the simulator's ground truth.
+
+    python benchmarks/accuracy.py --subjects 6 --seeds 101,102 --work /tmp/mriproc-bench
+
+For every seed it simulates a trial (cached in --work), runs ``mriproc run BIDS OUT
+participant`` then ``group``, joins ``OUT/mriproc/endpoints.tsv`` with
+``derivatives/groundtruth/endpoints.tsv`` and prints per-endpoint agreement as a
+Markdown table for ``benchmarks/RESULTS.md``.  ``--compare TRUTH RESULT`` compares
+two existing endpoint tables without simulating or running anything.
+
+Use seeds that no test and no tuning used ("unseen seeds") for the figures that go
+into RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from mriproc.evaluation import compare_endpoints
+from mriproc.tables import read_table
+
+
+def simulate(work: Path, seed: int, subjects: int, resolution: str) -> Path:
+    """The simulated trial of ``seed`` (reused when already in ``work``)."""
+    bids = work / f"sim-seed{seed}-n{subjects}-{resolution}"
+    if not (bids / "derivatives" / "groundtruth" / "endpoints.tsv").is_file():
+        command = [
+            sys.executable,
+            "-m",
+            "mriproc.cli",
+            "simulate",
+            str(bids),
+            "--subjects",
+            str(subjects),
+            "--seed",
+            str(seed),
+            "--resolution",
+            resolution,
+        ]
+        subprocess.run(command, check=True)
+    return bids
+
+
+def run_mriproc(bids: Path, out: Path, protocol: str) -> int:
+    """``mriproc run`` participant then group level; the exit status of the first failure."""
+    for level in ("participant", "group"):
+        command = [
+            sys.executable,
+            "-m",
+            "mriproc.cli",
+            "run",
+            str(bids),
+            str(out),
+            level,
+            "--protocol",
+            protocol,
+            "--work-dir",
+            str(out.parent / (out.name + "-work")),
+        ]
+        status = subprocess.run(command, check=False).returncode
+        if status != 0:
+            return status
+    return 0
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The agreement table as Markdown."""
+    columns = list(table.columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in table.itertuples(index=False):
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subjects", type=int, default=6)
+    parser.add_argument("--seeds", default="101")
+    parser.add_argument("--resolution", default="esims")
+    parser.add_argument("--protocol", default="esims")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mriproc-bench"))
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("TRUTH", "RESULT"))
+    args = parser.parse_args()
+
+    if args.compare:
+        truth, result = (read_table(p) for p in args.compare)
+        print(markdown(compare_endpoints(truth, result)))
+        return 0
+
+    truths, results = [], []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        bids = simulate(args.work, seed, args.subjects, args.resolution)
+        out = args.work / f"out-seed{seed}-n{args.subjects}-{args.resolution}-{args.protocol}"
+        status = run_mriproc(bids, out, args.protocol)
+        if status != 0:
+            print(f"mriproc run failed with exit status {status} on seed {seed}", file=sys.stderr)
+            return status
+        truths.append(
+            read_table(bids / "derivatives" / "groundtruth" / "endpoints.tsv").assign(seed=seed)
+        )
+        results.append(read_table(out / "mriproc" / "endpoints.tsv").assign(seed=seed))
+    truth_all = pd.concat(truths).assign(
+        participant_id=lambda t: t.seed.astype(str) + ":" + t.participant_id
+    )
+    result_all = pd.concat(results).assign(
+        participant_id=lambda t: t.seed.astype(str) + ":" + t.participant_id
+    )
+    print(markdown(compare_endpoints(truth_all, result_all)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Agreement between two sets of results: endpoint errors, Dice and lesion-wise F1.
+
+Used by the benchmark harness (mriproc versus simulated ground truth) and for rater
+agreement (automated versus a rater's mask).  Lesions are found with the project's
+one labelling function, so "a lesion" is the same thing on both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from mriproc.lesions import label_lesions
+
+__all__ = ["LesionwiseScore", "compare_endpoints", "dice", "lesionwise_score"]
+
+
+def dice(truth: npt.ArrayLike, prediction: npt.ArrayLike) -> float:
+    """Dice overlap of two binary masks (1.0 when both are empty).
+
+    >>> dice(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]))
+    0.6666666666666666
+    """
+    a, b = np.asarray(truth) != 0, np.asarray(prediction) != 0
+    total = int(a.sum() + b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+@dataclass(frozen=True)
+class LesionwiseScore:
+    """Lesion-wise detection: a lesion counts as found when the other side overlaps it."""
+
+    n_truth: int
+    n_predicted: int
+    truth_detected: int
+    predicted_correct: int
+
+    @property
+    def recall(self) -> float:
+        """Share of true lesions overlapped by a predicted one (1 when there are none)."""
+        return 1.0 if self.n_truth == 0 else self.truth_detected / self.n_truth
+
+    @property
+    def precision(self) -> float:
+        """Share of predicted lesions overlapping a true one (1 when there are none)."""
+        return 1.0 if self.n_predicted == 0 else self.predicted_correct / self.n_predicted
+
+    @property
+    def f1(self) -> float:
+        """Harmonic mean of precision and recall."""
+        p, r = self.precision, self.recall
+        return 0.0 if p + r == 0 else 2.0 * p * r / (p + r)
+
+    def __add__(self, other: LesionwiseScore) -> LesionwiseScore:
+        """Pool counts over scans (micro-average)."""
+        return LesionwiseScore(
+            self.n_truth + other.n_truth,
+            self.n_predicted + other.n_predicted,
+            self.truth_detected + other.truth_detected,
+            self.predicted_correct + other.predicted_correct,
+        )
+
+
+def lesionwise_score(
+    truth: npt.ArrayLike,
+    prediction: npt.ArrayLike,
+    voxel_size_mm: Sequence[float],
+    *,
+    connectivity: int,
+    min_in_plane_diameter_mm: float,
+) -> LesionwiseScore:
+    """Count lesions of each mask and how many overlap a lesion of the other."""
+    kwargs = {"connectivity": connectivity, "min_in_plane_diameter_mm": min_in_plane_diameter_mm}
+    true_lesions = label_lesions(truth, voxel_size_mm, **kwargs)  # type: ignore[arg-type]
+    predicted = label_lesions(prediction, voxel_size_mm, **kwargs)  # type: ignore[arg-type]
+    overlap = (true_lesions.labels > 0) & (predicted.labels > 0)
+    detected = np.unique(true_lesions.labels[overlap])
+    correct = np.unique(predicted.labels[overlap])
+    return LesionwiseScore(true_lesions.count, predicted.count, len(detected), len(correct))
+
+
+def compare_endpoints(truth: pd.DataFrame, result: pd.DataFrame) -> pd.DataFrame:
+    """Per-endpoint agreement of two ``endpoints.tsv`` tables (as read by ``read_table``).
+
+    Rows are matched on participant, session and endpoint.  ``n`` counts pairs where
+    both values exist; ``n_missing`` counts true values the result lacks.  Errors are
+    result minus truth in the endpoint's unit.
+    """
+    keys = ["participant_id", "session", "endpoint"]
+    joined = truth[[*keys, "value", "unit"]].merge(
+        result[[*keys, "value", "status"]], on=keys, how="left", suffixes=("_truth", "_result")
+    )
+    joined = joined[joined["value_truth"].notna()]
+    records = []
+    for endpoint, rows in joined.groupby("endpoint", sort=False):
+        both = rows[rows["value_result"].notna()]
+        error = both["value_result"] - both["value_truth"]
+        records.append(
+            {
+                "endpoint": endpoint,
+                "unit": rows["unit"].iloc[0],
+                "n": len(both),
+                "n_missing": int(rows["value_result"].isna().sum()),
+                "bias": float(error.mean()) if len(both) else np.nan,
+                "median_abs_error": float(error.abs().median()) if len(both) else np.nan,
+                "max_abs_error": float(error.abs().max()) if len(both) else np.nan,
+                "pearson_r": float(both["value_truth"].corr(both["value_result"]))
+                if len(both) > 2 and both["value_truth"].std() > 0
+                else np.nan,
+            }
+        )
+    return pd.DataFrame.from_records(records)
