@@ -232,7 +232,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mriproc.skeleton import write_skeleton_dataset
+    from mriproc.simulate import TrialSpec, simulate_trial
+    from mriproc.simulate.preview import write_preview
+    from mriproc.tables import read_table
     from mriproc.validate import validate_dataset
 
     protocol = load_protocol("esims")
@@ -240,29 +242,41 @@ def _demo(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         logger.error("%s: exists and is not a folder; choose another --out", out)
         return EXIT_USAGE
-    if out.exists() and any(out.iterdir()):
-        tempdir = Path(tempfile.mkdtemp(prefix="run-", dir=out))
-    else:
-        tempdir = out / "run-1"
-    bids_dir = tempdir / "bids"
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=out))
+    bids_dir = run_dir / "bids"
     sys.stdout.write(
         "mriproc demo\n"
-        "The processing pipeline is not built yet, so this demo shows what exists: it writes a\n"
-        "skeleton BIDS dataset for the ESIMS protocol (2 participants x 3 visits of synthetic\n"
-        "images without anatomy; one visit lacks its post-gadolinium T1) and validates it.\n"
-        "No endpoint is computed, so no number is shown.\n\n"
+        "Simulating a small two-arm ESIMS-like trial (2 participants x 3 visits: PD/T2 dual\n"
+        "echo, T1 before and after gadolinium) with its ground truth, then validating it.\n"
+        "Processing (mriproc run) is not built yet, so nothing is measured: the numbers below\n"
+        "are the simulation's ground truth, which mriproc's measurements will be compared to.\n\n"
     )
-    write_skeleton_dataset(
-        bids_dir,
-        protocol,
-        arms={"01": "placebo", "02": "ivig"},
-        sessions=list(protocol.visits.months),
-        omit=[("02", "M12", "T1w_gad")],
-    )
+    sys.stdout.flush()
+    spec = TrialSpec(n_subjects=2, arms=("placebo", "ivig"), months=(0, 12, 24), seed=2026)
+    previews: list[Path] = []
+
+    def preview(subject: Any, visit: int, data: dict[str, Any]) -> None:
+        if visit == len(spec.months) - 1:
+            name = f"sub-{subject.label}_ses-M{spec.months[visit]:02d}_preview.png"
+            path = bids_dir / "derivatives" / "groundtruth" / name
+            previews.append(write_preview(path, f"{name[:-12]} ({subject.arm})", data))
+
+    simulate_trial(bids_dir, spec, protocol, on_visit=preview)
     report = validate_dataset(bids_dir, protocol)
     sys.stdout.write("\n".join(report.lines()) + "\n\n")
-    sys.stdout.write(f"Skeleton dataset: {bids_dir}\n")
-    return EXIT_OK if report.exit_code in (0, 1) else EXIT_FAILURE
+    truth = bids_dir / "derivatives" / "groundtruth"
+    wide = read_table(truth / "endpoints_wide.tsv")
+    shown = ["participant_id", "session", "arm", "t2_lesion_volume", "cel_count", "pcf", "pbvc"]
+    sys.stdout.write(
+        "Ground truth of the simulation (T2 lesion volume mL, CEL count, PCF, PBVC %):\n"
+        + wide[shown].to_string(index=False, na_rep="n/a", float_format=lambda v: f"{v:.4g}")
+        + "\n\n"
+        f"BIDS dataset:  {bids_dir}\n"
+        f"Ground truth:  {truth / 'endpoints.tsv'}\n"
+        + "".join(f"Preview:       {p}\n" for p in previews)
+    )
+    return EXIT_OK if report.exit_code == 0 else EXIT_FAILURE
 
 
 def _simulate(args: argparse.Namespace) -> int:

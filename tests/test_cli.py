@@ -14,6 +14,7 @@ from mriproc.cli import EXIT_NOT_BUILT, EXIT_OK, EXIT_USAGE, main
 from mriproc.config import load_protocol
 from mriproc.io.bids import anat_path
 from mriproc.skeleton import write_skeleton_dataset
+from mriproc.tables import read_table
 
 ARMS = {"01": "placebo", "02": "ivig"}
 SESSIONS = ["M00", "M12", "M24"]
@@ -212,16 +213,21 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--out", str(out_dir)]) == EXIT_OK
     out = capsys.readouterr().out
 
-    assert "No endpoint is computed, so no number is shown." in out
-    assert "sub-01 ses-M00  (month 0, arm placebo)" in out
-    assert "sub-02 ses-M12  (month 12, arm ivig)" in out
-    assert "missing:  T1w_gad" in out
-    assert "5 of 6 session(s) complete; dataset is usable, with gaps" in out
-    bids_dir = out_dir / "run-1" / "bids"
-    assert f"Skeleton dataset: {bids_dir}" in out
-    assert (bids_dir / "dataset_description.json").is_file()
-    assert anat_path(bids_dir, "01", "M00", suffix="T2w").is_file()
-    assert not anat_path(bids_dir, "02", "M12", suffix="T1w", ce="gadolinium").exists()
+    assert "nothing is measured" in out
+    assert "sub-001 ses-M00  (month 0, arm placebo)" in out
+    assert "sub-002 ses-M24  (month 24, arm ivig)" in out
+    assert "6 of 6 session(s) complete; dataset is complete" in out
+    (run_dir,) = out_dir.iterdir()
+    bids_dir = run_dir / "bids"
+    assert f"BIDS dataset:  {bids_dir}" in out
+    truth = bids_dir / "derivatives" / "groundtruth" / "endpoints.tsv"
+    assert f"Ground truth:  {truth}" in out
+    # The ground-truth numbers printed are those of the table.
+    table = read_table(truth)
+    pbvc = table[(table.participant_id == "sub-001") & (table.endpoint == "pbvc")]
+    assert f"{pbvc['value'].iloc[-1]:.4g}" in out
+    assert anat_path(bids_dir, "002", "M24", suffix="T1w", ce="gadolinium").is_file()
+    assert len(list(bids_dir.rglob("*_preview.png"))) == 2
 
 
 def test_demo_out_is_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
