@@ -252,3 +252,32 @@ def test_enhancement_and_black_holes_show_on_t1(trial: Path) -> None:
             assert pre[black_hole].mean() < pre[gm_core].mean()
             seen_bh += 1
     assert seen_cel >= 1 and seen_bh >= 1, (seen_cel, seen_bh)
+
+
+def test_dicom_export_converts_back_to_the_bids_images(tmp_path: Path, esims: Protocol) -> None:
+    import subprocess
+
+    from mriproc.io.dicom_write import dcm2niix_executable
+
+    spec = TrialSpec(n_subjects=1, months=(0,), seed=5, write_dicom=True)
+    root = simulate_trial(tmp_path / "both", spec, esims)
+    series = sorted((root / "sourcedata" / "dicom").glob("*/*/*"))
+    assert [s.name for s in series] == ["02_PD_T2_SE_AX", "03_T1_SE_AX", "04_T1_SE_AX_POST_GD"]
+    expected = {
+        "02_PD_T2_SE_AX": ["PDw", "T2w"],
+        "03_T1_SE_AX": ["T1w"],
+        "04_T1_SE_AX_POST_GD": ["ce-gadolinium_T1w"],
+    }
+    for folder in series:
+        out = tmp_path / "nifti" / folder.name
+        out.mkdir(parents=True)
+        command = [str(dcm2niix_executable()), "-z", "y", "-f", "%e", "-o", str(out), str(folder)]
+        subprocess.run(command, check=True, capture_output=True)
+        converted = sorted(out.glob("*.nii.gz"))
+        assert len(converted) == len(expected[folder.name])
+        for nifti, suffix in zip(converted, expected[folder.name], strict=True):
+            original = nib.load(image(root, "001", "M00", suffix))
+            back = nib.load(nifti)
+            assert back.shape == original.shape
+            np.testing.assert_allclose(back.affine, original.affine, atol=1e-3)
+            np.testing.assert_array_equal(np.asarray(back.dataobj), np.asarray(original.dataobj))

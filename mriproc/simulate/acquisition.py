@@ -44,10 +44,16 @@ class ScanGeometry:
         return len(self.slice_offsets_mm) > 1
 
     def affine(self, centre_world: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Axial RAS+ voxel-to-scanner affine whose grid centre is at ``centre_world``."""
-        affine = np.diag([*self.voxel_size_mm, 1.0])
+        """Axial voxel-to-scanner affine whose grid centre is at ``centre_world``.
+
+        2-D scans are stored LAS (the first axis runs right to left) and 3-D scans
+        RAS: the voxel orders dcm2niix gives such acquisitions, so the BIDS images
+        and the DICOM export convert to the same arrays and affines.
+        """
+        signs = np.array([-1.0 if self.is_2d else 1.0, 1.0, 1.0])
+        affine = np.diag([*(signs * np.asarray(self.voxel_size_mm)), 1.0])
         half = (np.asarray(self.shape, dtype=float) - 1.0) / 2.0
-        affine[:3, 3] = centre_world - half * np.asarray(self.voxel_size_mm)
+        affine[:3, 3] = centre_world - affine[:3, :3] @ half
         return affine
 
 
