@@ -124,6 +124,15 @@ def test_lesion_counts_match_the_labelling_function(trial: Path, esims: Protocol
         assert len(here) == values["t2_lesion_count"]
         label_map = load(image(truth_dir(trial), p, s, "desc-lesions_dseg"))
         np.testing.assert_array_equal(label_map, t2.labels)
+        if s != "M00":
+            for desc, count_name, category in (
+                ("newlesion", "new_t2_count", "new"),
+                ("enlarginglesion", "enlarging_t2_count", "enlarging"),
+            ):
+                changed = label_lesions(
+                    mask(trial, p, s, desc), zooms, connectivity=26, min_in_plane_diameter_mm=3.0
+                )
+                assert changed.count == values[count_name] == (here.category == category).sum()
         checked += 1
     assert checked == 4
     assert endpoints[endpoints.endpoint == "t2_lesion_count"]["value"].sum() > 0

@@ -155,8 +155,8 @@ def simulate_trial(
                 _write_bids_images(out, subject, session, images)
             if spec.write_dicom:
                 _write_dicom_series(out, subject, visit, session, images, spec)
-            _write_truth_maps(out / GROUND_TRUTH, subject, session, truth, grid)
             rows, lrows = visit_rows(subject, visit, session, truths, brains, protocol)
+            _write_truth_maps(out / GROUND_TRUTH, subject, session, truth, lrows, visit > 0)
             endpoint_rows.extend(rows)
             lesion_rows.extend(lrows)
             truth_records.append(
@@ -308,7 +308,12 @@ def _write_dicom_series(
 
 
 def _write_truth_maps(
-    root: Path, subject: SimSubject, session: str, truth: ScanTruth, grid: SampledGrid
+    root: Path,
+    subject: SimSubject,
+    session: str,
+    truth: ScanTruth,
+    lesion_rows: Sequence[LesionRow],
+    follow_up: bool,
 ) -> None:
     reading = anat_path(Path(), subject.label, session, suffix="T2w").as_posix()
     sources = [f"bids:raw:{reading}"]
@@ -321,6 +326,10 @@ def _write_truth_maps(
         "icv": truth.icv,
         "pcfslab": truth.pcfslab,
     }
+    if follow_up:  # versus the previous visit, as new_t2_count and enlarging_t2_count
+        for desc, category in (("newlesion", "new"), ("enlarginglesion", "enlarging")):
+            chosen = [row.label for row in lesion_rows if row.category == category]
+            masks[desc] = np.isin(truth.lesions.labels, chosen)
     for desc, mask in masks.items():
         write_derivative(
             root,
