@@ -1,16 +1,15 @@
-"""Export simulated MR scans as classic DICOM series that dcm2niix converts back exactly.
+"""Export simulated MR scans as classic DICOM series, laid out for an exact dcm2niix round trip.
 
 Public data has no dual-echo PD/T2 or post-gadolinium DICOM, so the simulator writes
 its scans through :func:`write_mr_series` to test the DICOM-to-BIDS conversion on them.
 
-Layout: one MR Image Storage file per slice and echo; pixel columns run along the
-NIfTI ``i`` axis, pixel rows along ``j`` in reverse (dcm2niix flips rows back) and the
-files of one echo along ``k``.  dcm2niix always stores slices along the normal
-``row direction x column direction``, so its output has a negative determinant: a
-series written from a left-handed affine (``det < 0``, the usual LAS scanner order)
-comes back with exactly the input array and affine; from a right-handed affine
-(RAS+) it comes back with the slice axis reversed, as :func:`dcm2niix_layout` says.
-Writes are deterministic: every UID derives from the seeds, and no clock is read.
+Layout: one MR Image Storage file per slice and echo; pixel columns run along the NIfTI
+``i`` axis, pixel rows along ``j`` in reverse (dcm2niix flips rows back), the files of
+one echo along ``k``.  ``dcm2niix -x n`` (its default) then returns exactly the array
+and affine written when the affine has ``det < 0`` (LAS-like) for a 2-D series, or is
+closest to RAS+ for a 3-D one; otherwise it returns the same image with its axes
+reordered, exactly as :func:`dcm2niix_layout` predicts.  Writes are deterministic:
+every UID derives from the seeds, and no clock is read.
 """
 
 from __future__ import annotations
@@ -23,30 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (
-    PYDICOM_IMPLEMENTATION_UID,
-    ExplicitVRLittleEndian,
-    MRImageStorage,
-    RLELossless,
-    generate_uid,
-)
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, RLELossless, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from mriproc.io.atomic import atomic_path
 
-__all__ = [
-    "PatientInfo",
-    "StudyInfo",
-    "dcm2niix_executable",
-    "dcm2niix_layout",
-    "write_mr_series",
-]
+__all__ = ["PatientInfo", "StudyInfo", "dcm2niix_executable", "dcm2niix_layout", "write_mr_series"]
 
 _LPS = np.array([-1.0, -1.0, 1.0])  # RAS <-> LPS: negate x and y
 _UINT16_MAX = 65535
+_MAX_3D_SPACING_MM = 2.0  # MRAcquisitionType "3D" up to this slice spacing
 
 
 def _check_format(value: str, pattern: str, what: str) -> None:
@@ -85,23 +74,25 @@ class StudyInfo:
 
 
 def dcm2niix_executable() -> Path:
-    """The dcm2niix binary of the PyPI wheel (beside this Python), else the one on PATH.
+    """The dcm2niix binary of the PyPI wheel, else the one beside this Python or on PATH.
 
     Raises
     ------
     FileNotFoundError
-        When neither exists.
+        When none is found.
     """
-    beside = Path(sys.executable).parent / "dcm2niix"
-    if beside.is_file():
-        return beside
-    found = shutil.which("dcm2niix")
-    if found is None:
-        raise FileNotFoundError(
-            f"dcm2niix not found beside {sys.executable} nor on PATH: "
-            "install mriproc's dependencies (the dcm2niix wheel ships the binary)"
-        )
-    return Path(found)
+    try:  # the wheel's own binary: no Python start-up per call, unlike its console script
+        from dcm2niix import bin_path
+    except ImportError:
+        bin_path = None
+    candidates = [bin_path, Path(sys.executable).parent / "dcm2niix", shutil.which("dcm2niix")]
+    for candidate in candidates:
+        if candidate is not None and Path(candidate).is_file():
+            return Path(candidate)
+    raise FileNotFoundError(
+        f"dcm2niix not found (dcm2niix package, beside {sys.executable}, PATH): "
+        "install mriproc's dependencies, whose dcm2niix wheel ships the binary"
+    )
 
 
 def dcm2niix_layout(
@@ -109,15 +100,22 @@ def dcm2niix_layout(
 ) -> tuple[npt.NDArray[np.generic], npt.NDArray[np.float64]]:
     """The array and affine dcm2niix makes of a series written by :func:`write_mr_series`.
 
-    The input itself when ``det(affine) < 0``; otherwise the same image with the slice
-    axis reversed (dcm2niix orders slices along the DICOM slice normal).
+    dcm2niix stacks 2-D slices along the DICOM normal (row x column direction), so its
+    output always has ``det < 0``: a 2-D series (slices > 2 mm apart) written from a
+    ``det > 0`` affine comes back with the slice axis reversed.  It turns a 3-D series
+    (MRAcquisitionType "3D") to the closest RAS+ axes.  The inputs themselves are
+    returned when dcm2niix gives them back unchanged.
     """
     affine = np.asarray(affine, dtype=np.float64)
-    if np.linalg.det(affine[:3, :3]) < 0:
+    ornt = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])  # axis taken, direction
+    if np.linalg.norm(affine[:3, 2]) <= _MAX_3D_SPACING_MM:
+        ornt = nib.orientations.io_orientation(affine)
+    elif np.linalg.det(affine[:3, :3]) > 0:
+        ornt[2, 1] = -1.0
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
         return volume, affine
-    flip = np.diag([1.0, 1.0, -1.0, 1.0])
-    flip[2, 3] = volume.shape[2] - 1
-    return volume[:, :, ::-1], affine @ flip
+    moved = nib.orientations.apply_orientation(volume, ornt)
+    return moved, affine @ nib.orientations.inv_ornt_aff(ornt, volume.shape)
 
 
 def _ds(value: float) -> str:
@@ -225,8 +223,8 @@ def write_mr_series(
         Folder for the series (created); it must not hold other ``IM_*.dcm`` files.
     volumes
         One 3-D array per echo, all of one shape, indexed ``[i, j, k]`` with ``k`` the
-        slice.  Stored as ``round(value)`` in uint16 without rescaling: negative values
-        are clipped to 0; values above 65535 or not finite raise ``ValueError``.
+        slice.  Stored as ``numpy.rint(value)`` (half to even) in uint16, unscaled:
+        negative values are clipped to 0; values above 65535 or not finite raise.
     affine
         NIfTI voxel-to-RAS+ affine (mm) shared by the echoes; axes must be orthogonal.
     patient, study
@@ -263,6 +261,7 @@ def write_mr_series(
         raise ValueError(f"{len(pixels)} volume(s) but {len(echo_times_ms)} echo time(s)")
     if (scanning_sequence == "IR") != (inversion_time_ms is not None):
         raise ValueError("give inversion_time_ms exactly when scanning_sequence is 'IR'")
+    affine = np.asarray(affine, dtype=np.float64)
     zooms, row_dir, col_dir = _plane(affine)
     out = Path(out_dir)
     ni, nj, nk = pixels[0].shape
@@ -276,7 +275,7 @@ def write_mr_series(
     ds.ScanningSequence = scanning_sequence
     ds.SequenceVariant = "NONE"
     ds.ScanOptions = ""
-    ds.MRAcquisitionType = "2D" if zooms[2] > 2.0 else "3D"
+    ds.MRAcquisitionType = "2D" if zooms[2] > _MAX_3D_SPACING_MM else "3D"
     ds.RepetitionTime = _ds(repetition_time_ms)
     if inversion_time_ms is not None:
         ds.InversionTime = _ds(inversion_time_ms)
@@ -294,7 +293,7 @@ def write_mr_series(
         for k in range(nk):
             number = len(written) + 1
             # First pixel (top left) is voxel (0, nj - 1, k): rows run along -j.
-            position = _LPS * (np.asarray(affine, dtype=np.float64) @ [0.0, nj - 1.0, k, 1.0])[:3]
+            position = _LPS * (affine @ [0.0, nj - 1.0, k, 1.0])[:3]
             ds.InstanceNumber = number
             ds.SOPInstanceUID = _uid(study.uid_seed, uid_seed, "instance", str(number))
             ds.ImagePositionPatient = [_ds(v) for v in position]
@@ -316,7 +315,6 @@ def _save(
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     image = np.ascontiguousarray(image, dtype="<u2")
     if transfer_syntax == "rle":
