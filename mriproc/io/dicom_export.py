@@ -222,30 +222,25 @@ def write_mr_series(
     out_dir
         Folder for the series (created); it must not hold other ``IM_*.dcm`` files.
     volumes
-        One 3-D array per echo, all of one shape, indexed ``[i, j, k]`` with ``k`` the
-        slice.  Stored as ``numpy.rint(value)`` (half to even) in uint16, unscaled:
-        negative values are clipped to 0; values above 65535 or not finite raise.
+        One 3-D array per echo, all of one shape, indexed ``[i, j, k]`` (``k``: slice).
+        Stored unscaled as ``numpy.rint(value)`` (half to even) in uint16: negative
+        values are clipped to 0; values above 65535 or not finite raise ValueError.
     affine
         NIfTI voxel-to-RAS+ affine (mm) shared by the echoes; axes must be orthogonal.
-    patient, study
-        Identifying fields, written as given.
-    series_number, series_description
-        SeriesNumber; SeriesDescription and ProtocolName.
-    echo_times_ms
-        EchoTime of each volume; the echoes share the series and differ in EchoNumbers.
-    repetition_time_ms, inversion_time_ms
-        RepetitionTime; InversionTime (only with ``scanning_sequence="IR"``).
+    patient, study, series_number, series_description
+        Written as given; the description is also the ProtocolName.
+    echo_times_ms, repetition_time_ms
+        EchoTime per volume (the echoes differ in EchoNumbers only); RepetitionTime.
+    inversion_time_ms, scanning_sequence
+        InversionTime, given exactly when ScanningSequence is ``"IR"`` (FLAIR), not ``"SE"``.
     contrast_agent
         ContrastBolusAgent (0018,0010) of a post-contrast series, e.g. ``"Gd-DTPA"``.
-    scanning_sequence
-        ScanningSequence: ``"SE"`` or ``"IR"`` (inversion recovery, e.g. FLAIR).
     transfer_syntax
         Explicit VR little endian, or RLE lossless (compressed) pixel data.
     uid_seed
         SeriesInstanceUID and SOPInstanceUIDs derive from it and ``study.uid_seed``.
     frame_of_reference_key
-        Series of one study with the same key share FrameOfReferenceUID; use a new key
-        when the patient was repositioned on the table.
+        Series of a study with one key share FrameOfReferenceUID (the patient stayed put).
 
     Returns
     -------
@@ -253,9 +248,7 @@ def write_mr_series(
         The files written, in InstanceNumber order (echo 1 slices, then echo 2).
     """
     if transfer_syntax not in ("explicit_little", "rle") or scanning_sequence not in ("SE", "IR"):
-        raise ValueError(
-            f"unknown transfer_syntax {transfer_syntax!r} or sequence {scanning_sequence!r}"
-        )
+        raise ValueError(f"unknown transfer_syntax or scanning_sequence: {transfer_syntax!r}, ...")
     pixels = _pixels(volumes)
     if len(echo_times_ms) != len(pixels):
         raise ValueError(f"{len(pixels)} volume(s) but {len(echo_times_ms)} echo time(s)")
@@ -298,18 +291,12 @@ def write_mr_series(
             ds.SOPInstanceUID = _uid(study.uid_seed, uid_seed, "instance", str(number))
             ds.ImagePositionPatient = [_ds(v) for v in position]
             ds.SliceLocation = _ds(float(position @ normal))
-            written.append(
-                _save(ds, volume[:, ::-1, k].T, out / names[number - 1], transfer_syntax)
-            )
+            image = volume[:, ::-1, k].T  # Rows x Columns
+            written.append(_save(ds, image, out / names[number - 1], transfer_syntax == "rle"))
     return written
 
 
-def _save(
-    ds: Dataset,
-    image: npt.NDArray[np.uint16],
-    path: Path,
-    transfer_syntax: Literal["explicit_little", "rle"],
-) -> Path:
+def _save(ds: Dataset, image: npt.NDArray[np.uint16], path: Path, rle: bool) -> Path:
     """Write one slice (``image`` is Rows x Columns) as a DICOM Part 10 file."""
     ds = ds.copy()
     ds.file_meta = FileMetaDataset()
@@ -317,7 +304,7 @@ def _save(
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     image = np.ascontiguousarray(image, dtype="<u2")
-    if transfer_syntax == "rle":
+    if rle:
         ds.compress(RLELossless, image, encoding_plugin="pydicom", generate_instance_uid=False)
     else:
         ds.PixelData = image.tobytes()
