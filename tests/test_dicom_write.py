@@ -150,11 +150,19 @@ def test_identifying_fields_are_written_as_given(tmp_path: Path) -> None:
     assert ds.Modality == "MR"
 
 
-def test_same_inputs_give_identical_bytes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("syntax", ["explicit_little", "rle"])
+def test_same_inputs_give_identical_bytes(tmp_path: Path, syntax: str) -> None:
     data = volume((16, 16, 3))
-    a = write(tmp_path / "a", [data], axial_2d())
-    b = write(tmp_path / "b", [data], axial_2d())
+    a = write(tmp_path / "a", [data], axial_2d(), transfer_syntax=syntax)
+    b = write(tmp_path / "b", [data], axial_2d(), transfer_syntax=syntax)
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+def test_non_finite_values_are_refused(tmp_path: Path) -> None:
+    data = volume((16, 16, 3))
+    data[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        write(tmp_path, [data], axial_2d())
 
 
 @pytest.mark.parametrize(

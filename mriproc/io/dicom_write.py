@@ -59,16 +59,21 @@ class StudyInfo:
 
 
 def dcm2niix_executable() -> Path:
-    """The dcm2niix binary shipped by its PyPI wheel (beside this Python), else on PATH."""
-    beside = Path(sys.executable).parent / "dcm2niix"
-    if beside.is_file():
-        return beside
-    found = shutil.which("dcm2niix")
-    if found is None:
-        raise FileNotFoundError(
-            "dcm2niix not found: install mriproc's dependencies (the dcm2niix wheel ships it)"
-        )
-    return Path(found)
+    """The dcm2niix binary of the PyPI wheel, else one beside this Python or on PATH.
+
+    The wheel's binary itself is preferred over its console script, which would start
+    a Python interpreter on every call.
+    """
+    try:
+        from dcm2niix import bin_path
+    except ImportError:  # pragma: no cover - the wheel is a dependency
+        bin_path = None
+    for candidate in (bin_path, Path(sys.executable).parent / "dcm2niix", shutil.which("dcm2niix")):
+        if candidate is not None and Path(candidate).is_file():
+            return Path(candidate)
+    raise FileNotFoundError(
+        "dcm2niix not found: install mriproc's dependencies (the dcm2niix wheel ships it)"
+    )
 
 
 def _uid(*parts: str) -> str:
@@ -155,7 +160,10 @@ def write_mr_series(
     written: list[Path] = []
     number = 0
     for echo_index, (volume, echo_ms) in enumerate(zip(volumes, echo_times_ms, strict=True)):
-        pixels = np.clip(np.round(np.asarray(volume, dtype=np.float64)), 0, 65535).astype(np.uint16)
+        values = np.asarray(volume, dtype=np.float64)
+        if not np.all(np.isfinite(values)) or values.max(initial=0) > 65535:
+            raise ValueError(f"{series_description}: values must be finite and at most 65535")
+        pixels = np.clip(np.round(values), 0, 65535).astype(np.uint16)
         for k in range(nk):
             number += 1
             corner = affine @ np.array([0.0, nj - 1.0, float(k), 1.0])
@@ -188,7 +196,8 @@ def write_mr_series(
             ds.Rows, ds.Columns = nj, ni
             ds.PixelData = np.ascontiguousarray(pixels[:, ::-1, k].T).tobytes()
             if transfer_syntax == "rle":
-                ds.compress(RLELossless, encoding_plugin="pydicom")
+                # Keep the deterministic SOPInstanceUID (pydicom would draw a new one).
+                ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
             path = out / f"IM_{number:04d}.dcm"
             with atomic_path(path) as tmp:
                 ds.save_as(tmp, enforce_file_format=True)
