@@ -122,7 +122,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Partial cerebral fraction: parenchyma / (parenchyma + CSF) inside the "
         "intracranial mask over the protocol's anatomical slab.",
     ),
-    Endpoint("bpf", "fraction", "pcf", "Brain parenchymal fraction over the whole brain."),
+    Endpoint(
+        "bpf",
+        "fraction",
+        "pcf",
+        "Brain parenchymal fraction: parenchyma / (parenchyma + CSF) over the whole "
+        "imaged intracranial volume (2-D protocols may not cover the whole brain).",
+    ),
     Endpoint(
         "pcf_change_pct",
         "%",

@@ -46,6 +46,16 @@ class ScanTruth:
     sim_label: npt.NDArray[np.int16]  # index+1 of the simulated lesion in each lesion voxel
     lesions: LabelledLesions  # components of t2lesion
 
+    @property
+    def bpf(self) -> float:
+        """Brain parenchymal fraction of the imaged volume (what a scan can measure).
+
+        2-D protocols cover part of the brain; this is the fraction over the scan's
+        field of view, not over the whole brain.
+        """
+        parenchyma = float(sum(self.probseg[k].sum() for k in ("GM", "WM", "lesion")))
+        return parenchyma / (parenchyma + float(self.probseg["CSF"].sum()))
+
     def dseg(self) -> npt.NDArray[np.int16]:
         """Tissue classes: 0 background, 1 CSF, 2 GM, 3 WM, 4 lesion (most abundant wins)."""
         stack = np.stack([self.probseg[k] for k in ("CSF", "GM", "WM", "lesion")])
@@ -138,7 +148,7 @@ class BrainTruth:
 
     @property
     def bpf(self) -> float:
-        """Brain parenchymal fraction over the intracranial volume."""
+        """Brain parenchymal fraction over the whole intracranial volume."""
         return self.parenchyma_ml / (self.parenchyma_ml + self.csf_ml)
 
 

@@ -64,7 +64,7 @@ def visit_rows(
         row("cel_count", int(kept.sum())),
         row("cel_volume", float(cel.volumes_ml[kept].sum())),
         row("pcf", brain.pcf),
-        row("bpf", brain.bpf),
+        row("bpf", truth.bpf),
     ]
 
     labels = truth.lesions.labels
