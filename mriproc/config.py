@@ -39,10 +39,12 @@ __all__ = [
     "Protocol",
     "ProtocolError",
     "RegistrationParams",
+    "RegistrationPreset",
     "T2LesionParams",
     "VisitSchedule",
     "available_protocols",
     "load_protocol",
+    "load_registration_preset",
     "resolve_protocol_path",
 ]
 
@@ -154,6 +156,51 @@ class PbvcParams:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistrationPreset:
+    """antsRegistration and N4 parameters (``pipelines/presets/registration.yaml``)."""
+
+    metric: Literal["mattes", "GC", "meansquares"]
+    histogram_bins: int = field(metadata=_range(8, 256))
+    sampling_rate: float = field(metadata=_range(0.01, 1.0))
+    iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    shrink_factors: tuple[int, ...] = field(metadata={"min_len": 1})
+    smoothing_sigmas: tuple[float, ...] = field(metadata={"min_len": 1})
+    syn_metric: Literal["mattes", "CC", "meansquares"]
+    syn_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    syn_gradient_step: float = field(metadata=_range(0.01, 1.0))
+    syn_flow_sigma: float = field(metadata=_range(0.0, 10.0))
+    syn_total_sigma: float = field(metadata=_range(0.0, 10.0))
+    n4_shrink_factor: int = field(metadata=_range(1, 8))
+    n4_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    name: str = field(default="", metadata={"yaml": False})  # its key in the file
+
+
+def load_registration_preset(name: str) -> RegistrationPreset:
+    """A named registration preset (``precise`` or ``fast``).
+
+    >>> load_registration_preset("fast").shrink_factors
+    (4, 2, 1)
+    """
+    path = Path(str(resources.files(_PROTOCOL_PACKAGE).joinpath("presets", "registration.yaml")))
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if name not in data:
+        raise ProtocolError(f"{path}: no registration preset {name!r} (have {', '.join(data)})")
+    entry = data[name]
+    if not isinstance(entry, Mapping):
+        raise ProtocolError(f"{path}: {name}: expected a mapping")
+    preset: RegistrationPreset = _build(
+        RegistrationPreset, entry, source=str(path), where=f"{name}."
+    )
+    levels = {len(preset.iterations), len(preset.shrink_factors), len(preset.smoothing_sigmas)}
+    if len(levels) != 1:
+        raise ProtocolError(
+            f"{path}: {name}: iterations, shrink_factors and smoothing_sigmas "
+            "need one entry per level"
+        )
+    return dataclasses.replace(preset, name=name)
+
+
+@dataclass(frozen=True, slots=True)
 class Protocol:
     """One imaging protocol: contrasts, reading space, visits, endpoint parameters."""
 
@@ -173,7 +220,7 @@ class Protocol:
     active_scan: ActiveScanParams
     pcf: PcfParams
     pbvc: PbvcParams
-    source: str = ""  # the file it was read from; not a YAML key
+    source: str = field(default="", metadata={"yaml": False})  # the file it was read from
 
     def required_contrasts(self, group: EndpointGroup) -> tuple[str, ...]:
         """Contrast roles that an endpoint group needs in a session, in a stable order."""
@@ -249,8 +296,6 @@ def protocol_from_mapping(data: object, *, source: str) -> Protocol:
     """Build a :class:`Protocol` from parsed YAML, validating every key."""
     if not isinstance(data, Mapping):
         raise ProtocolError(f"{source}: the protocol must be a mapping of keys, got {_kind(data)}")
-    if "source" in data:
-        raise ProtocolError(f"{source}: source: unknown key")
     protocol: Protocol = _build(Protocol, data, source=source, where="")
     protocol = dataclasses.replace(protocol, source=source)
     _check_cross_references(protocol)
@@ -295,7 +340,8 @@ def _kind(value: object) -> str:
 
 def _build(cls: type[Any], data: Mapping[Any, Any], *, source: str, where: str) -> Any:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    # Fields marked yaml=False (where a value was read from) are not keys of the file.
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)}
     for key in data:
         if key not in fields:
             raise ProtocolError(

@@ -1,0 +1,206 @@
+"""The one antspyx adapter: registration, resampling and N4, with explicit parameters.
+
+No other module imports ``ants``.  Every antsRegistration option comes from a named
+preset (:func:`mriproc.config.load_registration_preset`) and is passed by name; none
+goes through ``**kwargs``, where antspyx silently ignores misspelled options.
+Determinism: :func:`ants.config.set_ants_deterministic` fixes the random seed of the
+metric sampling and ITK runs one thread per call (parallelism is Nipype's job).
+
+Images cross this boundary as nibabel images (RAS+ affines); linear transforms are
+also returned as 4 x 4 RAS matrices so that callers never handle LPS.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import ants
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+
+from mriproc.config import RegistrationPreset
+
+__all__ = [
+    "ANTS_SEED",
+    "LinearRegistration",
+    "apply_linear",
+    "from_ants",
+    "mean_displacement_mm",
+    "n4_bias_correct",
+    "register_linear",
+    "to_ants",
+]
+
+ANTS_SEED = 20051  # ESIMS was published in 2005; any fixed value would do
+ants.config.set_ants_deterministic(True, seed_value=ANTS_SEED)
+os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
+
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def to_ants(image: nib.Nifti1Image | nib.Nifti2Image) -> Any:
+    """A float32 ANTs image with the same voxels and world geometry (RAS -> LPS)."""
+    affine = _LPS @ np.asarray(image.affine, dtype=np.float64)
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    direction = affine[:3, :3] / spacing
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    return ants.from_numpy(
+        data,
+        origin=tuple(float(v) for v in affine[:3, 3]),
+        spacing=tuple(float(v) for v in spacing),
+        direction=direction,
+    )
+
+
+def from_ants(image: Any) -> nib.Nifti1Image:
+    """A nibabel image (float32, RAS+ affine) from an ANTs image."""
+    direction = np.asarray(image.direction, dtype=np.float64)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.asarray(image.spacing, dtype=np.float64)
+    affine[:3, 3] = np.asarray(image.origin, dtype=np.float64)
+    result = nib.Nifti1Image(np.asarray(image.numpy(), dtype=np.float32), _LPS @ affine)
+    result.header.set_xyzt_units("mm")
+    return result
+
+
+@dataclass(frozen=True)
+class LinearRegistration:
+    """A rigid or affine registration of ``moving`` onto ``fixed``.
+
+    ``fixed_to_moving`` maps RAS points of the fixed image's space to the corresponding
+    RAS points of the moving image's space (the direction used for resampling the
+    moving image onto the fixed grid).
+    """
+
+    fixed_to_moving: npt.NDArray[np.float64]
+    transform_file: Path  # ITK .mat (LPS), as written by antsRegistration
+    final_metric: float  # Mattes mutual information of the result (lower is better)
+
+
+def _itk_matrix(transform: Any) -> npt.NDArray[np.float64]:
+    """4 x 4 LPS matrix of an ITK affine transform (y = A (x - c) + c + t)."""
+    parameters = np.asarray(transform.parameters, dtype=np.float64)
+    centre = np.asarray(transform.fixed_parameters, dtype=np.float64)
+    matrix = np.eye(4)
+    matrix[:3, :3] = parameters[:9].reshape(3, 3)
+    matrix[:3, 3] = parameters[9:12] + centre - matrix[:3, :3] @ centre
+    return matrix
+
+
+def register_linear(
+    fixed: nib.Nifti1Image | nib.Nifti2Image,
+    moving: nib.Nifti1Image | nib.Nifti2Image,
+    *,
+    transform: Literal["rigid", "affine"],
+    preset: RegistrationPreset,
+    out_dir: Path,
+    fixed_mask: nib.Nifti1Image | None = None,
+) -> LinearRegistration:
+    """Register ``moving`` onto ``fixed`` with a rigid or affine transform.
+
+    Parameters
+    ----------
+    fixed, moving
+        Images (any voxel grids; their affines place them in the world).
+    transform
+        ``rigid`` (6 parameters) or ``affine`` (12).
+    preset
+        Metric, sampling, levels and iterations.
+    out_dir
+        Where the ITK transform file is kept.
+    fixed_mask
+        Restricts the metric to these fixed-image voxels.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = tempfile.mkdtemp(prefix="reg-", dir=out_dir) + os.sep
+    fixed_ants, moving_ants = to_ants(fixed), to_ants(moving)
+    result = ants.registration(
+        fixed=fixed_ants,
+        moving=moving_ants,
+        type_of_transform="Rigid" if transform == "rigid" else "Affine",
+        initial_transform=None,
+        outprefix=prefix,
+        mask=None if fixed_mask is None else to_ants(fixed_mask),
+        aff_metric=preset.metric,
+        aff_sampling=preset.histogram_bins,
+        aff_random_sampling_rate=preset.sampling_rate,
+        aff_iterations=preset.iterations,
+        aff_shrink_factors=preset.shrink_factors,
+        aff_smoothing_sigmas=preset.smoothing_sigmas,
+        verbose=False,
+    )
+    (transform_path,) = result["fwdtransforms"]
+    lps = _itk_matrix(ants.read_transform(transform_path))
+    ras = _LPS @ lps @ _LPS
+    warped = result["warpedmovout"]
+    metric = float(ants.image_similarity(fixed_ants, warped, metric_type="MattesMutualInformation"))
+    return LinearRegistration(
+        fixed_to_moving=ras, transform_file=Path(transform_path), final_metric=metric
+    )
+
+
+def apply_linear(
+    moving: nib.Nifti1Image | nib.Nifti2Image,
+    reference: nib.Nifti1Image | nib.Nifti2Image,
+    fixed_to_moving: npt.NDArray[np.float64],
+    *,
+    interpolation: Literal["linear", "nearest", "bspline"] = "linear",
+) -> nib.Nifti1Image:
+    """Resample ``moving`` onto ``reference``'s grid through a RAS fixed-to-moving matrix."""
+    lps = _LPS @ np.asarray(fixed_to_moving, dtype=np.float64) @ _LPS
+    transform = ants.create_ants_transform(
+        transform_type="AffineTransform",
+        dimension=3,
+        matrix=lps[:3, :3],
+        offset=lps[:3, 3],
+    )
+    interpolator = {"linear": "linear", "nearest": "nearestNeighbor", "bspline": "bSpline"}[
+        interpolation
+    ]
+    resampled = ants.apply_ants_transform_to_image(
+        transform, to_ants(moving), to_ants(reference), interpolation=interpolator
+    )
+    return from_ants(resampled)
+
+
+def n4_bias_correct(
+    image: nib.Nifti1Image | nib.Nifti2Image,
+    *,
+    preset: RegistrationPreset,
+    mask: nib.Nifti1Image | None = None,
+) -> nib.Nifti1Image:
+    """N4 bias-field correction with the preset's shrink factor and iterations."""
+    corrected = ants.n4_bias_field_correction(
+        to_ants(image),
+        mask=None if mask is None else to_ants(mask),
+        rescale_intensities=False,
+        shrink_factor=preset.n4_shrink_factor,
+        convergence={"iters": list(preset.n4_iterations), "tol": 1e-7},
+        spline_param=None,
+        return_bias_field=False,
+        verbose=False,
+    )
+    return from_ants(corrected)
+
+
+def mean_displacement_mm(
+    estimated: npt.NDArray[np.float64],
+    truth: npt.NDArray[np.float64],
+    points_ras: npt.NDArray[np.float64],
+) -> float:
+    """Mean distance (mm) between where two linear maps send the given points (N x 3).
+
+    >>> shift = np.eye(4); shift[0, 3] = 2.0
+    >>> mean_displacement_mm(shift, np.eye(4), np.zeros((5, 3)))
+    2.0
+    """
+    homogeneous = np.c_[points_ras, np.ones(len(points_ras))]
+    difference = homogeneous @ (np.asarray(estimated) - np.asarray(truth)).T
+    return float(np.linalg.norm(difference[:, :3], axis=1).mean())

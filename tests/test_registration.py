@@ -1,0 +1,104 @@
+"""The antspyx adapter, with real (tiny) antspyx calls: transforms are checked, not mocked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from mriproc.config import ProtocolError, load_registration_preset
+from mriproc.registration import (
+    apply_linear,
+    from_ants,
+    mean_displacement_mm,
+    n4_bias_correct,
+    register_linear,
+    to_ants,
+)
+
+SHAPE = (48, 48, 40)
+AFFINE = np.array([[-2.0, 0, 0, 48.0], [0, 2.0, 0, -48.0], [0, 0, 2.0, -40.0], [0, 0, 0, 1]])  # LAS
+
+
+def blobs(seed: int = 0) -> np.ndarray:
+    noise = np.random.default_rng(seed).random(SHAPE).astype(np.float32)
+    smooth = ndimage.gaussian_filter(noise, 3)
+    return ((smooth - smooth.min()) / (smooth.max() - smooth.min()) * 1000).astype(np.float32)
+
+
+def moved(data: np.ndarray, fixed_to_moving: np.ndarray) -> nib.Nifti1Image:
+    """The image whose world content at y is ``data``'s at fixed_to_moving^-1 y."""
+    voxel_map = np.linalg.inv(AFFINE) @ np.linalg.inv(fixed_to_moving) @ AFFINE
+    return nib.Nifti1Image(
+        ndimage.affine_transform(data, voxel_map, order=1).astype(np.float32), AFFINE
+    )
+
+
+def rigid(degrees: float, shift: tuple[float, float, float]) -> np.ndarray:
+    a = np.radians(degrees)
+    matrix = np.eye(4)
+    matrix[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    matrix[:3, 3] = shift
+    return matrix
+
+
+@pytest.fixture(scope="module")
+def fast() -> object:
+    return load_registration_preset("fast")
+
+
+def test_presets_are_data() -> None:
+    precise, fast = load_registration_preset("precise"), load_registration_preset("fast")
+    assert precise.name == "precise" and fast.name == "fast"
+    assert len(precise.iterations) == len(precise.shrink_factors) == len(precise.smoothing_sigmas)
+    assert sum(fast.iterations) < sum(precise.iterations)
+    with pytest.raises(ProtocolError, match="no registration preset 'slow'"):
+        load_registration_preset("slow")
+
+
+def test_ants_round_trip_keeps_geometry() -> None:
+    image = nib.Nifti1Image(blobs(), AFFINE)
+    back = from_ants(to_ants(image))
+    np.testing.assert_allclose(back.affine, AFFINE, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(back.dataobj), np.asarray(image.dataobj))
+
+
+def test_rigid_registration_recovers_a_known_transform(tmp_path: Path, fast: object) -> None:
+    data = blobs()
+    truth = rigid(5.0, (3.0, -2.0, 1.5))
+    fixed = nib.Nifti1Image(data, AFFINE)
+    result = register_linear(
+        fixed, moved(data, truth), transform="rigid", preset=fast, out_dir=tmp_path
+    )  # type: ignore[arg-type]
+    inside = np.argwhere(data > 300)
+    points = (np.c_[inside, np.ones(len(inside))] @ AFFINE.T)[:, :3]
+    assert mean_displacement_mm(result.fixed_to_moving, truth, points) < 0.5  # voxels are 2 mm
+    assert result.transform_file.is_file()
+    # Resampling through the result brings the moving image back onto the fixed one.
+    back = np.asarray(apply_linear(moved(data, truth), fixed, result.fixed_to_moving).dataobj)
+    core = (slice(10, -10),) * 3
+    assert np.corrcoef(back[core].ravel(), data[core].ravel())[0, 1] > 0.99
+
+
+def test_registration_is_deterministic(tmp_path: Path, fast: object) -> None:
+    data = blobs(1)
+    fixed, moving = nib.Nifti1Image(data, AFFINE), moved(data, rigid(-3.0, (1.0, 2.0, -1.0)))
+    first = register_linear(fixed, moving, transform="rigid", preset=fast, out_dir=tmp_path / "a")  # type: ignore[arg-type]
+    second = register_linear(fixed, moving, transform="rigid", preset=fast, out_dir=tmp_path / "b")  # type: ignore[arg-type]
+    np.testing.assert_array_equal(first.fixed_to_moving, second.fixed_to_moving)
+
+
+def test_n4_flattens_a_bias_field(fast: object) -> None:
+    flat = np.full(SHAPE, 500.0, dtype=np.float32)
+    flat += np.random.default_rng(2).normal(0, 5, SHAPE).astype(np.float32)
+    x = np.linspace(-1, 1, SHAPE[0])[:, None, None]
+    biased = flat * np.exp(0.3 * x).astype(np.float32)
+    corrected = np.asarray(n4_bias_correct(nib.Nifti1Image(biased, AFFINE), preset=fast).dataobj)  # type: ignore[arg-type]
+
+    def spread(volume: np.ndarray) -> float:
+        return float(volume.std() / volume.mean())
+
+    assert spread(corrected) < 0.5 * spread(biased)
