@@ -411,6 +411,34 @@ def _sort_session(
 # --------------------------------------------------------------------------- writing
 
 
+# BIDS entity order in file names (the subset mriproc writes).
+_ENTITY_ORDER = ("acq", "ce", "rec", "run", "echo", "space", "label", "desc")
+
+
+def bids_path(
+    root: str | os.PathLike[str],
+    participant: str,
+    session: str,
+    *,
+    suffix: str,
+    datatype: str = "anat",
+    extension: str = ".nii.gz",
+    **entities: str | None,
+) -> Path:
+    """BIDS path from labels without prefixes; entities in BIDS order, None ones left out.
+
+    >>> bids_path("/d", "01", "M00", suffix="mask", desc="brain", space="T2w").as_posix()
+    '/d/sub-01/ses-M00/anat/sub-01_ses-M00_space-T2w_desc-brain_mask.nii.gz'
+    """
+    unknown = set(entities) - set(_ENTITY_ORDER)
+    if unknown:
+        raise ValueError(f"unsupported BIDS entities: {sorted(unknown)}")
+    parts = [f"sub-{participant}", f"ses-{session}"]
+    parts += [f"{key}-{entities[key]}" for key in _ENTITY_ORDER if entities.get(key)]
+    name = "_".join([*parts, suffix]) + extension
+    return Path(root) / f"sub-{participant}" / f"ses-{session}" / datatype / name
+
+
 def anat_path(
     root: str | os.PathLike[str],
     participant: str,
@@ -419,19 +447,12 @@ def anat_path(
     suffix: str,
     ce: str | None = None,
 ) -> Path:
-    """BIDS path of an anatomical image (labels without prefixes).
+    """BIDS path of a raw anatomical image.
 
     >>> anat_path("/d", "01", "M00", suffix="T1w", ce="gadolinium").as_posix()
     '/d/sub-01/ses-M00/anat/sub-01_ses-M00_ce-gadolinium_T1w.nii.gz'
     """
-    entities = f"sub-{participant}_ses-{session}" + (f"_ce-{ce}" if ce else "")
-    return (
-        Path(root)
-        / f"sub-{participant}"
-        / f"ses-{session}"
-        / "anat"
-        / f"{entities}_{suffix}.nii.gz"
-    )
+    return bids_path(root, participant, session, suffix=suffix, ce=ce)
 
 
 def write_raw_dataset_files(

@@ -19,39 +19,15 @@ import numpy as np
 import numpy.typing as npt
 
 from mriproc.io.atomic import atomic_path, atomic_write_text
+from mriproc.io.bids import bids_path
 
-__all__ = ["derivative_path", "write_derivative"]
+__all__ = ["write_derivative"]
 
 _DTYPES: dict[str, type[np.generic]] = {
     "mask": np.uint8,
     "dseg": np.int16,
     "probseg": np.float32,
 }
-
-
-def derivative_path(
-    root: str | os.PathLike[str],
-    participant: str,
-    session: str,
-    *,
-    suffix: str,
-    desc: str | None = None,
-    label: str | None = None,
-    space: str | None = None,
-    datatype: str = "anat",
-    extension: str = ".nii.gz",
-) -> Path:
-    """BIDS-Derivatives path (labels without prefixes); entities in BIDS order.
-
-    >>> derivative_path("/out", "01", "M00", desc="t2lesion", suffix="mask").as_posix()
-    '/out/sub-01/ses-M00/anat/sub-01_ses-M00_desc-t2lesion_mask.nii.gz'
-    """
-    entities = [f"sub-{participant}", f"ses-{session}"]
-    for key, value in (("space", space), ("label", label), ("desc", desc)):
-        if value is not None:
-            entities.append(f"{key}-{value}")
-    name = "_".join([*entities, suffix]) + extension
-    return Path(root) / f"sub-{participant}" / f"ses-{session}" / datatype / name
 
 
 def write_derivative(
@@ -73,9 +49,7 @@ def write_derivative(
     Masks must be binary; the dtype follows the suffix (mask uint8, dseg int16,
     probseg float32, anything else float32).
     """
-    path = derivative_path(
-        root, participant, session, suffix=suffix, desc=desc, label=label, space=space
-    )
+    path = bids_path(root, participant, session, suffix=suffix, desc=desc, label=label, space=space)
     array = np.asarray(data)
     dtype = _DTYPES.get(suffix, np.float32)
     if suffix == "mask":
