@@ -40,7 +40,7 @@ class ScanTruth:
     t2lesion: BoolArray
     blackhole: BoolArray
     cel: BoolArray
-    brain: BoolArray
+    brain: BoolArray  # brain envelope: parenchyma, ventricles and sulcal CSF
     icv: BoolArray
     pcfslab: BoolArray
     sim_label: npt.NDArray[np.int16]  # index+1 of the simulated lesion in each lesion voxel
@@ -83,7 +83,10 @@ def scan_truth(
     cel = (enhancing >= 0.5) & t2lesion
     blackhole = (black_hole >= 0.5) & t2lesion & ~cel
     parenchyma = probseg["GM"] + probseg["WM"] + probseg["lesion"]
-    brain = parenchyma >= 0.5
+    # The brain mask is the brain's envelope (parenchyma with the ventricles and the
+    # CSF of the sulci inside it, as template-based and BET-like masks define it):
+    # the template's brain mask carried by the subject's anatomy and atrophy.
+    brain = grid.sample((template.outside_mm == 0).astype(np.float32)) >= 0.5
     icv = (parenchyma + probseg["CSF"]) >= 0.5
 
     # Which simulated lesion each lesion voxel belongs to; voxels whose nearest
