@@ -15,10 +15,10 @@ from mriproc.cli import main
 from mriproc.config import Protocol, load_protocol
 from mriproc.lesions import label_lesions
 from mriproc.simulate import TrialSpec, simulate_trial
-from mriproc.simulate.anatomy import load_template
 from mriproc.simulate.groundtruth import brain_truth
 from mriproc.simulate.subject import draw_subject, visit_state
 from mriproc.tables import read_table
+from mriproc.template import load_template
 from mriproc.validate import validate_dataset
 
 SPEC = TrialSpec(n_subjects=2, months=(0, 12), seed=11)

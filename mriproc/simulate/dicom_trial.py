@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mriproc.io.dicom_write import PatientInfo, StudyInfo, write_mr_series
-from mriproc.simulate.mr_signal import SEQUENCES
+from mriproc.mr_signal import SEQUENCES
 from mriproc.simulate.subject import SimSubject
 
 __all__ = ["fake_patient", "write_visit_dicom"]

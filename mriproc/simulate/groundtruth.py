@@ -19,10 +19,10 @@ from scipy import ndimage
 from mriproc.config import Protocol
 from mriproc.lesions import LabelledLesions, label_lesions
 from mriproc.simulate.acquisition import SampledGrid
-from mriproc.simulate.anatomy import Template
 from mriproc.simulate.deformation import CoarseField, subject_to_template_voxels
 from mriproc.simulate.lesion_model import SimLesion
 from mriproc.simulate.subject import LESION_TISSUES, PARENCHYMA, SimSubject, VisitState
+from mriproc.template import Template
 
 __all__ = ["BrainTruth", "ScanTruth", "brain_truth", "change_category", "scan_truth"]
 

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mriproc.simulate.anatomy import Template
+from mriproc.template import Template
 
 __all__ = ["LesionMaps", "SimLesion", "draw_lesions", "rasterize_lesions"]
 

@@ -13,10 +13,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mriproc.simulate.anatomy import Template, head_fractions
+from mriproc.mr_signal import SEQUENCES, TISSUES, signal
 from mriproc.simulate.deformation import CoarseField, atrophy_field, smooth_random_field
 from mriproc.simulate.lesion_model import LesionMaps, SimLesion, draw_lesions, rasterize_lesions
-from mriproc.simulate.mr_signal import SEQUENCES, TISSUES, signal
+from mriproc.template import Template, head_fractions
 
 __all__ = ["ArmModel", "SimSubject", "VisitState", "draw_subject", "signal_volume", "visit_state"]
 

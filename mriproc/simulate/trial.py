@@ -30,6 +30,7 @@ from mriproc.config import Protocol
 from mriproc.io.atomic import atomic_path, atomic_write_text
 from mriproc.io.bids import anat_path, write_raw_dataset_files
 from mriproc.io.derivatives import write_derivative
+from mriproc.mr_signal import SEQUENCES, TISSUES, signal
 from mriproc.progress import Progress
 from mriproc.simulate.acquisition import (
     RESOLUTIONS,
@@ -38,11 +39,9 @@ from mriproc.simulate.acquisition import (
     bias_field,
     sample_grid,
 )
-from mriproc.simulate.anatomy import Template, load_template
 from mriproc.simulate.deformation import random_pose
 from mriproc.simulate.groundtruth import BrainTruth, ScanTruth, brain_truth, scan_truth
 from mriproc.simulate.groundtruth_tables import visit_rows
-from mriproc.simulate.mr_signal import SEQUENCES, TISSUES, signal
 from mriproc.simulate.subject import (
     ArmModel,
     SimSubject,
@@ -52,6 +51,7 @@ from mriproc.simulate.subject import (
     visit_state,
 )
 from mriproc.tables import EndpointRow, LesionRow, write_endpoints, write_lesions
+from mriproc.template import Template, load_template
 
 __all__ = ["DEFAULT_ARM_MODELS", "TrialSpec", "simulate_trial"]
 

@@ -8,7 +8,10 @@ enhance with gadolinium in every brain (dural sinuses, choroid plexus, cortical
 veins) are added as blood and choroid-plexus fractions, so that enhancing-lesion
 detection meets the distractors it meets in real scans.
 
-Everything here is in template space: 1 mm voxels, MNI152 world coordinates.
+The simulator draws its subjects from these maps; brain masking registers a
+synthetic image of the same head model (:func:`synthetic_image`, in the contrast of
+the scan) to each scan.  Everything here is in template space: 1 mm voxels, MNI152
+world coordinates.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def head_fractions(
     csf_layer_mm: float,
     skull_mm: float,
     scalp_mm: float,
-    rng: np.random.Generator,
+    rng: np.random.Generator | None,
 ) -> dict[str, FloatArray]:
     """Tissue fractions of one subject's head in template space (they sum to <= 1).
 
@@ -108,7 +111,7 @@ def head_fractions(
     csf_layer_mm, skull_mm, scalp_mm
         Thickness of the extra-axial CSF, the skull and the scalp.
     rng
-        Draws the cortical veins.
+        Draws the cortical veins (None: no veins).
     """
     d = template.outside_mm
     x, y, z = np.meshgrid(
@@ -140,7 +143,7 @@ def head_fractions(
         atria = np.maximum(atria, np.clip(1.5 - r2, 0.0, 1.0))
     choroid = np.asarray(0.8 * atria * ventricle_csf, dtype=np.float32)
 
-    veins = _cortical_veins(template, rng)
+    veins = _cortical_veins(template, rng) if rng is not None else np.zeros_like(x)
     blood = np.clip(sinus + veins, 0.0, 1.0)
 
     fractions = {
@@ -183,3 +186,25 @@ def _cortical_veins(template: Template, rng: np.random.Generator, n_veins: int =
     # Veins run in sulcal CSF, not through the ventricles deep inside the brain.
     sulcal = np.clip(2.0 * template.csf, 0.0, 1.0) * (template.inside_mm < 12.0)
     return np.asarray(tubes * sulcal, dtype=np.float32)
+
+
+def synthetic_image(
+    template: Template, contrast: str, *, with_head: bool
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+    """The template head as a ``contrast`` image (signal equations, 1.5 T values).
+
+    ``with_head=False`` gives the skull-stripped brain, for already stripped scans.
+    Returns the voxel array and the template affine.
+    """
+    from mriproc.mr_signal import SEQUENCES, TISSUES, signal
+
+    fractions = head_fractions(template, csf_layer_mm=2.0, skull_mm=6.5, scalp_mm=6.5, rng=None)
+    if not with_head:
+        inside = template.outside_mm == 0
+        fractions = {"GM": template.gm, "WM": template.wm, "CSF": np.where(inside, template.csf, 0)}
+    sequence = SEQUENCES[contrast]
+    image = np.zeros(template.shape, dtype=np.float32)
+    for name, fraction in fractions.items():
+        tissue = TISSUES[name]
+        image += fraction * float(signal(sequence, tissue.pd, tissue.t1_ms, tissue.t2_ms))
+    return np.asarray(image * 1000.0, dtype=np.float32), template.affine
