@@ -2,8 +2,8 @@
 
 The template (nilearn's MNI152 2009 tissue maps) is rendered in the scan's contrast
 with the head model of :mod:`mriproc.template` (or without a head when the scan is
-already skull-stripped), registered affinely to the scan, and its brain envelope and
-intracranial masks are carried into the scan's grid.
+already skull-stripped), registered to the scan (affine, then SyN), and its brain envelope and intracranial
+masks are carried into the scan's grid.
 
 Work in progress (issue 4): the intensity-based refinement of the carried masks is
 still to come; see ``benchmarks/RESULTS.md`` for the Dice reached so far.
@@ -20,7 +20,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from mriproc.config import RegistrationPreset
-from mriproc.registration import apply_linear, register_linear
+from mriproc.registration import apply_transform_files, register_linear, register_nonlinear
 from mriproc.template import load_template, synthetic_image
 
 __all__ = ["TemplateFit", "carry_template_masks", "fit_template", "is_skull_stripped"]
@@ -49,9 +49,10 @@ def is_skull_stripped(image: nib.Nifti1Image | nib.Nifti2Image) -> bool:
 
 @dataclass(frozen=True)
 class TemplateFit:
-    """An affine map from a scan's RAS space to MNI152 template space."""
+    """How the template maps onto a scan: affine (RAS matrix) and deformable stages."""
 
-    scan_to_template: npt.NDArray[np.float64]
+    scan_to_template: npt.NDArray[np.float64]  # affine stage only
+    transform_files: tuple[Path, ...]  # affine + SyN, template -> scan resampling
     skull_stripped: bool
     final_metric: float
 
@@ -62,15 +63,21 @@ def fit_template(
     *,
     preset: RegistrationPreset,
     work_dir: Path,
+    deformable: bool = True,
 ) -> TemplateFit:
-    """Register the template, rendered in ``contrast``, affinely onto ``image``."""
+    """Register the template, rendered in ``contrast``, onto ``image`` (affine, then SyN)."""
     template = load_template()
     stripped = is_skull_stripped(image)
     data, affine = synthetic_image(template, contrast, with_head=not stripped)
     moving = nib.Nifti1Image(data, affine)
     moving.header.set_xyzt_units("mm")
-    result = register_linear(image, moving, transform="affine", preset=preset, out_dir=work_dir)
-    return TemplateFit(result.fixed_to_moving, stripped, result.final_metric)
+    linear = register_linear(image, moving, transform="affine", preset=preset, out_dir=work_dir)
+    files: tuple[Path, ...] = (linear.transform_file,)
+    if deformable:
+        files = register_nonlinear(
+            image, moving, initial=linear, preset=preset, out_dir=work_dir
+        ).transform_files
+    return TemplateFit(linear.fixed_to_moving, files, stripped, linear.final_metric)
 
 
 def carry_template_masks(
@@ -84,6 +91,8 @@ def carry_template_masks(
     }
     carried = {}
     for name, mask in masks.items():
-        in_scan = apply_linear(nib.Nifti1Image(mask, template.affine), image, fit.scan_to_template)
+        in_template = nib.Nifti1Image(mask, template.affine)
+        in_template.header.set_xyzt_units("mm")
+        in_scan = apply_transform_files(in_template, image, fit.transform_files)
         carried[name] = np.asarray(in_scan.dataobj, dtype=np.float32)
     return carried

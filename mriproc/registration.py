@@ -28,11 +28,14 @@ from mriproc.config import RegistrationPreset
 __all__ = [
     "ANTS_SEED",
     "LinearRegistration",
+    "NonlinearRegistration",
     "apply_linear",
+    "apply_transform_files",
     "from_ants",
     "mean_displacement_mm",
     "n4_bias_correct",
     "register_linear",
+    "register_nonlinear",
     "to_ants",
 ]
 
@@ -144,6 +147,64 @@ def register_linear(
     return LinearRegistration(
         fixed_to_moving=ras, transform_file=Path(transform_path), final_metric=metric
     )
+
+
+@dataclass(frozen=True)
+class NonlinearRegistration:
+    """A SyN registration of ``moving`` onto ``fixed``, on top of a linear one.
+
+    ``transform_files`` (warp, then the linear transform) resample the moving image
+    onto the fixed grid, in the order :func:`apply_transform_files` takes them.
+    """
+
+    transform_files: tuple[Path, ...]
+
+
+def register_nonlinear(
+    fixed: nib.Nifti1Image | nib.Nifti2Image,
+    moving: nib.Nifti1Image | nib.Nifti2Image,
+    *,
+    initial: LinearRegistration,
+    preset: RegistrationPreset,
+    out_dir: Path,
+) -> NonlinearRegistration:
+    """SyN (deformable) registration starting from a linear registration's result."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = tempfile.mkdtemp(prefix="syn-", dir=out_dir) + os.sep
+    result = ants.registration(
+        fixed=to_ants(fixed),
+        moving=to_ants(moving),
+        type_of_transform="SyNOnly",
+        initial_transform=str(initial.transform_file),
+        outprefix=prefix,
+        grad_step=preset.syn_gradient_step,
+        flow_sigma=preset.syn_flow_sigma,
+        total_sigma=preset.syn_total_sigma,
+        syn_metric=preset.syn_metric,
+        syn_sampling=preset.histogram_bins,
+        reg_iterations=preset.syn_iterations,
+        verbose=False,
+    )
+    return NonlinearRegistration(tuple(Path(p) for p in result["fwdtransforms"]))
+
+
+def apply_transform_files(
+    moving: nib.Nifti1Image | nib.Nifti2Image,
+    reference: nib.Nifti1Image | nib.Nifti2Image,
+    transform_files: tuple[Path, ...],
+    *,
+    interpolation: Literal["linear", "nearestNeighbor"] = "linear",
+) -> nib.Nifti1Image:
+    """Resample ``moving`` onto ``reference``'s grid through ANTs transform files."""
+    resampled = ants.apply_transforms(
+        fixed=to_ants(reference),
+        moving=to_ants(moving),
+        transformlist=[str(p) for p in transform_files],
+        interpolator=interpolation,
+        defaultvalue=0,
+        verbose=False,
+    )
+    return from_ants(resampled)
 
 
 def apply_linear(
