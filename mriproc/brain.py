@@ -2,8 +2,8 @@
 
 The template (nilearn's MNI152 2009 tissue maps) is rendered in the scan's contrast
 with the head model of :mod:`mriproc.template` (or without a head when the scan is
-already skull-stripped), registered to the scan (affine, then SyN), and its brain envelope and intracranial
-masks are carried into the scan's grid.
+already skull-stripped), registered to the scan (affine, then SyN), and its brain
+envelope and intracranial masks are carried into the scan's grid.
 
 Work in progress (issue 4): the intensity-based refinement of the carried masks is
 still to come; see ``benchmarks/RESULTS.md`` for the Dice reached so far.
