@@ -13,20 +13,19 @@ brain (non-zero FLAIR voxels) kept.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from simulated import simulated_trial  # benchmarks/simulated.py
 
 from mriproc.brain import carry_template_masks, fit_template
-from mriproc.config import load_protocol, load_registration_preset
+from mriproc.config import load_registration_preset
 from mriproc.evaluation import dice
 from mriproc.io.itk import read_itk_affine
 from mriproc.registration import apply_linear
-from mriproc.simulate import TrialSpec, simulate_trial
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "open_ms_data"
 
@@ -40,12 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     preset = load_registration_preset(args.preset)
     work = args.sim_work or Path(tempfile.mkdtemp()) / "sim"
-    if not (work / "derivatives" / "groundtruth" / "simulation.json").is_file():
-        spec = TrialSpec(n_subjects=args.subjects, months=(0, 12), seed=args.seed)
-        simulate_trial(work, spec, load_protocol("esims"))
-    scans = json.loads((work / "derivatives" / "groundtruth" / "simulation.json").read_text())[
-        "scans"
-    ]
+    scans = simulated_trial(work, subjects=args.subjects, months=(0, 12), seed=args.seed)
     print("| data | scan | brain Dice | ICV Dice | s |")
     print("|---|---|---|---|---|")
     for record in scans:

@@ -12,17 +12,16 @@ not of the per-visit workflow.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from simulated import simulated_trial  # benchmarks/simulated.py
 
-from mriproc.config import load_protocol, load_registration_preset
+from mriproc.config import load_registration_preset
 from mriproc.registration import mean_displacement_mm, register_linear
-from mriproc.simulate import TrialSpec, simulate_trial
 
 
 def main() -> None:
@@ -35,16 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     months = tuple(int(m) for m in args.visits.split(","))
     work = args.work or Path(tempfile.mkdtemp()) / "sim"
-    if not (work / "derivatives" / "groundtruth" / "simulation.json").is_file():
-        simulate_trial(
-            work,
-            TrialSpec(n_subjects=args.subjects, months=months, seed=args.seed),
-            load_protocol("esims"),
-        )
+    scans = simulated_trial(work, subjects=args.subjects, months=months, seed=args.seed)
     preset = load_registration_preset(args.preset)
-    scans = json.loads((work / "derivatives" / "groundtruth" / "simulation.json").read_text())[
-        "scans"
-    ]
     print("| scan | T1w -> T2w (mm) | s | T1w-Gd -> T1w (mm) | s | start (mm) |")
     print("|---|---|---|---|---|---|")
     for record in scans:
