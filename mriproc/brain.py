@@ -20,7 +20,12 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from mriproc.config import RegistrationPreset
-from mriproc.registration import apply_transform_files, register_linear, register_nonlinear
+from mriproc.registration import (
+    apply_transform_files,
+    register_linear,
+    register_nonlinear,
+    resample_isotropic,
+)
 from mriproc.template import load_template, synthetic_image
 
 __all__ = ["TemplateFit", "carry_template_masks", "fit_template", "is_skull_stripped"]
@@ -65,17 +70,23 @@ def fit_template(
     work_dir: Path,
     deformable: bool = True,
 ) -> TemplateFit:
-    """Register the template, rendered in ``contrast``, onto ``image`` (affine, then SyN)."""
+    """Register the template, rendered in ``contrast``, onto ``image`` (affine, then SyN).
+
+    The registration runs on a copy of ``image`` resampled to isotropic voxels of the
+    preset's ``template_voxel_mm``; the transforms map world coordinates, so they apply
+    to ``image``'s own grid as well.
+    """
     template = load_template()
     stripped = is_skull_stripped(image)
     data, affine = synthetic_image(template, contrast, with_head=not stripped)
     moving = nib.Nifti1Image(data, affine)
     moving.header.set_xyzt_units("mm")
-    linear = register_linear(image, moving, transform="affine", preset=preset, out_dir=work_dir)
+    fixed = resample_isotropic(image, preset.template_voxel_mm)
+    linear = register_linear(fixed, moving, transform="affine", preset=preset, out_dir=work_dir)
     files: tuple[Path, ...] = (linear.transform_file,)
     if deformable:
         files = register_nonlinear(
-            image, moving, initial=linear, preset=preset, out_dir=work_dir
+            fixed, moving, initial=linear, preset=preset, out_dir=work_dir
         ).transform_files
     return TemplateFit(linear.fixed_to_moving, files, stripped, linear.final_metric)
 

@@ -172,6 +172,7 @@ class RegistrationPreset:
     syn_total_sigma: float = field(metadata=_range(0.0, 10.0))
     n4_shrink_factor: int = field(metadata=_range(1, 8))
     n4_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    template_voxel_mm: float = field(metadata=_range(0.5, 4.0))
     name: str = field(default="", metadata={"yaml": False})  # its key in the file
 
 

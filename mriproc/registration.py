@@ -36,6 +36,7 @@ __all__ = [
     "n4_bias_correct",
     "register_linear",
     "register_nonlinear",
+    "resample_isotropic",
     "to_ants",
 ]
 
@@ -227,6 +228,16 @@ def apply_linear(
     ]
     resampled = ants.apply_ants_transform_to_image(
         transform, to_ants(moving), to_ants(reference), interpolation=interpolator
+    )
+    return from_ants(resampled)
+
+
+def resample_isotropic(
+    image: nib.Nifti1Image | nib.Nifti2Image, voxel_mm: float
+) -> nib.Nifti1Image:
+    """``image`` resampled (linear) to isotropic voxels of ``voxel_mm``, same field of view."""
+    resampled = ants.resample_image(
+        to_ants(image), (voxel_mm, voxel_mm, voxel_mm), use_voxels=False, interp_type=0
     )
     return from_ants(resampled)
 
