@@ -21,8 +21,8 @@ import nibabel as nib
 import numpy as np
 from simulated import simulated_trial  # benchmarks/simulated.py
 
-from mriproc.brain import carry_template_masks, fit_template
-from mriproc.config import load_registration_preset
+from mriproc.brain import carry_template_maps, fit_template, template_maps
+from mriproc.config import load_protocol, load_registration_preset
 from mriproc.evaluation import dice
 from mriproc.io.itk import read_itk_affine
 from mriproc.registration import apply_linear
@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument("--preset", default="fast")
     args = parser.parse_args()
     preset = load_registration_preset(args.preset)
+    maps = {
+        k: v for k, v in template_maps(load_protocol("esims").pcf).items() if k in ("brain", "icv")
+    }
     work = args.sim_work or Path(tempfile.mkdtemp()) / "sim"
     scans = simulated_trial(work, subjects=args.subjects, months=(0, 12), seed=args.seed)
     print("| data | scan | brain Dice | ICV Dice | s |")
@@ -47,8 +50,8 @@ def main() -> None:
         t2 = nib.load(work / p / s / "anat" / f"{p}_{s}_T2w.nii.gz")
         truth = work / "derivatives" / "groundtruth" / p / s / "anat"
         start = time.perf_counter()
-        masks = carry_template_masks(
-            t2, fit_template(t2, "T2w", preset=preset, work_dir=Path(tempfile.mkdtemp()))
+        masks = carry_template_maps(
+            t2, fit_template(t2, "T2w", preset=preset, work_dir=Path(tempfile.mkdtemp())), maps
         )
         seconds = time.perf_counter() - start
         scores = [
@@ -72,9 +75,10 @@ def main() -> None:
                 > 0.5
             )
             start = time.perf_counter()
-            masks = carry_template_masks(
+            masks = carry_template_maps(
                 flair,
                 fit_template(flair, "FLAIR", preset=preset, work_dir=Path(tempfile.mkdtemp())),
+                maps,
             )
             seconds = time.perf_counter() - start
             scores = [dice(masks[name] >= 0.5, reference) for name in ("brain", "icv")]
@@ -86,7 +90,7 @@ def main() -> None:
         provided_brain = np.asarray(flair.dataobj) > 0
         start = time.perf_counter()
         fit = fit_template(flair, "FLAIR", preset=preset, work_dir=Path(tempfile.mkdtemp()))
-        masks = carry_template_masks(flair, fit)
+        masks = carry_template_maps(flair, fit, maps)
         seconds = time.perf_counter() - start
         kept = float((masks["icv"] >= 0.5)[provided_brain].mean())
         label = f"open_ms_data (stripped: {fit.skull_stripped})"

@@ -5,8 +5,8 @@ with the head model of :mod:`mriproc.template` (or without a head when the scan 
 already skull-stripped), registered to the scan (affine, then SyN), and its brain
 envelope and intracranial masks are carried into the scan's grid.
 
-Work in progress (issue 4): the intensity-based refinement of the carried masks is
-still to come; see ``benchmarks/RESULTS.md`` for the Dice reached so far.
+The intracranial mask is then refined on the scan's intensities by the tissue
+fractions of :mod:`mriproc.tissues`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mriproc.config import RegistrationPreset
+from mriproc.config import PcfParams, RegistrationPreset
 from mriproc.registration import (
     apply_transform_files,
     register_linear,
@@ -28,7 +28,13 @@ from mriproc.registration import (
 )
 from mriproc.template import load_template, synthetic_image
 
-__all__ = ["TemplateFit", "carry_template_masks", "fit_template", "is_skull_stripped"]
+__all__ = [
+    "TemplateFit",
+    "carry_template_maps",
+    "fit_template",
+    "is_skull_stripped",
+    "template_maps",
+]
 
 # A head with skull and scalp is well above 2 L; a stripped brain well below.
 _STRIPPED_MAX_ML = 2000.0
@@ -91,18 +97,37 @@ def fit_template(
     return TemplateFit(linear.fixed_to_moving, files, stripped, linear.final_metric)
 
 
-def carry_template_masks(
-    image: nib.Nifti1Image | nib.Nifti2Image, fit: TemplateFit
-) -> dict[str, npt.NDArray[np.float32]]:
-    """Template brain-envelope and intracranial masks on the scan's grid (0..1 maps)."""
+def template_maps(pcf: PcfParams) -> dict[str, npt.NDArray[np.float32]]:
+    """Maps defined on the template: masks, tissue priors and the protocol's PCF slab.
+
+    ``brain`` is the brain envelope (the template's brain mask), ``icv`` the brain
+    with the 2 mm of CSF around it, ``CSF``/``GM``/``WM`` the tissue probabilities and
+    ``slab`` the MNI152 axial slab ``[inferior, inferior + thickness)`` in z.
+    """
     template = load_template()
-    masks = {
+    z_mm = template.world_grid(2)
+    lo = pcf.slab_inferior_mni_z_mm
+    in_slab = ((z_mm >= lo) & (z_mm < lo + pcf.slab_thickness_mm)).astype(np.float32)
+    return {
         "brain": (template.outside_mm == 0).astype(np.float32),
         "icv": (template.outside_mm <= 2.0).astype(np.float32),
+        "CSF": template.csf,
+        "GM": template.gm,
+        "WM": template.wm,
+        "slab": np.broadcast_to(in_slab, template.shape).astype(np.float32),
     }
+
+
+def carry_template_maps(
+    image: nib.Nifti1Image | nib.Nifti2Image,
+    fit: TemplateFit,
+    maps: dict[str, npt.NDArray[np.float32]],
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Template-space maps resampled (linear) onto the scan's grid through the fit."""
+    template = load_template()
     carried = {}
-    for name, mask in masks.items():
-        in_template = nib.Nifti1Image(mask, template.affine)
+    for name, values in maps.items():
+        in_template = nib.Nifti1Image(np.asarray(values, dtype=np.float32), template.affine)
         in_template.header.set_xyzt_units("mm")
         in_scan = apply_transform_files(in_template, image, fit.transform_files)
         carried[name] = np.asarray(in_scan.dataobj, dtype=np.float32)

@@ -28,7 +28,6 @@ EXIT_NOT_BUILT = 3
 logger = logging.getLogger("mriproc")
 
 _NOT_BUILT = {
-    "run": "processing (per-visit, lesion and longitudinal workflows)",
     "convert": "DICOM to BIDS conversion",
     "stats": "trial statistics",
     "report": "the visual QC report",
@@ -216,6 +215,47 @@ def _not_built(args: argparse.Namespace) -> int:
     return EXIT_NOT_BUILT
 
 
+def _run(args: argparse.Namespace) -> int:
+    from mriproc.io.bids import DatasetError
+    from mriproc.run import run_participants
+
+    protocol = load_protocol(args.protocol)
+    if args.analysis_level == "group":
+        logger.error(
+            "the group level (longitudinal comparisons, PBVC) is not built yet in mriproc %s; "
+            "the participant level already wrote the per-visit endpoints",
+            __version__,
+        )
+        return EXIT_NOT_BUILT
+    work_dir: Path = args.work_dir or args.output_dir / "work"
+    plugin_args = dict(args.plugin_args or {})
+    if args.plugin == "MultiProc":
+        plugin_args.setdefault("n_procs", args.nprocs or 2)
+        if args.mem_gb:
+            plugin_args.setdefault("memory_gb", args.mem_gb)
+    try:
+        result = run_participants(
+            args.bids_dir,
+            args.output_dir,
+            protocol,
+            protocol_ref=protocol.source or args.protocol,
+            work_dir=work_dir.resolve(),
+            participant_labels=args.participant_label,
+            session_labels=args.session_label,
+            plugin=args.plugin,
+            plugin_args=plugin_args,
+        )
+    except DatasetError as err:
+        logger.error("%s", err)
+        return EXIT_USAGE
+    sys.stdout.write(
+        f"Processed {result.processed} session(s); {result.failed} failed, "
+        f"{result.skipped} skipped (missing or unusable contrasts).\n"
+        f"Endpoints: {result.endpoints}\nErrors:    {result.errors}\n"
+    )
+    return EXIT_OK if result.failed == 0 and result.skipped == 0 else EXIT_FAILURE
+
+
 def _validate(args: argparse.Namespace) -> int:
     from mriproc.validate import validate_dataset
 
@@ -326,6 +366,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
     "validate": _validate,
     "simulate": _simulate,
     "demo": _demo,

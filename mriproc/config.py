@@ -81,9 +81,12 @@ class VisitSchedule:
 
 @dataclass(frozen=True, slots=True)
 class RegistrationParams:
-    """Which named registration preset the runs use (``precise`` or ``fast``)."""
+    """Which named registration preset the runs use, and the co-registration quality check."""
 
     preset: Literal["precise", "fast"]
+    # Normalized mutual information (1 = unrelated, 2 = identical) of a co-registered
+    # contrast with its fixed image over the head: below it, the contrast is refused.
+    min_nmi: float = field(metadata=_range(1.0, 2.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,7 @@ class PcfParams:
     slab_inferior_mni_z_mm: float = field(metadata=_range(-72.0, 110.0))
     slab_thickness_mm: float = field(metadata=_range(1.0, 180.0))
     parenchyma_classes: tuple[TissueClass, ...] = field(metadata={"min_len": 1})
+    channels: tuple[str, ...] = field(metadata={"min_len": 2})  # unmixed into tissue fractions
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +241,9 @@ class Protocol:
                 needs += lesion_channels
         elif group == "active_scan":
             needs = self.cel.requires + lesion_channels
-        elif group in ("pcf", "pbvc"):
+        elif group == "pcf":
+            needs = (self.reading_space, *self.pcf.channels)
+        elif group == "pbvc":
             needs = (self.reading_space,)
         else:  # pragma: no cover - Literal exhausts the cases
             raise ValueError(f"unknown endpoint group {group!r}")
@@ -317,6 +323,7 @@ def _check_cross_references(p: Protocol) -> None:
         "t2_lesions.channels": p.t2_lesions.channels,
         "black_holes.requires": p.black_holes.requires,
         "cel.requires": p.cel.requires,
+        "pcf.channels": p.pcf.channels,
     }
     for key, used in role_lists.items():
         for role in used:

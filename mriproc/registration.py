@@ -34,6 +34,7 @@ __all__ = [
     "from_ants",
     "mean_displacement_mm",
     "n4_bias_correct",
+    "n4_bias_field",
     "register_linear",
     "register_nonlinear",
     "resample_isotropic",
@@ -260,6 +261,26 @@ def n4_bias_correct(
         verbose=False,
     )
     return from_ants(corrected)
+
+
+def n4_bias_field(
+    image: nib.Nifti1Image | nib.Nifti2Image,
+    *,
+    preset: RegistrationPreset,
+) -> npt.NDArray[np.float32]:
+    """The N4 bias field of ``image`` (divide the image by it to correct it)."""
+    field = ants.n4_bias_field_correction(
+        to_ants(image),
+        mask=None,
+        rescale_intensities=False,
+        shrink_factor=preset.n4_shrink_factor,
+        convergence={"iters": list(preset.n4_iterations), "tol": 1e-7},
+        spline_param=None,
+        return_bias_field=True,
+        verbose=False,
+    )
+    values = np.asarray(field.numpy(), dtype=np.float32)
+    return np.maximum(values, 1e-6)
 
 
 def mean_displacement_mm(

@@ -412,7 +412,7 @@ def _sort_session(
 
 
 # BIDS entity order in file names (the subset mriproc writes).
-_ENTITY_ORDER = ("acq", "ce", "rec", "run", "echo", "space", "label", "desc")
+_ENTITY_ORDER = ("acq", "ce", "rec", "run", "echo", "from", "to", "mode", "space", "label", "desc")
 
 
 def bids_path(

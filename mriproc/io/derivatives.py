@@ -42,6 +42,7 @@ def write_derivative(
     desc: str | None = None,
     label: str | None = None,
     space: str | None = None,
+    ce: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write one derivative image and its sidecar atomically; return the image path.
@@ -49,7 +50,9 @@ def write_derivative(
     Masks must be binary; the dtype follows the suffix (mask uint8, dseg int16,
     probseg float32, anything else float32).
     """
-    path = bids_path(root, participant, session, suffix=suffix, desc=desc, label=label, space=space)
+    path = bids_path(
+        root, participant, session, suffix=suffix, desc=desc, label=label, space=space, ce=ce
+    )
     array = np.asarray(data)
     dtype = _DTYPES.get(suffix, np.float32)
     if suffix == "mask":

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["read_itk_affine"]
+from mriproc.io.atomic import atomic_write_text
+
+__all__ = ["read_itk_affine", "write_itk_affine"]
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _LINEAR = ("MatrixOffsetTransformBase", "AffineTransform", "Euler3DTransform")
@@ -52,3 +54,24 @@ def read_itk_affine(path: str | os.PathLike[str]) -> npt.NDArray[np.float64]:
     matrix[:3, :3] = parameters[:9].reshape(3, 3)
     matrix[:3, 3] = parameters[9:] + centre - matrix[:3, :3] @ centre
     return np.asarray(_LPS @ matrix @ _LPS, dtype=np.float64)
+
+
+def write_itk_affine(path: str | os.PathLike[str], fixed_to_moving: npt.ArrayLike) -> Path:
+    """Write a RAS fixed-to-moving matrix as an ITK text transform (readable by ANTs, ITK-SNAP).
+
+    >>> import tempfile
+    >>> m = np.eye(4); m[:3, 3] = [1.5, -2.0, 3.0]
+    >>> path = write_itk_affine(tempfile.mkdtemp() + "/x_xfm.txt", m)
+    >>> bool(np.allclose(read_itk_affine(path), m))
+    True
+    """
+    lps = _LPS @ np.asarray(fixed_to_moving, dtype=np.float64) @ _LPS
+    numbers = [*lps[:3, :3].ravel(), *lps[:3, 3]]
+    text = (
+        "#Insight Transform File V1.0\n#Transform 0\n"
+        "Transform: AffineTransform_double_3_3\n"
+        f"Parameters: {' '.join(repr(float(v)) for v in numbers)}\n"
+        "FixedParameters: 0 0 0\n"
+    )
+    atomic_write_text(Path(path), text)
+    return Path(path)

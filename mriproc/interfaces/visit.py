@@ -1,0 +1,209 @@
+"""Nipype interfaces of the per-visit steps: each one calls one function of :mod:`mriproc.visit`.
+
+Protocols and presets cross node boundaries by name or file path (``protocol``) so
+that every node can run in its own process or SLURM job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from mriproc.config import load_protocol, load_registration_preset
+from mriproc.visit import (
+    bias_correct,
+    brain_masks,
+    coregister,
+    tissue_classes,
+    write_visit_outputs,
+)
+
+__all__ = ["BiasCorrect", "BrainMasks", "Coregister", "TissueClasses", "VisitOutputs"]
+
+
+def _preset(protocol: str) -> Any:
+    return load_registration_preset(load_protocol(protocol).registration.preset)
+
+
+class _BiasCorrectInputSpec(BaseInterfaceInputSpec):
+    in_files = traits.List(File(exists=True), mandatory=True, desc="echoes of one acquisition")
+    protocol = traits.Str(mandatory=True, desc="protocol name or file")
+
+
+class _BiasCorrectOutputSpec(TraitedSpec):
+    out_files = traits.List(File(exists=True))
+    out_file = File(exists=True, desc="the first corrected image")
+
+
+class BiasCorrect(SimpleInterface):
+    """N4 bias correction (one field for every echo of an acquisition)."""
+
+    input_spec = _BiasCorrectInputSpec
+    output_spec = _BiasCorrectOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        out = bias_correct(self.inputs.in_files, Path(runtime.cwd), _preset(self.inputs.protocol))
+        self._results["out_files"] = [str(p) for p in out]
+        self._results["out_file"] = str(out[0])
+        return runtime
+
+
+class _BrainMasksInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="bias-corrected reading-space image")
+    contrast = traits.Str(mandatory=True, desc="its contrast (template rendering)")
+    protocol = traits.Str(mandatory=True)
+
+
+class _BrainMasksOutputSpec(TraitedSpec):
+    brain_mask = File(exists=True)
+    template_maps = traits.Dict(traits.Str, File(exists=True))
+    icv_prob = File(exists=True)
+
+
+class BrainMasks(SimpleInterface):
+    """Template fit: brain-envelope mask and the carried template maps."""
+
+    input_spec = _BrainMasksInputSpec
+    output_spec = _BrainMasksOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        protocol = load_protocol(self.inputs.protocol)
+        paths = brain_masks(
+            self.inputs.in_file,
+            self.inputs.contrast,
+            pcf=protocol.pcf,
+            out_dir=Path(runtime.cwd),
+            preset=load_registration_preset(protocol.registration.preset),
+        )
+        self._results["brain_mask"] = str(paths.pop("brain"))
+        self._results["template_maps"] = {k: str(v) for k, v in paths.items()}
+        self._results["icv_prob"] = str(paths["icv"])
+        return runtime
+
+
+class _CoregisterInputSpec(BaseInterfaceInputSpec):
+    moving = File(exists=True, mandatory=True)
+    fixed = File(exists=True, mandatory=True)
+    reference = File(exists=True, mandatory=True, desc="reading-space image (output grid)")
+    mask = File(exists=True, mandatory=True, desc="reading-space mask for metric and quality")
+    reference_to_fixed = File(exists=True, desc="transform of the fixed image, if not reference")
+    protocol = traits.Str(mandatory=True)
+
+
+class _CoregisterOutputSpec(TraitedSpec):
+    out_file = File(exists=True)
+    transform = File(exists=True)
+    quality = traits.Float()
+
+
+class Coregister(SimpleInterface):
+    """Rigid co-registration into reading space, with the quality check."""
+
+    input_spec = _CoregisterInputSpec
+    output_spec = _CoregisterOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        protocol = load_protocol(self.inputs.protocol)
+        result = coregister(
+            self.inputs.moving,
+            self.inputs.fixed,
+            self.inputs.reference,
+            mask=self.inputs.mask,
+            out_dir=Path(runtime.cwd),
+            preset=load_registration_preset(protocol.registration.preset),
+            min_quality=protocol.registration.min_nmi,
+            reference_to_fixed=self.inputs.reference_to_fixed or None,
+        )
+        self._results["out_file"] = str(result.image)
+        self._results["transform"] = str(result.transform)
+        self._results["quality"] = result.quality
+        return runtime
+
+
+class _TissueClassesInputSpec(BaseInterfaceInputSpec):
+    channels = traits.List(File(exists=True), mandatory=True)
+    template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    lesion_mask = File(exists=True, desc="T2 lesions (counted as parenchyma)")
+    protocol = traits.Str(mandatory=True)
+
+
+class _TissueClassesOutputSpec(TraitedSpec):
+    outputs = traits.Dict(traits.Str, File(exists=True))
+    measures = traits.Dict(traits.Str, traits.Float)
+
+
+class TissueClasses(SimpleInterface):
+    """Tissue fractions and classes, refined intracranial mask, PCF slab, PCF and BPF."""
+
+    input_spec = _TissueClassesInputSpec
+    output_spec = _TissueClassesOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        result = tissue_classes(
+            self.inputs.channels,
+            dict(self.inputs.template_maps),
+            pcf=load_protocol(self.inputs.protocol).pcf,
+            out_dir=Path(runtime.cwd),
+            lesion=self.inputs.lesion_mask or None,
+        )
+        self._results["measures"] = {k: float(v) for k, v in result.items() if isinstance(v, float)}
+        self._results["outputs"] = {k: str(v) for k, v in result.items() if isinstance(v, Path)}
+        return runtime
+
+
+class _VisitOutputsInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True, desc="the derivatives root (OUT_DIR/mriproc)")
+    participant = traits.Str(mandatory=True)
+    session = traits.Str(mandatory=True)
+    protocol = traits.Str(mandatory=True)
+    sources = traits.Dict(traits.Str, traits.Str, mandatory=True)
+    brain_mask = File(exists=True, mandatory=True)
+    tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    measures = traits.Dict(traits.Str, traits.Float, mandatory=True)
+    coreg_roles = traits.List(traits.Str, desc="roles of the co-registered contrasts")
+    coregistered = traits.List(File(exists=True), desc="their images, in that order")
+    transforms = traits.List(File(exists=True), desc="their ITK transforms")
+    qualities = traits.List(traits.Float, desc="their NMI quality")
+
+
+class _VisitOutputsOutputSpec(TraitedSpec):
+    record = File(exists=True)
+
+
+class VisitOutputs(SimpleInterface):
+    """Write the visit's BIDS-Derivatives and its measures record."""
+
+    input_spec = _VisitOutputsInputSpec
+    output_spec = _VisitOutputsOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        protocol = load_protocol(self.inputs.protocol)
+        tissue = dict(self.inputs.tissue_outputs)
+        images = {k: tissue[k] for k in ("icv", "slab", "dseg", "CSF", "GM", "WM")}
+        images["brain"] = self.inputs.brain_mask
+        roles = list(self.inputs.coreg_roles)
+        images.update(
+            {f"coreg:{r}": p for r, p in zip(roles, self.inputs.coregistered, strict=True)}
+        )
+        record = write_visit_outputs(
+            self.inputs.output_dir,
+            self.inputs.participant,
+            self.inputs.session,
+            reading_space=protocol.reading_space,
+            contrasts={r: (c.suffix, c.ce) for r, c in protocol.contrasts.items()},
+            sources=dict(self.inputs.sources),
+            images=images,
+            transforms=dict(zip(roles, self.inputs.transforms, strict=True)),
+            measures=dict(self.inputs.measures),
+            qc={f"nmi_{r}": q for r, q in zip(roles, self.inputs.qualities, strict=True)},
+        )
+        self._results["record"] = str(record)
+        return runtime

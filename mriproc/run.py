@@ -1,0 +1,203 @@
+"""``mriproc run BIDS_DIR OUT_DIR participant``: every session's visit workflow, then the tables.
+
+All selected sessions go into one Nipype workflow, run with the chosen plugin; a
+session that fails does not stop the others.  Afterwards the endpoint tables are
+rebuilt from the measures records of every processed session (so participants can be
+run in separate jobs), with a row saying why for every endpoint that could not be
+computed, and ``errors.tsv`` lists the failed sessions with the reason and the crash
+file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mriproc.config import Protocol
+from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
+from mriproc.tables import (
+    EndpointRow,
+    ErrorRow,
+    write_dataset_description,
+    write_endpoints,
+    write_errors,
+)
+
+__all__ = ["VISIT_ENDPOINTS", "RunResult", "run_participants"]
+
+logger = logging.getLogger(__name__)
+
+# Endpoints the per-visit workflow measures (the lesion and longitudinal ones come later).
+VISIT_ENDPOINTS = ("pcf", "bpf")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a participant-level run did."""
+
+    processed: int
+    failed: int
+    skipped: int
+    endpoints: Path
+    errors: Path
+
+
+def _record_path(root: Path, session: SessionInputs) -> Path:
+    return bids_path(
+        root,
+        session.participant,
+        session.session,
+        suffix="measures",
+        extension=".json",
+        desc="visit",
+    )
+
+
+def _processable(session: SessionInputs, protocol: Protocol) -> str | None:
+    """Why the visit workflow cannot run on ``session`` (None when it can)."""
+    needs = [protocol.reading_space, *protocol.pcf.channels]
+    lacking = [role for role in dict.fromkeys(needs) if role not in session.files]
+    if lacking:
+        return "needs " + ", ".join(
+            f"{role} ({session.problems.get(role, 'missing')})" for role in lacking
+        )
+    return None
+
+
+def _crash_reasons(crash_dir: Path) -> dict[str, tuple[str, str]]:
+    """Visit workflow name -> (last line of the error, crash file) from Nipype crash files."""
+    from nipype.utils.filemanip import loadcrash
+
+    reasons: dict[str, tuple[str, str]] = {}
+    for crash in sorted(crash_dir.glob("crash-*")):
+        try:
+            content = loadcrash(str(crash))
+        except Exception:
+            continue
+        node = content.get("node")
+        fullname = getattr(node, "fullname", "") or ""
+        lines = [line.strip() for line in "".join(content.get("traceback", [])).splitlines()]
+        message = next((line for line in reversed(lines) if line), "unknown error")
+        for part in fullname.split("."):
+            if part.startswith("visit_"):
+                reasons.setdefault(part, (message, str(crash)))
+    return reasons
+
+
+def run_participants(
+    bids_dir: Path,
+    output_dir: Path,
+    protocol: Protocol,
+    *,
+    protocol_ref: str,
+    work_dir: Path,
+    participant_labels: Sequence[str] | None = None,
+    session_labels: Sequence[str] | None = None,
+    plugin: str = "MultiProc",
+    plugin_args: dict[str, Any] | None = None,
+) -> RunResult:
+    """Run the visit workflow on every selected session and rebuild the tables."""
+    from nipype import config as nipype_config
+    from nipype.pipeline import engine as pe
+
+    from mriproc.workflows.visit import init_visit_wf, visit_wf_name
+
+    root = output_dir / "mriproc"
+    root.mkdir(parents=True, exist_ok=True)
+    dataset = discover_dataset(
+        bids_dir, protocol, participant_labels=participant_labels, session_labels=session_labels
+    )
+    write_dataset_description(
+        root, source_datasets=[str(bids_dir.resolve())], protocol_name=protocol.name
+    )
+    crash_dir = work_dir / "crash"
+    crash_dir.mkdir(parents=True, exist_ok=True)
+    for old in crash_dir.glob("crash-*"):
+        old.unlink()
+    nipype_config.update_config(
+        {
+            "execution": {
+                "crashdump_dir": str(crash_dir),
+                "crashfile_format": "pklz",
+                "stop_on_first_crash": "false",
+                "hash_method": "content",
+            },
+            "logging": {"workflow_level": "WARNING", "interface_level": "WARNING"},
+        }
+    )
+    os.environ.setdefault("LOGNAME", os.environ.get("USER", "mriproc"))
+    top = pe.Workflow(name="mriproc_wf", base_dir=str(work_dir))
+    to_run: list[SessionInputs] = []
+    skipped: dict[tuple[str, str], str] = {}
+    for session in dataset.sessions:
+        reason = _processable(session, protocol)
+        if reason is not None:
+            skipped[(session.participant_id, session.session_id)] = reason
+            continue
+        top.add_nodes([init_visit_wf(session, protocol, root, protocol_ref=protocol_ref)])
+        to_run.append(session)
+    if to_run:
+        logger.info("processing %d session(s) with the %s plugin", len(to_run), plugin)
+        try:
+            top.run(plugin=plugin, plugin_args=plugin_args or {})
+        except RuntimeError as err:  # some nodes failed; the others ran
+            logger.warning("%s", err)
+    crashes = _crash_reasons(crash_dir)
+    errors = [
+        ErrorRow(pid, ses, "inputs", reason) for (pid, ses), reason in sorted(skipped.items())
+    ]
+    failed = 0
+    for session in to_run:
+        if _record_path(root, session).is_file() and visit_wf_name(session) not in crashes:
+            continue
+        failed += 1
+        message, crash = crashes.get(visit_wf_name(session), ("no result written", ""))
+        errors.append(
+            ErrorRow(session.participant_id, session.session_id, "visit", message, crash or None)
+        )
+        logger.error("%s %s failed: %s", session.participant_id, session.session_id, message)
+    problems = dict(skipped)
+    problems.update(
+        {
+            (e.participant_id, e.session or ""): "processing failed: " + e.reason
+            for e in errors
+            if e.stage == "visit"
+        }
+    )
+    endpoints = _assemble_endpoints(root, dataset, protocol, problems)
+    errors_path = write_errors(errors, root, protocol_name=protocol.name)
+    return RunResult(len(to_run) - failed, failed, len(skipped), endpoints, errors_path)
+
+
+def _assemble_endpoints(
+    root: Path, dataset: BidsDataset, protocol: Protocol, problems: dict[tuple[str, str], str]
+) -> Path:
+    """``endpoints.tsv`` from every session's measures record (all participants on disk)."""
+    full = discover_dataset(dataset.root, protocol, check_images=False)
+    rows: list[EndpointRow] = []
+    for session in full.sessions:
+        participant = full.participants.get(session.participant)
+        arm = participant.arm if participant else None
+        record = _record_path(root, session)
+        measures: dict[str, float] = {}
+        if record.is_file():
+            measures = json.loads(record.read_text(encoding="utf-8"))["measures"]
+        key = (session.participant_id, session.session_id)
+        for endpoint in VISIT_ENDPOINTS:
+            value = measures.get(endpoint)
+            if value is not None:
+                rows.append(
+                    EndpointRow(key[0], key[1], session.visit_month, arm, endpoint, float(value))
+                )
+                continue
+            status = problems.get(key, "not processed yet (run its participant level)")
+            rows.append(
+                EndpointRow(key[0], key[1], session.visit_month, arm, endpoint, None, status)
+            )
+    long_path, _ = write_endpoints(rows, root, protocol_name=protocol.name)
+    return long_path

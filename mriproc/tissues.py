@@ -1,0 +1,217 @@
+"""Tissue classes and partial-volume tissue fractions from co-registered contrasts.
+
+Every voxel of the intracranial region is modelled as a linear mixture of four
+end-members: grey matter, white matter, CSF and a signal-free component (bone, air,
+and any global signal loss such as residual bias).  Mixing is linear in the MR signal
+of each channel (the voxel integrates its tissues' signals), so with three channels
+and the sum-to-one constraint the four fractions are the solution of a 4 x 4 linear
+system per voxel.  The estimate is deliberately left unconstrained (fractions may
+leave [0, 1] in single noisy voxels): clipping would turn zero-mean noise into a
+positive CSF bias in every pure-parenchyma voxel, and volumes are sums over many
+voxels, where the unconstrained estimate stays unbiased.
+
+The end-member signatures are measured on each scan: template priors carried to the
+scan seed them, then voxels are classified to the nearest signature and the
+signatures are re-measured (medians) on voxels whose in-plane neighbours all share
+their class, so that partial-volume voxels do not pull them.  Voxels of a lesion
+mask, when one is given, count as parenchyma (a lesion is neither CSF nor GM).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "CLASSES",
+    "DSEG_LABELS",
+    "MixelModel",
+    "TissueFractions",
+    "tissue_fractions",
+]
+
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+
+CLASSES = ("CSF", "GM", "WM")
+# dseg labels (BIDS-Derivatives convention of a look-up table in the JSON sidecar).
+DSEG_LABELS = {0: "background", 1: "CSF", 2: "GM", 3: "WM", 4: "lesion"}
+_SEED_PRIOR = 0.9
+
+
+class TissueError(ValueError):
+    """The contrasts do not allow tissue fractions (too few channels, empty classes)."""
+
+
+@dataclass(frozen=True)
+class _Component:
+    """A pure class or a two-class mixture at one mixing level (fractions over END_MEMBERS)."""
+
+    fractions: tuple[float, float, float, float]
+    at_edge_only: bool  # involves the signal-free end-member
+    outlier: bool = False
+
+
+def _components(levels: int) -> list[_Component]:
+    names = (*CLASSES, "none")
+    components: list[_Component] = []
+    for k, name in enumerate(names):
+        pure = [0.0] * 4
+        pure[k] = 1.0
+        components.append(_Component(tuple(pure), name == "none"))  # type: ignore[arg-type]
+    for k in range(4):
+        for m in range(k + 1, 4):
+            if (names[k], names[m]) == ("WM", "none"):
+                continue  # white matter never touches bone
+            for level in range(1, levels + 1):
+                alpha = level / (levels + 1)
+                mixed = [0.0] * 4
+                mixed[k], mixed[m] = alpha, 1.0 - alpha
+                components.append(_Component(tuple(mixed), names[m] == "none"))  # type: ignore[arg-type]
+    components.append(_Component((0.0, 0.0, 0.0, 1.0), True, outlier=True))
+    return components
+
+
+@dataclass(frozen=True)
+class MixelModel:
+    """Class signatures (per channel), noise and the fitted mixture, for the record."""
+
+    signatures: npt.NDArray[np.float64]  # (len(CLASSES), channels)
+    noise_sd: npt.NDArray[np.float64]  # (channels,)
+    iterations: int
+
+
+def _seed_signatures(
+    data: npt.NDArray[np.float64], priors: Mapping[str, FloatArray], region: BoolArray
+) -> npt.NDArray[np.float64]:
+    signatures = np.zeros((len(CLASSES), data.shape[1]))
+    for k, name in enumerate(CLASSES):
+        seeds = np.asarray(priors[name])[region] >= _SEED_PRIOR
+        if seeds.sum() < 50:
+            raise TissueError(f"fewer than 50 voxels where the template is {name}")
+        signatures[k] = np.median(data[seeds], axis=0)
+    return signatures
+
+
+@dataclass(frozen=True)
+class TissueFractions:
+    """Partial-volume fractions of one scan (0 outside the region)."""
+
+    csf: FloatArray
+    gm: FloatArray
+    wm: FloatArray
+    lesion: FloatArray
+    region: BoolArray
+
+    @property
+    def parenchyma(self) -> FloatArray:
+        """GM + WM + lesion."""
+        return np.asarray(self.gm + self.wm + self.lesion, dtype=np.float32)
+
+    def dseg(self) -> npt.NDArray[np.int16]:
+        """Tissue classes (:data:`DSEG_LABELS`): the largest fraction, where tissue is >= 0.5."""
+        stack = np.stack([self.csf, self.gm, self.wm, self.lesion])
+        classes = np.asarray(np.argmax(stack, axis=0) + 1, dtype=np.int16)
+        classes[(stack.sum(axis=0) < 0.5) | ~self.region] = 0
+        return classes
+
+
+def tissue_fractions(
+    channels: Sequence[FloatArray],
+    priors: Mapping[str, FloatArray],
+    region: BoolArray,
+    edge: BoolArray,
+    *,
+    lesion: BoolArray | None = None,
+    levels: int = 7,
+    iterations: int = 15,
+) -> tuple[TissueFractions, MixelModel]:
+    """Partial-volume fractions by a mixel model fitted with EM.
+
+    Each voxel of ``region`` is either one pure class (CSF, GM, WM) or a mixture of
+    two classes at one of ``levels`` evenly spaced fractions; near the skull
+    (``edge``) the signal-free end-member (bone, air) and an outlier class (any other
+    tissue: fat, muscle, vessels) are allowed as well.  The channels' noise is
+    Gaussian with one SD per channel.  EM estimates the class signatures (a linear
+    least-squares step, so partial-volume voxels inform them instead of biasing
+    them), the noise and the component weights; each voxel's fractions are the
+    posterior expectation, whose sum over voxels is the volume estimate.
+
+    Parameters
+    ----------
+    channels
+        Co-registered, bias-corrected images on one grid (at least two).
+    priors
+        Template ``CSF``, ``GM`` and ``WM`` probabilities on that grid (seed the
+        signatures).
+    region
+        Voxels that may hold brain or CSF (the intracranial mask with a margin).
+    edge
+        Voxels near the inner surface of the skull.
+    lesion
+        Voxels of T2 lesions: their tissue counts as lesion (parenchyma).
+    levels
+        Mixing fractions per pair of classes (evenly spaced in (0, 1)).
+    iterations
+        EM iterations.
+    """
+    if len(channels) < 2:
+        raise TissueError(f"tissue fractions need at least 2 contrasts, got {len(channels)}")
+    data = np.stack([np.asarray(c, dtype=np.float64)[region] for c in channels], axis=1)
+    at_edge = np.asarray(edge, dtype=bool)[region]
+    signatures = _seed_signatures(data, priors, region)
+    components = _components(levels)
+    fractions = np.array([c.fractions for c in components])  # (n_components, 4)
+    allowed = np.array([not c.at_edge_only for c in components])
+    outlier = np.array([c.outlier for c in components])
+    weights = np.full(len(components), 1.0 / len(components))
+    span = data.max(axis=0) - data.min(axis=0)
+    outlier_density = float(np.prod(1.0 / np.maximum(span, 1e-6)))
+    noise = np.maximum(0.05 * np.abs(signatures).max(axis=0), 1e-6)
+    for _ in range(iterations):
+        means = fractions[:, :3] @ signatures  # (n_components, channels)
+        log_p = np.empty((len(data), len(components)))
+        for j in range(len(components)):
+            if outlier[j]:
+                log_p[:, j] = np.log(outlier_density)
+            else:
+                log_p[:, j] = (
+                    -0.5 * (((data - means[j]) / noise) ** 2).sum(axis=1) - np.log(noise).sum()
+                )
+        log_p += np.log(np.maximum(weights, 1e-12))
+        log_p[~at_edge[:, None] & ~allowed[None, :]] = -np.inf
+        log_p -= log_p.max(axis=1, keepdims=True)
+        resp = np.exp(log_p)
+        resp /= resp.sum(axis=1, keepdims=True)
+        weights = resp.mean(axis=0)
+        # M-step for the signatures: weighted least squares over every component.
+        expected = resp[:, ~outlier] @ fractions[~outlier, :3]  # (voxels, 3)
+        counts = resp[:, ~outlier].sum(axis=0)
+        tissue = fractions[~outlier, :3]
+        moment = (tissue.T * counts) @ tissue
+        signatures = np.linalg.solve(moment, expected.T @ data)
+        means = fractions[:, :3] @ signatures
+        residual = np.zeros(data.shape[1])
+        used = resp[:, ~outlier]
+        for j, component in enumerate(np.flatnonzero(~outlier)):
+            residual += used[:, j] @ ((data - means[component]) ** 2)
+        noise = np.sqrt(residual / used.sum())
+    expected_all = resp @ fractions  # (voxels, 4)
+
+    def volume(column: int) -> FloatArray:
+        out = np.zeros(region.shape, dtype=np.float32)
+        out[region] = expected_all[:, column]
+        return out
+
+    csf, gm, wm = volume(0), volume(1), volume(2)
+    lesion_map = np.zeros(region.shape, dtype=np.float32)
+    if lesion is not None:
+        inside = lesion & region
+        lesion_map[inside] = csf[inside] + gm[inside] + wm[inside]
+        for array in (csf, gm, wm):
+            array[inside] = 0.0
+    result = TissueFractions(csf=csf, gm=gm, wm=wm, lesion=lesion_map, region=region.copy())
+    return result, MixelModel(signatures, noise, iterations)

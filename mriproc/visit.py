@@ -1,0 +1,356 @@
+"""The steps of per-visit processing as file-in, file-out functions.
+
+Each function here is one node of :func:`mriproc.workflows.visit.init_visit_wf`
+(wrapped by :mod:`mriproc.interfaces.visit`): it reads NIfTI files, computes with
+:mod:`mriproc.registration`, :mod:`mriproc.brain` and :mod:`mriproc.tissues`, and
+writes its results into ``out_dir``.  Every output is on the reading-space grid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from mriproc.brain import carry_template_maps, fit_template, template_maps
+from mriproc.config import PcfParams, RegistrationPreset
+from mriproc.io.atomic import atomic_write_text
+from mriproc.io.itk import read_itk_affine, write_itk_affine
+from mriproc.registration import apply_linear, n4_bias_field, register_linear
+from mriproc.tissues import DSEG_LABELS, tissue_fractions
+
+__all__ = [
+    "RegistrationQualityError",
+    "bias_correct",
+    "brain_masks",
+    "coregister",
+    "normalized_mutual_information",
+    "tissue_classes",
+    "write_visit_outputs",
+]
+
+# Around the carried intracranial mask: how far out voxels may still hold CSF, and
+# how deep the skull's partial-volume zone reaches in.
+_REGION_MARGIN_MM = 3.0
+_EDGE_DEPTH_MM = 4.0
+
+
+class RegistrationQualityError(RuntimeError):
+    """A contrast did not register to its visit (wrong subject, blank, corrupt)."""
+
+
+def _image(path: str | Path) -> nib.Nifti1Image:
+    loaded = nib.load(str(path))
+    assert isinstance(loaded, nib.Nifti1Image | nib.Nifti2Image), path
+    data = np.asarray(loaded.dataobj, dtype=np.float32)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    image = nib.Nifti1Image(data, loaded.affine)
+    image.header.set_xyzt_units("mm")
+    return image
+
+
+def _save(data: npt.ArrayLike, affine: npt.NDArray[np.float64], path: Path) -> Path:
+    array = np.asarray(data)
+    image = nib.Nifti1Image(array, affine)
+    image.header.set_xyzt_units("mm")
+    nib.save(image, str(path))
+    return path
+
+
+def bias_correct(
+    in_files: Sequence[str | Path], out_dir: Path, preset: RegistrationPreset
+) -> list[Path]:
+    """N4 bias correction; one field, estimated on the first image, for all of them.
+
+    The images are the echoes of one acquisition (same grid, same receive field), or
+    a single image.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = _image(in_files[0])
+    field = n4_bias_field(first, preset=preset)
+    outputs = []
+    for path in in_files:
+        image = _image(path)
+        if image.shape != first.shape or not np.allclose(image.affine, first.affine, atol=1e-3):
+            raise ValueError(f"{path}: not on the grid of {in_files[0]}; echoes must share it")
+        corrected = np.asarray(image.dataobj, dtype=np.float32) / field
+        name = Path(path).name.replace(".nii.gz", "").replace(".nii", "")
+        outputs.append(
+            _save(corrected.astype(np.float32), image.affine, out_dir / f"{name}_n4.nii.gz")
+        )
+    return outputs
+
+
+def normalized_mutual_information(
+    a: npt.ArrayLike, b: npt.ArrayLike, mask: npt.ArrayLike, bins: int = 32
+) -> float:
+    """Studholme's NMI, (H(a) + H(b)) / H(a, b): 1 for unrelated images, 2 for identical.
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(20, 20, 20)); m = np.ones(x.shape, bool)
+    >>> round(normalized_mutual_information(x, 3 * x + 1, m), 2)
+    2.0
+    >>> normalized_mutual_information(x, rng.normal(size=x.shape), m) < 1.1
+    True
+    """
+    inside = np.asarray(mask, dtype=bool)
+    x = np.asarray(a, dtype=np.float64)[inside]
+    y = np.asarray(b, dtype=np.float64)[inside]
+    joint, _, _ = np.histogram2d(x, y, bins=bins)
+    joint /= joint.sum()
+
+    def entropy(p: npt.NDArray[np.float64]) -> float:
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    return (entropy(joint.sum(axis=0)) + entropy(joint.sum(axis=1))) / entropy(joint)
+
+
+@dataclass(frozen=True)
+class Coregistration:
+    """A contrast resampled into reading space, its transform and its quality."""
+
+    image: Path
+    transform: Path  # ITK text: reading-space RAS point -> moving-image RAS point
+    quality: float  # NMI with the fixed image, over the brain
+
+
+def coregister(
+    moving: str | Path,
+    fixed: str | Path,
+    reference: str | Path,
+    *,
+    mask: str | Path,
+    out_dir: Path,
+    preset: RegistrationPreset,
+    min_quality: float,
+    reference_to_fixed: str | Path | None = None,
+) -> Coregistration:
+    """Rigidly register ``moving`` onto ``fixed`` and resample it onto ``reference``'s grid.
+
+    ``fixed`` is the reading-space image itself, or another contrast of the visit
+    whose transform into reading space is ``reference_to_fixed`` (T1w after
+    gadolinium is registered to T1w before it).  ``mask`` (reading space) restricts
+    the metric to the head's interior and is where the quality is measured: the NMI
+    of the resampled ``moving`` with ``fixed`` (resampled too).  Below
+    ``min_quality`` the registration is refused with the file name.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    moving_img, fixed_img, reference_img = _image(moving), _image(fixed), _image(reference)
+    loaded_mask = _image(mask)
+    inside = np.asarray(loaded_mask.dataobj) >= 0.5
+    mask_img = nib.Nifti1Image(inside.astype(np.float32), loaded_mask.affine)
+    to_fixed: npt.NDArray[np.float64] = (
+        np.eye(4) if reference_to_fixed is None else read_itk_affine(reference_to_fixed)
+    )
+    fixed_to_reference = np.asarray(np.linalg.inv(to_fixed), dtype=np.float64)
+    fixed_mask = apply_linear(mask_img, fixed_img, fixed_to_reference, interpolation="nearest")
+    registration = register_linear(
+        fixed_img,
+        moving_img,
+        transform="rigid",
+        preset=preset,
+        out_dir=out_dir,
+        fixed_mask=fixed_mask,
+    )
+    reference_to_moving = registration.fixed_to_moving @ to_fixed
+    resampled = apply_linear(moving_img, reference_img, reference_to_moving)
+    fixed_here = (
+        reference_img
+        if reference_to_fixed is None
+        else apply_linear(fixed_img, reference_img, to_fixed)
+    )
+    quality = normalized_mutual_information(
+        np.asarray(fixed_here.dataobj), np.asarray(resampled.dataobj), inside
+    )
+    if not quality >= min_quality:
+        raise RegistrationQualityError(
+            f"{moving}: did not register to {Path(fixed).name} (normalized mutual information "
+            f"{quality:.3f} < {min_quality}): wrong subject, blank or corrupt image?"
+        )
+    name = Path(moving).name.split(".nii")[0]
+    image = _save(
+        np.asarray(resampled.dataobj, dtype=np.float32),
+        reference_img.affine,
+        out_dir / f"{name}_coreg.nii.gz",
+    )
+    transform = write_itk_affine(out_dir / f"{name}_xfm.txt", reference_to_moving)
+    return Coregistration(image, transform, quality)
+
+
+def brain_masks(
+    reading: str | Path,
+    contrast: str,
+    *,
+    pcf: PcfParams,
+    out_dir: Path,
+    preset: RegistrationPreset,
+) -> dict[str, Path]:
+    """Fit the template to the reading-space image; write the maps it carries.
+
+    Returns paths of ``brain`` (the brain-envelope mask, uint8) and of the carried
+    0..1 maps ``icv``, ``CSF``, ``GM``, ``WM`` and ``slab`` (float32).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image = _image(reading)
+    fit = fit_template(image, contrast, preset=preset, work_dir=out_dir)
+    carried = carry_template_maps(image, fit, template_maps(pcf))
+    paths = {
+        "brain": _save(
+            (carried.pop("brain") >= 0.5).astype(np.uint8),
+            image.affine,
+            out_dir / "brain_mask.nii.gz",
+        )
+    }
+    for name, values in carried.items():
+        paths[name] = _save(values, image.affine, out_dir / f"template_{name}.nii.gz")
+    return paths
+
+
+def tissue_classes(
+    channels: Sequence[str | Path],
+    template: dict[str, str | Path],
+    *,
+    pcf: PcfParams,
+    out_dir: Path,
+    lesion: str | Path | None = None,
+) -> dict[str, Path | float]:
+    """Tissue fractions, classes, refined intracranial mask, PCF slab, PCF and BPF.
+
+    ``template`` holds the carried maps of :func:`brain_masks` (``icv``, ``CSF``,
+    ``GM``, ``WM``, ``slab``).  PCF weighs each voxel by the carried slab (partial at
+    its borders); BPF is over the whole imaged intracranial volume.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = [_image(c) for c in channels]
+    affine = images[0].affine
+    zooms = tuple(float(z) for z in images[0].header.get_zooms()[:3])
+    maps = {k: np.asarray(_image(v).dataobj, dtype=np.float32) for k, v in template.items()}
+    icv = maps["icv"] >= 0.5
+    region = ndimage.distance_transform_edt(~icv, sampling=zooms) <= _REGION_MARGIN_MM
+    edge = region & (ndimage.distance_transform_edt(icv, sampling=zooms) <= _EDGE_DEPTH_MM)
+    lesion_mask = None if lesion is None else np.asarray(_image(lesion).dataobj) > 0
+    fractions, model = tissue_fractions(
+        [np.asarray(i.dataobj, dtype=np.float32) for i in images],
+        {k: maps[k] for k in ("CSF", "GM", "WM")},
+        region,
+        edge,
+        lesion=lesion_mask,
+    )
+    by_class = {"GM": fractions.gm, "WM": fractions.wm, "lesion": fractions.lesion}
+    parenchyma = np.sum([by_class[c] for c in pcf.parenchyma_classes], axis=0)
+    csf = fractions.csf
+    slab = maps["slab"]
+    pcf_value = float((slab * parenchyma).sum() / (slab * (parenchyma + csf)).sum())
+    bpf_value = float(parenchyma.sum() / (parenchyma + csf).sum())
+    icv_refined = (parenchyma + csf) >= 0.5
+    outputs: dict[str, Path | float] = {
+        "pcf": pcf_value,
+        "bpf": bpf_value,
+        "icv": _save(icv_refined.astype(np.uint8), affine, out_dir / "icv_mask.nii.gz"),
+        "slab": _save(
+            ((slab >= 0.5) & icv_refined).astype(np.uint8), affine, out_dir / "pcfslab_mask.nii.gz"
+        ),
+        "dseg": _save(fractions.dseg(), affine, out_dir / "dseg.nii.gz"),
+    }
+    for name, values in (("CSF", csf), ("GM", fractions.gm), ("WM", fractions.wm)):
+        outputs[name] = _save(
+            np.clip(values, 0.0, 1.0).astype(np.float32), affine, out_dir / f"probseg_{name}.nii.gz"
+        )
+    record = {
+        "pcf": pcf_value,
+        "bpf": bpf_value,
+        "signatures": {
+            c: list(map(float, model.signatures[i])) for i, c in enumerate(("CSF", "GM", "WM"))
+        },
+        "noise_sd": list(map(float, model.noise_sd)),
+    }
+    outputs["record"] = out_dir / "tissues.json"
+    (out_dir / "tissues.json").write_text(json.dumps(record, indent=2) + "\n")
+    return outputs
+
+
+def write_visit_outputs(
+    output_dir: str | Path,
+    participant: str,
+    session: str,
+    *,
+    reading_space: str,
+    contrasts: dict[str, tuple[str, str | None]],
+    sources: dict[str, str],
+    images: dict[str, str],
+    transforms: dict[str, str],
+    measures: dict[str, float],
+    qc: dict[str, float],
+) -> Path:
+    """Write one visit's derivatives (BIDS names, sidecars) and its measures record.
+
+    ``images`` maps output keys (``brain``, ``icv``, ``slab``, ``dseg``, ``CSF``,
+    ``GM``, ``WM``, ``coreg:<role>``) to work files; ``transforms`` maps a role to
+    its ITK transform; ``sources`` maps roles to the raw files and ``contrasts``
+    roles to their BIDS suffix and ``ce`` label.  The record
+    (``..._desc-visit_measures.json``) holds PCF, BPF and the QC figures; the
+    endpoint tables are assembled from the records of every visit.
+    """
+    from mriproc.io.bids import bids_path
+    from mriproc.io.derivatives import write_derivative
+
+    root = Path(output_dir)
+    reading_source = sources[reading_space]
+    described = {
+        "brain": dict(suffix="mask", desc="brain"),
+        "icv": dict(suffix="mask", desc="icv"),
+        "slab": dict(suffix="mask", desc="pcfslab"),
+        "dseg": dict(suffix="dseg"),
+        "CSF": dict(suffix="probseg", label="CSF"),
+        "GM": dict(suffix="probseg", label="GM"),
+        "WM": dict(suffix="probseg", label="WM"),
+    }
+    written = {}
+    for key, path in images.items():
+        loaded = _image(path)
+        data = np.asarray(loaded.dataobj)
+        affine = loaded.affine
+        if key.startswith("coreg:"):
+            role = key.split(":", 1)[1]
+            suffix, ce = contrasts[role]
+            entities: dict[str, Any] = dict(suffix=suffix, desc="coreg", ce=ce)
+            meta: dict[str, Any] = {"SpatialReference": reading_source}
+            source_list = [sources[role], reading_source]
+        else:
+            entities = dict(described[key])
+            meta = {"SpatialReference": reading_source}
+            if key == "dseg":
+                meta["Labels"] = {str(k): v for k, v in DSEG_LABELS.items()}
+            source_list = [sources[r] for r in sources]
+        written[key] = write_derivative(
+            root, participant, session, data, affine, sources=source_list, metadata=meta, **entities
+        )
+    for role, path in transforms.items():
+        target = bids_path(
+            root,
+            participant,
+            session,
+            suffix="xfm",
+            extension=".txt",
+            **{"from": role.replace("_", ""), "to": reading_space, "mode": "image"},
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_itk_affine(target, read_itk_affine(path))
+    record = bids_path(
+        root, participant, session, suffix="measures", extension=".json", desc="visit"
+    )
+    atomic_write_text(
+        record,
+        json.dumps({"measures": measures, "qc": qc, "sources": sources}, indent=2, sort_keys=True)
+        + "\n",
+    )
+    return record

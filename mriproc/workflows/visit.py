@@ -1,0 +1,138 @@
+"""``init_visit_wf``: per-visit processing of one session as a Nipype workflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from mriproc.config import Protocol
+from mriproc.interfaces.visit import (
+    BiasCorrect,
+    BrainMasks,
+    Coregister,
+    TissueClasses,
+    VisitOutputs,
+)
+from mriproc.io.bids import SessionInputs
+
+__all__ = ["init_visit_wf", "visit_wf_name"]
+
+
+def visit_wf_name(session: SessionInputs) -> str:
+    """A Nipype-safe workflow name for a session."""
+    return f"visit_sub_{session.participant}_ses_{session.session}".replace("-", "_")
+
+
+def _fixed_role(role: str, protocol: Protocol, present: set[str]) -> str:
+    """The contrast a role registers to: its pre-contrast twin if it is post-contrast."""
+    spec = protocol.contrasts[role]
+    if spec.ce is not None:
+        for other, other_spec in protocol.contrasts.items():
+            if other_spec.suffix == spec.suffix and other_spec.ce is None and other in present:
+                return other
+    return protocol.reading_space
+
+
+def init_visit_wf(
+    session: SessionInputs, protocol: Protocol, output_dir: Path, *, protocol_ref: str
+) -> pe.Workflow:
+    """N4, brain masks, rigid co-registration, tissue classes and PCF/BPF of one visit.
+
+    Parameters
+    ----------
+    session
+        The session's usable contrast files (reading space and PCF channels present).
+    protocol
+        The protocol.
+    output_dir
+        Derivatives root (``OUT_DIR/mriproc``).
+    protocol_ref
+        How nodes load the protocol again (its name or file).
+    """
+    files = dict(session.files)
+    reading = protocol.reading_space
+    if reading not in files:
+        raise ValueError(f"{session.participant_id} {session.session_id}: no {reading} image")
+    wf = pe.Workflow(name=visit_wf_name(session))
+    present = set(files)
+
+    # N4: the echoes of a dual-echo acquisition share one field.
+    echoes = [r for r in protocol.dual_echo if r in files] if reading in protocol.dual_echo else []
+    groups = [echoes] if echoes else [[reading]]
+    groups += [[r] for r in sorted(files) if not any(r in g for g in groups)]
+    corrected: dict[str, tuple[pe.Node, int]] = {}
+    for group in groups:
+        node = pe.Node(
+            BiasCorrect(in_files=[str(files[r]) for r in group], protocol=protocol_ref),
+            name=f"n4_{'_'.join(group)}".lower(),
+        )
+        for index, role in enumerate(group):
+            corrected[role] = (node, index)
+
+    def connect_corrected(role: str, target: pe.Node, field: str) -> None:
+        node, index = corrected[role]
+        wf.connect(node, ("out_files", _pick, index), target, field)
+
+    brain = pe.Node(
+        BrainMasks(contrast=protocol.contrasts[reading].suffix, protocol=protocol_ref),
+        name="brain_masks",
+    )
+    connect_corrected(reading, brain, "in_file")
+
+    # Rigid co-registration into reading space; post-contrast via its pre-contrast twin.
+    moving_roles = [r for r in sorted(files) if r != reading and r not in echoes]
+    moving_roles.sort(key=lambda r: protocol.contrasts[r].ce is not None)
+    coreg: dict[str, pe.Node] = {}
+    for role in moving_roles:
+        node = pe.Node(Coregister(protocol=protocol_ref), name=f"coreg_{role}".lower())
+        fixed = _fixed_role(role, protocol, present)
+        connect_corrected(role, node, "moving")
+        connect_corrected(fixed, node, "fixed")
+        connect_corrected(reading, node, "reference")
+        wf.connect(brain, "icv_prob", node, "mask")
+        if fixed != reading:
+            wf.connect(coreg[fixed], "transform", node, "reference_to_fixed")
+        coreg[role] = node
+
+    tissues = pe.Node(TissueClasses(protocol=protocol_ref), name="tissue_classes")
+    merge_channels = pe.Node(niu.Merge(len(protocol.pcf.channels)), name="pcf_channels")
+    for index, role in enumerate(protocol.pcf.channels, start=1):
+        if role in coreg:
+            wf.connect(coreg[role], "out_file", merge_channels, f"in{index}")
+        else:
+            connect_corrected(role, merge_channels, f"in{index}")
+    wf.connect(merge_channels, "out", tissues, "channels")
+    wf.connect(brain, "template_maps", tissues, "template_maps")
+
+    outputs = pe.Node(
+        VisitOutputs(
+            output_dir=str(output_dir),
+            participant=session.participant,
+            session=session.session,
+            protocol=protocol_ref,
+            sources={r: str(p) for r, p in files.items()},
+            coreg_roles=moving_roles,
+        ),
+        name="outputs",
+    )
+    wf.connect(brain, "brain_mask", outputs, "brain_mask")
+    wf.connect(tissues, "outputs", outputs, "tissue_outputs")
+    wf.connect(tissues, "measures", outputs, "measures")
+    if moving_roles:
+        for field in ("out_file", "transform", "quality"):
+            merge = pe.Node(niu.Merge(len(moving_roles)), name=f"merge_{field}")
+            for index, role in enumerate(moving_roles, start=1):
+                wf.connect(coreg[role], field, merge, f"in{index}")
+            target = {
+                "out_file": "coregistered",
+                "transform": "transforms",
+                "quality": "qualities",
+            }[field]
+            wf.connect(merge, "out", outputs, target)
+    return wf
+
+
+def _pick(items: list[str], index: int) -> str:
+    return items[index]
