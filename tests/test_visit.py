@@ -1,0 +1,119 @@
+"""Per-visit processing: tissue fractions, the workflow graph and ``mriproc run`` end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from mriproc.cli import EXIT_OK, main
+from mriproc.config import load_protocol
+from mriproc.evaluation import dice
+from mriproc.io.bids import discover_dataset
+from mriproc.simulate import TrialSpec, simulate_trial
+from mriproc.tables import read_table
+from mriproc.tissues import tissue_fractions
+from mriproc.workflows.visit import init_visit_wf
+
+
+def phantom() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """CSF ball, WM, GM shell, CSF shell, nothing: blurred across slices, known fractions."""
+    from scipy import ndimage
+
+    grid = np.indices((60, 60, 30)).astype(np.float32)
+    centre = np.array([29.5, 29.5, 14.5])[:, None, None, None]
+    scale = np.array([1.0, 1.0, 2.0])[:, None, None, None]
+    radius = np.sqrt((((grid - centre) * scale) ** 2).sum(axis=0))
+    labels = np.select([radius < 6, radius < 14, radius < 20, radius < 24], [0, 2, 1, 0], 3)
+    sharp = {name: (labels == k).astype(np.float32) for k, name in enumerate(("CSF", "GM", "WM"))}
+    fractions = {k: ndimage.uniform_filter(v, size=(1, 1, 3)) for k, v in sharp.items()}
+    return fractions, np.where(radius >= 22, 4, labels)  # 4: CSF next to the "skull"
+
+
+def test_mixel_model_recovers_partial_volumes() -> None:
+    fractions, labels = phantom()
+    signatures = {"CSF": (880.0, 880.0, 250.0), "GM": (1140.0, 610.0, 500.0),
+                  "WM": (1020.0, 460.0, 575.0)}
+    rng = np.random.default_rng(0)
+    channels = [
+        sum(fractions[k] * signatures[k][c] for k in fractions) + rng.normal(0, 20, labels.shape)
+        for c in range(3)
+    ]
+    region = labels != 3
+    edge = labels == 4
+    result, model = tissue_fractions(
+        [np.asarray(c, dtype=np.float32) for c in channels], fractions, region, edge
+    )
+    for name, estimate in (("CSF", result.csf), ("GM", result.gm), ("WM", result.wm)):
+        truth = float(fractions[name][region].sum())
+        assert abs(float(estimate.sum()) - truth) < 0.03 * truth, name
+    assert np.allclose(model.signatures[0], signatures["CSF"], rtol=0.05)
+
+
+def small_session(tmp_path: Path) -> Path:
+    root = tmp_path / "sim"
+    simulate_trial(root, TrialSpec(n_subjects=1, months=(0,), seed=31), load_protocol("esims"))
+    return root
+
+
+def test_visit_workflow_graph(tmp_path: Path) -> None:
+    root = small_session(tmp_path)
+    protocol = load_protocol("esims")
+    (session,) = discover_dataset(root, protocol).sessions
+    wf = init_visit_wf(session, protocol, tmp_path / "out", protocol_ref="esims")
+    names = set(wf.list_node_names())
+    # One N4 field for both echoes; T1w and post-gadolinium T1w registered, never the echoes.
+    assert {"n4_pdw_t2w", "n4_t1w", "n4_t1w_gad", "coreg_t1w", "coreg_t1w_gad"} <= names
+    assert not any(n.startswith("coreg_pdw") or n.startswith("coreg_t2w") for n in names)
+    graph = wf._graph  # noqa: SLF001 - the graph is what this test checks
+    edges = {(u.name, v.name) for u, v in graph.edges()}
+    assert ("coreg_t1w", "coreg_t1w_gad") in edges  # post-contrast goes through pre-contrast
+    assert ("brain_masks", "tissue_classes") in edges
+    assert ("coreg_t1w", "pcf_channels") in edges
+    assert ("coreg_t1w_gad", "pcf_channels") not in edges  # enhancement is not tissue
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("visit")
+    root = small_session(tmp)
+    protocol_file = tmp / "esims_fast.yaml"
+    data = yaml.safe_load((Path(load_protocol("esims").source)).read_text())
+    data["registration"]["preset"] = "fast"
+    protocol_file.write_text(yaml.safe_dump(data))
+    out = tmp / "out"
+    argv = ["run", str(root), str(out), "participant", "--protocol", str(protocol_file),
+            "-w", str(tmp / "work")]
+    assert main(argv) == EXIT_OK
+    return root, out / "mriproc"
+
+
+def test_run_writes_derivatives_and_endpoints(processed: tuple[Path, Path]) -> None:
+    root, out = processed
+    anat = out / "sub-001" / "ses-M00" / "anat"
+    for name in ("desc-brain_mask", "desc-icv_mask", "desc-pcfslab_mask", "dseg",
+                 "label-CSF_probseg", "desc-coreg_T1w", "ce-gadolinium_desc-coreg_T1w"):
+        image = anat / f"sub-001_ses-M00_{name}.nii.gz"
+        assert image.is_file(), image
+        assert image.with_name(image.name.replace(".nii.gz", ".json")).is_file()
+    assert (anat / "sub-001_ses-M00_from-T1w_to-T2w_mode-image_xfm.txt").is_file()
+    endpoints = read_table(out / "endpoints.tsv").set_index("endpoint")
+    truth = read_table(root / "derivatives" / "groundtruth" / "endpoints.tsv")
+    truth = truth[truth.session == "ses-M00"].set_index("endpoint")
+    for endpoint in ("pcf", "bpf"):
+        assert endpoints.loc[endpoint, "status"] == "ok"
+        # Loose bounds: the accuracy targets are checked by benchmarks/accuracy.py.
+        assert abs(endpoints.loc[endpoint, "value"] - truth.loc[endpoint, "value"]) < 0.1
+    assert read_table(out / "errors.tsv").empty
+
+
+def test_run_brain_mask_matches_ground_truth(processed: tuple[Path, Path]) -> None:
+    root, out = processed
+    name = "sub-001_ses-M00_desc-brain_mask.nii.gz"
+    ours = np.asarray(nib.load(out / "sub-001" / "ses-M00" / "anat" / name).dataobj) > 0
+    truth_dir = root / "derivatives" / "groundtruth" / "sub-001" / "ses-M00" / "anat"
+    truth = np.asarray(nib.load(truth_dir / name).dataobj) > 0
+    assert dice(ours, truth) > 0.96
