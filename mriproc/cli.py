@@ -289,8 +289,9 @@ def _demo(args: argparse.Namespace) -> int:
         "mriproc demo\n"
         "Simulating a small two-arm ESIMS-like trial (2 participants x 3 visits: PD/T2 dual\n"
         "echo, T1 before and after gadolinium) with its ground truth, then validating it.\n"
-        "Processing (mriproc run) is not built yet, so nothing is measured: the numbers below\n"
-        "are the simulation's ground truth, which mriproc's measurements will be compared to.\n\n"
+        "The demo does not run processing yet (mriproc run is still being built), so the\n"
+        "numbers below are the simulation's ground truth, which mriproc's measurements will\n"
+        "be compared to.\n\n"
     )
     sys.stdout.flush()
     spec = TrialSpec(n_subjects=2, arms=("placebo", "ivig"), months=(0, 12, 24), seed=2026)

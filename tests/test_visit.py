@@ -35,8 +35,11 @@ def phantom() -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 def test_mixel_model_recovers_partial_volumes() -> None:
     fractions, labels = phantom()
-    signatures = {"CSF": (880.0, 880.0, 250.0), "GM": (1140.0, 610.0, 500.0),
-                  "WM": (1020.0, 460.0, 575.0)}
+    signatures = {
+        "CSF": (880.0, 880.0, 250.0),
+        "GM": (1140.0, 610.0, 500.0),
+        "WM": (1020.0, 460.0, 575.0),
+    }
     rng = np.random.default_rng(0)
     channels = [
         sum(fractions[k] * signatures[k][c] for k in fractions) + rng.normal(0, 20, labels.shape)
@@ -85,8 +88,16 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data["registration"]["preset"] = "fast"
     protocol_file.write_text(yaml.safe_dump(data))
     out = tmp / "out"
-    argv = ["run", str(root), str(out), "participant", "--protocol", str(protocol_file),
-            "-w", str(tmp / "work")]
+    argv = [
+        "run",
+        str(root),
+        str(out),
+        "participant",
+        "--protocol",
+        str(protocol_file),
+        "-w",
+        str(tmp / "work"),
+    ]
     assert main(argv) == EXIT_OK
     return root, out / "mriproc"
 
@@ -94,8 +105,15 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_run_writes_derivatives_and_endpoints(processed: tuple[Path, Path]) -> None:
     root, out = processed
     anat = out / "sub-001" / "ses-M00" / "anat"
-    for name in ("desc-brain_mask", "desc-icv_mask", "desc-pcfslab_mask", "dseg",
-                 "label-CSF_probseg", "desc-coreg_T1w", "ce-gadolinium_desc-coreg_T1w"):
+    for name in (
+        "desc-brain_mask",
+        "desc-icv_mask",
+        "desc-pcfslab_mask",
+        "dseg",
+        "label-CSF_probseg",
+        "desc-coreg_T1w",
+        "ce-gadolinium_desc-coreg_T1w",
+    ):
         image = anat / f"sub-001_ses-M00_{name}.nii.gz"
         assert image.is_file(), image
         assert image.with_name(image.name.replace(".nii.gz", ".json")).is_file()
