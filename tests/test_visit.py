@@ -71,7 +71,7 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     # One N4 field for both echoes; T1w and post-gadolinium T1w registered, never the echoes.
     assert {"n4_pdw_t2w", "n4_t1w", "n4_t1w_gad", "coreg_t1w", "coreg_t1w_gad"} <= names
     assert not any(n.startswith("coreg_pdw") or n.startswith("coreg_t2w") for n in names)
-    graph = wf._graph  # noqa: SLF001 - the graph is what this test checks
+    graph = wf._graph
     edges = {(u.name, v.name) for u, v in graph.edges()}
     assert ("coreg_t1w", "coreg_t1w_gad") in edges  # post-contrast goes through pre-contrast
     assert ("brain_masks", "tissue_classes") in edges
