@@ -672,7 +672,9 @@ def test_comparisons_need_the_earlier_visit(make_dataset: DatasetFactory, esims:
     assert follow_up["new_t2_count"] == "needs PDw at ses-M00"
     assert follow_up["new_t2_count_vs_baseline"] == "needs PDw at ses-M00"
     assert follow_up["active_scan"] == "needs T1w_gad, PDw at ses-M00"
-    assert "pcf_change_pct" not in follow_up  # baseline T2w is there
+    # PCF unmixes PDw, T2w and T1w: without baseline PDw there is no baseline PCF.
+    assert follow_up["pcf_change_pct"] == "needs PDw at ses-M00"
+    assert baseline["pcf"] == "needs PDw"
     last = found.unavailable_endpoints(m24, esims)
     assert "new_t2_count" not in last  # M12 has PDw and T2w; its missing T1w_gad is irrelevant
     assert "active_scan" not in last

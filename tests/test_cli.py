@@ -212,7 +212,7 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--out", str(out_dir)]) == EXIT_OK
     out = capsys.readouterr().out
 
-    assert "nothing is measured" in out
+    assert "does not run processing yet" in out
     assert "sub-001 ses-M00  (month 0, arm placebo)" in out
     assert "sub-002 ses-M24  (month 24, arm ivig)" in out
     assert "6 of 6 session(s) complete; dataset is complete" in out
