@@ -243,35 +243,16 @@ def resample_isotropic(
     return from_ants(resampled)
 
 
-def n4_bias_correct(
-    image: nib.Nifti1Image | nib.Nifti2Image,
-    *,
-    preset: RegistrationPreset,
-    mask: nib.Nifti1Image | None = None,
-) -> nib.Nifti1Image:
-    """N4 bias-field correction with the preset's shrink factor and iterations."""
-    corrected = ants.n4_bias_field_correction(
-        to_ants(image),
-        mask=None if mask is None else to_ants(mask),
-        rescale_intensities=False,
-        shrink_factor=preset.n4_shrink_factor,
-        convergence={"iters": list(preset.n4_iterations), "tol": 1e-7},
-        spline_param=None,
-        return_bias_field=False,
-        verbose=False,
-    )
-    return from_ants(corrected)
-
-
 def n4_bias_field(
     image: nib.Nifti1Image | nib.Nifti2Image,
     *,
     preset: RegistrationPreset,
+    mask: nib.Nifti1Image | None = None,
 ) -> npt.NDArray[np.float32]:
     """The N4 bias field of ``image`` (divide the image by it to correct it)."""
     field = ants.n4_bias_field_correction(
         to_ants(image),
-        mask=None,
+        mask=None if mask is None else to_ants(mask),
         rescale_intensities=False,
         shrink_factor=preset.n4_shrink_factor,
         convergence={"iters": list(preset.n4_iterations), "tol": 1e-7},
@@ -281,6 +262,19 @@ def n4_bias_field(
     )
     values = np.asarray(field.numpy(), dtype=np.float32)
     return np.maximum(values, 1e-6)
+
+
+def n4_bias_correct(
+    image: nib.Nifti1Image | nib.Nifti2Image,
+    *,
+    preset: RegistrationPreset,
+    mask: nib.Nifti1Image | None = None,
+) -> nib.Nifti1Image:
+    """``image`` divided by its N4 bias field (:func:`n4_bias_field`)."""
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    corrected = nib.Nifti1Image(data / n4_bias_field(image, preset=preset, mask=mask), image.affine)
+    corrected.header.set_xyzt_units("mm")
+    return corrected
 
 
 def mean_displacement_mm(

@@ -29,10 +29,6 @@ from mriproc.visit import (
 __all__ = ["BiasCorrect", "BrainMasks", "Coregister", "TissueClasses", "VisitOutputs"]
 
 
-def _preset(protocol: str) -> Any:
-    return load_registration_preset(load_protocol(protocol).registration.preset)
-
-
 class _BiasCorrectInputSpec(BaseInterfaceInputSpec):
     in_files = traits.List(File(exists=True), mandatory=True, desc="echoes of one acquisition")
     protocol = traits.Str(mandatory=True, desc="protocol name or file")
@@ -50,7 +46,9 @@ class BiasCorrect(SimpleInterface):
     output_spec = _BiasCorrectOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        out = bias_correct(self.inputs.in_files, Path(runtime.cwd), _preset(self.inputs.protocol))
+        protocol = load_protocol(self.inputs.protocol)
+        preset = load_registration_preset(protocol.registration.preset)
+        out = bias_correct(self.inputs.in_files, Path(runtime.cwd), preset)
         self._results["out_files"] = [str(p) for p in out]
         self._results["out_file"] = str(out[0])
         return runtime

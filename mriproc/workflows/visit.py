@@ -121,15 +121,14 @@ def init_visit_wf(
     wf.connect(tissues, "outputs", outputs, "tissue_outputs")
     wf.connect(tissues, "measures", outputs, "measures")
     if moving_roles:
-        for field in ("out_file", "transform", "quality"):
+        for field, target in (
+            ("out_file", "coregistered"),
+            ("transform", "transforms"),
+            ("quality", "qualities"),
+        ):
             merge = pe.Node(niu.Merge(len(moving_roles)), name=f"merge_{field}")
             for index, role in enumerate(moving_roles, start=1):
                 wf.connect(coreg[role], field, merge, f"in{index}")
-            target = {
-                "out_file": "coregistered",
-                "transform": "transforms",
-                "quality": "qualities",
-            }[field]
             wf.connect(merge, "out", outputs, target)
     return wf
 
