@@ -123,12 +123,28 @@ def carry_template_maps(
     fit: TemplateFit,
     maps: dict[str, npt.NDArray[np.float32]],
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """Template-space maps resampled (linear) onto the scan's grid through the fit."""
+    """Template-space maps averaged over each scan voxel's volume, carried through the fit.
+
+    Thick voxels (5 mm slices) are divided into sub-voxels about as thick as the
+    in-plane size; the maps are resampled (linear) at the sub-voxel centres and
+    averaged, so a voxel that the slab boundary cuts gets the fraction of it inside.
+    """
     template = load_template()
+    zooms = np.asarray(image.header.get_zooms()[:3], dtype=np.float64)
+    split = np.maximum(np.rint(zooms / zooms.min()), 1).astype(int)
+    fine_affine = np.asarray(image.affine, dtype=np.float64) @ np.diag([*(1.0 / split), 1.0])
+    fine_affine[:3, 3] = image.affine[:3, :3] @ (0.5 / split - 0.5) + image.affine[:3, 3]
+    shape = tuple(int(n) for n in image.shape[:3])
+    fine = nib.Nifti1Image(
+        np.zeros(tuple(n * k for n, k in zip(shape, split, strict=True)), np.uint8), fine_affine
+    )
     carried = {}
     for name, values in maps.items():
         in_template = nib.Nifti1Image(np.asarray(values, dtype=np.float32), template.affine)
         in_template.header.set_xyzt_units("mm")
-        in_scan = apply_transform_files(in_template, image, fit.transform_files)
-        carried[name] = np.asarray(in_scan.dataobj, dtype=np.float32)
+        sampled = np.asarray(
+            apply_transform_files(in_template, fine, fit.transform_files).dataobj, np.float32
+        )
+        blocks = sampled.reshape(shape[0], split[0], shape[1], split[1], shape[2], split[2])
+        carried[name] = np.asarray(blocks.mean(axis=(1, 3, 5)), dtype=np.float32)
     return carried

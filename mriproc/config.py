@@ -150,6 +150,7 @@ class PcfParams:
     slab_thickness_mm: float = field(metadata=_range(1.0, 180.0))
     parenchyma_classes: tuple[TissueClass, ...] = field(metadata={"min_len": 1})
     channels: tuple[str, ...] = field(metadata={"min_len": 2})  # unmixed into tissue fractions
+    parenchyma_margin_mm: float = field(metadata=_range(0.0, 10.0))  # beyond the brain mask
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,6 @@ def register_linear(
     transform: Literal["rigid", "affine"],
     preset: RegistrationPreset,
     out_dir: Path,
-    fixed_mask: nib.Nifti1Image | None = None,
 ) -> LinearRegistration:
     """Register ``moving`` onto ``fixed`` with a rigid or affine transform.
 
@@ -120,8 +119,6 @@ def register_linear(
         Metric, sampling, levels and iterations.
     out_dir
         Where the ITK transform file is kept.
-    fixed_mask
-        Restricts the metric to these fixed-image voxels.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = tempfile.mkdtemp(prefix="reg-", dir=out_dir) + os.sep
@@ -132,7 +129,6 @@ def register_linear(
         type_of_transform="Rigid" if transform == "rigid" else "Affine",
         initial_transform=None,
         outprefix=prefix,
-        mask=None if fixed_mask is None else to_ants(fixed_mask),
         aff_metric=preset.metric,
         aff_sampling=preset.histogram_bins,
         aff_random_sampling_rate=preset.sampling_rate,

@@ -1,20 +1,19 @@
 """Tissue classes and partial-volume tissue fractions from co-registered contrasts.
 
-Every voxel of the intracranial region is modelled as a linear mixture of four
-end-members: grey matter, white matter, CSF and a signal-free component (bone, air,
-and any global signal loss such as residual bias).  Mixing is linear in the MR signal
-of each channel (the voxel integrates its tissues' signals), so with three channels
-and the sum-to-one constraint the four fractions are the solution of a 4 x 4 linear
-system per voxel.  The estimate is deliberately left unconstrained (fractions may
-leave [0, 1] in single noisy voxels): clipping would turn zero-mean noise into a
-positive CSF bias in every pure-parenchyma voxel, and volumes are sums over many
-voxels, where the unconstrained estimate stays unbiased.
+A mixel model: every voxel of the intracranial region is one pure class (CSF, GM,
+WM) or a two-class mixture at one of a few mixing levels; near the skull a
+signal-free end-member (bone, air) and an outlier class (fat, muscle, vessels) are
+allowed too, and grey and white matter only inside the brain envelope.  Mixing is
+linear in the MR signal of each channel (a voxel integrates its tissues' signals).
 
-The end-member signatures are measured on each scan: template priors carried to the
-scan seed them, then voxels are classified to the nearest signature and the
-signatures are re-measured (medians) on voxels whose in-plane neighbours all share
-their class, so that partial-volume voxels do not pull them.  Voxels of a lesion
-mask, when one is given, count as parenchyma (a lesion is neither CSF nor GM).
+The class signatures are measured once, as medians where the template priors carried
+to the scan are >= 0.9, and are not re-estimated by EM: on dual-echo PD/T2 data the
+CSF-GM contrast is weak, and letting EM move the signatures was measured to drift
+the CSF signature towards CSF-GM mixtures (CSF 12 % too dark on T2w, PCF +0.015;
+benchmarks/RESULTS.md).  EM estimates the component weights and the noise; each
+voxel's fractions are the posterior expectation, whose sum over voxels is the volume
+estimate.  Voxels of a lesion mask, when one is given, count as parenchyma (a lesion
+is neither CSF nor GM).
 """
 
 from __future__ import annotations
@@ -124,6 +123,7 @@ def tissue_fractions(
     priors: Mapping[str, FloatArray],
     region: BoolArray,
     edge: BoolArray,
+    tissue_zone: BoolArray,
     *,
     lesion: BoolArray | None = None,
     levels: int = 7,
@@ -131,26 +131,19 @@ def tissue_fractions(
 ) -> tuple[TissueFractions, MixelModel]:
     """Partial-volume fractions by a mixel model fitted with EM.
 
-    Each voxel of ``region`` is either one pure class (CSF, GM, WM) or a mixture of
-    two classes at one of ``levels`` evenly spaced fractions; near the skull
-    (``edge``) the signal-free end-member (bone, air) and an outlier class (any other
-    tissue: fat, muscle, vessels) are allowed as well.  The channels' noise is
-    Gaussian with one SD per channel.  EM estimates the class signatures (a linear
-    least-squares step, so partial-volume voxels inform them instead of biasing
-    them), the noise and the component weights; each voxel's fractions are the
-    posterior expectation, whose sum over voxels is the volume estimate.
-
     Parameters
     ----------
     channels
         Co-registered, bias-corrected images on one grid (at least two).
     priors
-        Template ``CSF``, ``GM`` and ``WM`` probabilities on that grid (seed the
-        signatures).
+        Template ``CSF``, ``GM`` and ``WM`` probabilities on that grid (they locate
+        the voxels whose medians are the class signatures).
     region
         Voxels that may hold brain or CSF (the intracranial mask with a margin).
     edge
-        Voxels near the inner surface of the skull.
+        Voxels near the inner surface of the skull: bone, air and outliers allowed.
+    tissue_zone
+        Voxels that may hold grey or white matter (the brain mask with a margin).
     lesion
         Voxels of T2 lesions: their tissue counts as lesion (parenchyma).
     levels
@@ -162,17 +155,20 @@ def tissue_fractions(
         raise TissueError(f"tissue fractions need at least 2 contrasts, got {len(channels)}")
     data = np.stack([np.asarray(c, dtype=np.float64)[region] for c in channels], axis=1)
     at_edge = np.asarray(edge, dtype=bool)[region]
+    in_zone = np.asarray(tissue_zone, dtype=bool)[region]
     signatures = _seed_signatures(data, priors, region)
     components = _components(levels)
     fractions = np.array([c.fractions for c in components])  # (n_components, 4)
-    allowed = np.array([not c.at_edge_only for c in components])
+    edge_only = np.array([c.at_edge_only for c in components])
+    has_tissue = (fractions[:, 1] > 0) | (fractions[:, 2] > 0)
     outlier = np.array([c.outlier for c in components])
+    forbidden = (~at_edge[:, None] & edge_only[None, :]) | (~in_zone[:, None] & has_tissue[None, :])
+    means = fractions[:, :3] @ signatures  # (n_components, channels)
     weights = np.full(len(components), 1.0 / len(components))
     span = data.max(axis=0) - data.min(axis=0)
     outlier_density = float(np.prod(1.0 / np.maximum(span, 1e-6)))
     noise = np.maximum(0.05 * np.abs(signatures).max(axis=0), 1e-6)
     for _ in range(iterations):
-        means = fractions[:, :3] @ signatures  # (n_components, channels)
         log_p = np.empty((len(data), len(components)))
         for j in range(len(components)):
             if outlier[j]:
@@ -182,18 +178,11 @@ def tissue_fractions(
                     -0.5 * (((data - means[j]) / noise) ** 2).sum(axis=1) - np.log(noise).sum()
                 )
         log_p += np.log(np.maximum(weights, 1e-12))
-        log_p[~at_edge[:, None] & ~allowed[None, :]] = -np.inf
+        log_p[forbidden] = -np.inf
         log_p -= log_p.max(axis=1, keepdims=True)
         resp = np.exp(log_p)
         resp /= resp.sum(axis=1, keepdims=True)
         weights = resp.mean(axis=0)
-        # M-step for the signatures: weighted least squares over every component.
-        expected = resp[:, ~outlier] @ fractions[~outlier, :3]  # (voxels, 3)
-        counts = resp[:, ~outlier].sum(axis=0)
-        tissue = fractions[~outlier, :3]
-        moment = (tissue.T * counts) @ tissue
-        signatures = np.linalg.solve(moment, expected.T @ data)
-        means = fractions[:, :3] @ signatures
         residual = np.zeros(data.shape[1])
         used = resp[:, ~outlier]
         for j, component in enumerate(np.flatnonzero(~outlier)):

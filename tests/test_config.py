@@ -179,7 +179,7 @@ def test_required_contrasts_follow_the_protocol() -> None:
     esims = load_protocol("esims")
     assert esims.required_contrasts("t2_lesions") == ("PDw", "T2w")
     assert esims.required_contrasts("black_holes") == ("T1w", "PDw", "T2w")
-    assert esims.required_contrasts("pcf") == ("T2w", "PDw", "T1w")
+    assert esims.required_contrasts("pcf") == ("T2w", "PDw")
     flair = load_protocol("flair")
     assert flair.required_contrasts("cel") == ("T1w", "T1w_gad", "FLAIR")
     no_correspondence = dataclasses.replace(

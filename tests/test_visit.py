@@ -47,8 +47,9 @@ def test_mixel_model_recovers_partial_volumes() -> None:
     ]
     region = labels != 3
     edge = labels == 4
+    brain = (fractions["GM"] + fractions["WM"]) > 0
     result, model = tissue_fractions(
-        [np.asarray(c, dtype=np.float32) for c in channels], fractions, region, edge
+        [np.asarray(c, dtype=np.float32) for c in channels], fractions, region, edge, brain
     )
     for name, estimate in (("CSF", result.csf), ("GM", result.gm), ("WM", result.wm)):
         truth = float(fractions[name][region].sum())
@@ -75,8 +76,10 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     edges = {(u.name, v.name) for u, v in graph.edges()}
     assert ("coreg_t1w", "coreg_t1w_gad") in edges  # post-contrast goes through pre-contrast
     assert ("brain_masks", "tissue_classes") in edges
-    assert ("coreg_t1w", "pcf_channels") in edges
-    assert ("coreg_t1w_gad", "pcf_channels") not in edges  # enhancement is not tissue
+    # esims unmixes the two echoes (one grid); enhancement is not tissue.
+    assert ("n4_pdw_t2w", "pcf_channels") in edges
+    assert ("coreg_t1w", "pcf_channels") not in edges
+    assert ("coreg_t1w_gad", "pcf_channels") not in edges
 
 
 @pytest.fixture(scope="module")

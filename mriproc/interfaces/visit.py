@@ -81,7 +81,7 @@ class BrainMasks(SimpleInterface):
             out_dir=Path(runtime.cwd),
             preset=load_registration_preset(protocol.registration.preset),
         )
-        self._results["brain_mask"] = str(paths.pop("brain"))
+        self._results["brain_mask"] = str(paths["brain"])
         self._results["template_maps"] = {k: str(v) for k, v in paths.items()}
         self._results["icv_prob"] = str(paths["icv"])
         return runtime
