@@ -126,43 +126,29 @@ class Coregistration:
 def coregister(
     moving: str | Path,
     fixed: str | Path,
-    reference: str | Path,
     *,
     mask: str | Path,
     out_dir: Path,
     preset: RegistrationPreset,
     min_quality: float,
-    reference_to_fixed: str | Path | None = None,
 ) -> Coregistration:
-    """Rigidly register ``moving`` onto ``fixed`` and resample it onto ``reference``'s grid.
+    """Rigidly register ``moving`` onto ``fixed`` (the reading space) and resample it there.
 
-    ``fixed`` is the reading-space image itself, or another contrast of the visit
-    whose transform into reading space is ``reference_to_fixed`` (T1w after
-    gadolinium is registered to T1w before it).  The metric sees the whole field of
-    view: restricting it to a brain mask starves the coarse levels of samples on
-    5 mm-slice grids and was measured to fail (benchmarks/RESULTS.md).  ``mask``
-    (reading space, the intracranial mask) is where the quality is measured: the NMI
-    of the resampled ``moving`` with ``fixed`` (resampled too).  Below
-    ``min_quality`` the registration is refused with the file name.
+    The metric sees the whole field of view: restricting it to a brain mask starves
+    the coarse levels of samples on 5 mm-slice grids and was measured to fail
+    (benchmarks/RESULTS.md).  ``mask`` (reading space, the intracranial mask) is where
+    the quality is measured: the NMI of the resampled ``moving`` with ``fixed``.
+    Below ``min_quality`` the registration is refused with the file name.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    moving_img, fixed_img, reference_img = _image(moving), _image(fixed), _image(reference)
+    moving_img, fixed_img = _image(moving), _image(fixed)
     inside = np.asarray(_image(mask).dataobj) >= 0.5
-    to_fixed: npt.NDArray[np.float64] = (
-        np.eye(4) if reference_to_fixed is None else read_itk_affine(reference_to_fixed)
-    )
     registration = register_linear(
         fixed_img, moving_img, transform="rigid", preset=preset, out_dir=out_dir
     )
-    reference_to_moving = registration.fixed_to_moving @ to_fixed
-    resampled = apply_linear(moving_img, reference_img, reference_to_moving)
-    fixed_here = (
-        reference_img
-        if reference_to_fixed is None
-        else apply_linear(fixed_img, reference_img, to_fixed)
-    )
+    resampled = apply_linear(moving_img, fixed_img, registration.fixed_to_moving)
     quality = normalized_mutual_information(
-        np.asarray(fixed_here.dataobj), np.asarray(resampled.dataobj), inside
+        np.asarray(fixed_img.dataobj), np.asarray(resampled.dataobj), inside
     )
     if not quality >= min_quality:
         raise RegistrationQualityError(
@@ -172,10 +158,10 @@ def coregister(
     name = Path(moving).name.split(".nii")[0]
     image = _save(
         np.asarray(resampled.dataobj, dtype=np.float32),
-        reference_img.affine,
+        fixed_img.affine,
         out_dir / f"{name}_coreg.nii.gz",
     )
-    transform = write_itk_affine(out_dir / f"{name}_xfm.txt", reference_to_moving)
+    transform = write_itk_affine(out_dir / f"{name}_xfm.txt", registration.fixed_to_moving)
     return Coregistration(image, transform, quality)
 
 

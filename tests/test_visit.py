@@ -74,7 +74,7 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     assert not any(n.startswith("coreg_pdw") or n.startswith("coreg_t2w") for n in names)
     graph = wf._graph
     edges = {(u.name, v.name) for u, v in graph.edges()}
-    assert ("coreg_t1w", "coreg_t1w_gad") in edges  # post-contrast goes through pre-contrast
+    assert ("coreg_t1w", "coreg_t1w_gad") not in edges  # both register to the reading space
     assert ("brain_masks", "tissue_classes") in edges
     # esims unmixes the two echoes (one grid); enhancement is not tissue.
     assert ("n4_pdw_t2w", "pcf_channels") in edges

@@ -89,10 +89,8 @@ class BrainMasks(SimpleInterface):
 
 class _CoregisterInputSpec(BaseInterfaceInputSpec):
     moving = File(exists=True, mandatory=True)
-    fixed = File(exists=True, mandatory=True)
-    reference = File(exists=True, mandatory=True, desc="reading-space image (output grid)")
-    mask = File(exists=True, mandatory=True, desc="reading-space mask for metric and quality")
-    reference_to_fixed = File(exists=True, desc="transform of the fixed image, if not reference")
+    fixed = File(exists=True, mandatory=True, desc="reading-space image (and output grid)")
+    mask = File(exists=True, mandatory=True, desc="reading-space mask for the quality check")
     protocol = traits.Str(mandatory=True)
 
 
@@ -113,12 +111,10 @@ class Coregister(SimpleInterface):
         result = coregister(
             self.inputs.moving,
             self.inputs.fixed,
-            self.inputs.reference,
             mask=self.inputs.mask,
             out_dir=Path(runtime.cwd),
             preset=load_registration_preset(protocol.registration.preset),
             min_quality=protocol.registration.min_nmi,
-            reference_to_fixed=self.inputs.reference_to_fixed or None,
         )
         self._results["out_file"] = str(result.image)
         self._results["transform"] = str(result.transform)
