@@ -22,7 +22,7 @@ from scipy import ndimage
 from mriproc.brain import carry_template_maps, fit_template, template_maps
 from mriproc.config import PcfParams, RegistrationPreset
 from mriproc.io.atomic import atomic_write_text
-from mriproc.io.itk import read_itk_affine, write_itk_affine
+from mriproc.io.itk import write_itk_affine
 from mriproc.registration import apply_linear, n4_bias_field, register_linear
 from mriproc.tissues import DSEG_LABELS, tissue_fractions
 
@@ -326,7 +326,7 @@ def write_visit_outputs(
             **{"from": role.replace("_", ""), "to": reading_space, "mode": "image"},
         )
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_itk_affine(target, read_itk_affine(path))
+        atomic_write_text(target, Path(path).read_text())  # ITK text from coregister
     record = bids_path(
         root, participant, session, suffix="measures", extension=".json", desc="visit"
     )
