@@ -18,7 +18,7 @@ is neither CSF nor GM).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,26 +169,27 @@ def tissue_fractions(
     outlier_density = float(np.prod(1.0 / np.maximum(span, 1e-6)))
     noise = np.maximum(0.05 * np.abs(signatures).max(axis=0), 1e-6)
     for _ in range(iterations):
-        log_p = np.empty((len(data), len(components)))
-        for j in range(len(components)):
-            if outlier[j]:
-                log_p[:, j] = np.log(outlier_density)
-            else:
-                log_p[:, j] = (
-                    -0.5 * (((data - means[j]) / noise) ** 2).sum(axis=1) - np.log(noise).sum()
-                )
-        log_p += np.log(np.maximum(weights, 1e-12))
-        log_p[forbidden] = -np.inf
-        log_p -= log_p.max(axis=1, keepdims=True)
-        resp = np.exp(log_p)
-        resp /= resp.sum(axis=1, keepdims=True)
-        weights = resp.mean(axis=0)
+        totals = np.zeros(len(components))
         residual = np.zeros(data.shape[1])
-        used = resp[:, ~outlier]
-        for j, component in enumerate(np.flatnonzero(~outlier)):
-            residual += used[:, j] @ ((data - means[component]) ** 2)
-        noise = np.sqrt(residual / used.sum())
-    expected_all = resp @ fractions  # (voxels, 4)
+        for rows, resp in _responsibilities(
+            data, means, noise, weights, outlier, outlier_density, forbidden
+        ):
+            totals += resp.sum(axis=0)
+            used = resp[:, ~outlier]
+            used_means = means[~outlier]
+            # sum over components j of resp_ij (x_i - m_j)^2, per channel
+            residual += (
+                used.sum(axis=1) @ data[rows] ** 2
+                - 2.0 * (data[rows] * (used @ used_means)).sum(axis=0)
+                + (used @ used_means**2).sum(axis=0)
+            )
+        weights = totals / len(data)
+        noise = np.sqrt(residual / totals[~outlier].sum())
+    expected_all = np.empty((len(data), fractions.shape[1]))
+    for rows, resp in _responsibilities(
+        data, means, noise, weights, outlier, outlier_density, forbidden
+    ):
+        expected_all[rows] = resp @ fractions
 
     def volume(column: int) -> FloatArray:
         out = np.zeros(region.shape, dtype=np.float32)
@@ -204,3 +205,37 @@ def tissue_fractions(
             array[inside] = 0.0
     result = TissueFractions(csf=csf, gm=gm, wm=wm, lesion=lesion_map, region=region.copy())
     return result, MixelModel(signatures, noise, iterations)
+
+
+def _responsibilities(
+    data: npt.NDArray[np.float64],
+    means: npt.NDArray[np.float64],
+    noise: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+    outlier: npt.NDArray[np.bool_],
+    outlier_density: float,
+    forbidden: npt.NDArray[np.bool_],
+    chunk: int = 100_000,
+) -> Iterator[tuple[slice, npt.NDArray[np.float64]]]:
+    """Posterior probability of every component for each voxel, in chunks of voxels.
+
+    Gaussian components with a diagonal covariance (``noise`` per channel) share one
+    quadratic form, evaluated as matrix products; the outlier component has a flat
+    density over the data's range.
+    """
+    precision = 1.0 / noise**2
+    mean_term = (means**2 * precision).sum(axis=1)
+    log_weights = np.log(np.maximum(weights, 1e-12))
+    log_norm = -np.log(noise).sum()
+    for start in range(0, len(data), chunk):
+        rows = slice(start, start + chunk)
+        x = data[rows]
+        squared = (x**2 * precision).sum(axis=1)
+        log_p = -0.5 * (squared[:, None] - 2.0 * (x * precision) @ means.T + mean_term) + log_norm
+        log_p[:, outlier] = np.log(outlier_density)
+        log_p += log_weights
+        log_p[forbidden[rows]] = -np.inf
+        log_p -= log_p.max(axis=1, keepdims=True)
+        np.exp(log_p, out=log_p)
+        log_p /= log_p.sum(axis=1, keepdims=True)
+        yield rows, log_p

@@ -30,6 +30,7 @@ __all__ = [
     "RegistrationQualityError",
     "bias_correct",
     "brain_masks",
+    "check_coregistration",
     "coregister",
     "normalized_mutual_information",
     "tissue_classes",
@@ -116,45 +117,33 @@ def normalized_mutual_information(
 
 @dataclass(frozen=True)
 class Coregistration:
-    """A contrast resampled into reading space, its transform and its quality."""
+    """A contrast resampled into reading space and its transform."""
 
     image: Path
     transform: Path  # ITK text: reading-space RAS point -> moving-image RAS point
-    quality: float  # NMI with the fixed image, over the brain
 
 
 def coregister(
     moving: str | Path,
     fixed: str | Path,
     *,
-    mask: str | Path,
     out_dir: Path,
     preset: RegistrationPreset,
-    min_quality: float,
 ) -> Coregistration:
     """Rigidly register ``moving`` onto ``fixed`` (the reading space) and resample it there.
 
     The metric sees the whole field of view: restricting it to a brain mask starves
     the coarse levels of samples on 5 mm-slice grids and was measured to fail
-    (benchmarks/RESULTS.md).  ``mask`` (reading space, the intracranial mask) is where
-    the quality is measured: the NMI of the resampled ``moving`` with ``fixed``.
-    Below ``min_quality`` the registration is refused with the file name.
+    (benchmarks/RESULTS.md).  The result is checked by :func:`check_coregistration`
+    once the intracranial mask is known; the two are separate steps so that the
+    registration need not wait for the template fit.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     moving_img, fixed_img = _image(moving), _image(fixed)
-    inside = np.asarray(_image(mask).dataobj) >= 0.5
     registration = register_linear(
         fixed_img, moving_img, transform="rigid", preset=preset, out_dir=out_dir
     )
     resampled = apply_linear(moving_img, fixed_img, registration.fixed_to_moving)
-    quality = normalized_mutual_information(
-        np.asarray(fixed_img.dataobj), np.asarray(resampled.dataobj), inside
-    )
-    if not quality >= min_quality:
-        raise RegistrationQualityError(
-            f"{moving}: did not register to {Path(fixed).name} (normalized mutual information "
-            f"{quality:.3f} < {min_quality}): wrong subject, blank or corrupt image?"
-        )
     name = Path(moving).name.split(".nii")[0]
     image = _save(
         np.asarray(resampled.dataobj, dtype=np.float32),
@@ -162,7 +151,35 @@ def coregister(
         out_dir / f"{name}_coreg.nii.gz",
     )
     transform = write_itk_affine(out_dir / f"{name}_xfm.txt", registration.fixed_to_moving)
-    return Coregistration(image, transform, quality)
+    return Coregistration(image, transform)
+
+
+def check_coregistration(
+    registered: str | Path,
+    fixed: str | Path,
+    *,
+    mask: str | Path,
+    min_quality: float,
+    source: str,
+    reference: str,
+) -> float:
+    """The NMI of a registered contrast with the reading-space image, inside ``mask``.
+
+    ``mask`` is the carried intracranial map (>= 0.5 inside).  Below ``min_quality``
+    the registration is refused with :class:`RegistrationQualityError` naming
+    ``source`` (the raw file of the contrast) and ``reference`` (that of the reading
+    space).
+    """
+    inside = np.asarray(_image(mask).dataobj) >= 0.5
+    quality = normalized_mutual_information(
+        np.asarray(_image(fixed).dataobj), np.asarray(_image(registered).dataobj), inside
+    )
+    if not quality >= min_quality:
+        raise RegistrationQualityError(
+            f"{source}: did not register to {Path(reference).name} (normalized mutual "
+            f"information {quality:.3f} < {min_quality}): wrong subject, blank or corrupt image?"
+        )
+    return quality
 
 
 def brain_masks(

@@ -75,6 +75,9 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     graph = wf._graph
     edges = {(u.name, v.name) for u, v in graph.edges()}
     assert ("coreg_t1w", "coreg_t1w_gad") not in edges  # both register to the reading space
+    # Registration runs alongside the template fit; its check needs the intracranial map.
+    assert ("brain_masks", "coreg_t1w") not in edges
+    assert {("coreg_t1w", "coreg_quality_t1w"), ("brain_masks", "coreg_quality_t1w")} <= edges
     assert ("brain_masks", "tissue_classes") in edges
     # esims unmixes the two echoes (one grid); enhancement is not tissue.
     assert ("n4_pdw_t2w", "pcf_channels") in edges
@@ -82,27 +85,24 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     assert ("coreg_t1w_gad", "pcf_channels") not in edges
 
 
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    tmp = tmp_path_factory.mktemp("visit")
-    root = small_session(tmp)
+def run_fast(root: Path, tmp: Path) -> tuple[int, Path]:
+    """``mriproc run ROOT TMP/out participant`` with the fast registration preset."""
     protocol_file = tmp / "esims_fast.yaml"
     data = yaml.safe_load((Path(load_protocol("esims").source)).read_text())
     data["registration"]["preset"] = "fast"
     protocol_file.write_text(yaml.safe_dump(data))
     out = tmp / "out"
-    argv = [
-        "run",
-        str(root),
-        str(out),
-        "participant",
-        "--protocol",
-        str(protocol_file),
-        "-w",
-        str(tmp / "work"),
-    ]
-    assert main(argv) == EXIT_OK
-    return root, out / "mriproc"
+    argv = ["run", str(root), str(out), "participant", "--protocol", str(protocol_file)]
+    return main([*argv, "-w", str(tmp / "work")]), out / "mriproc"
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("visit")
+    root = small_session(tmp)
+    code, out = run_fast(root, tmp)
+    assert code == EXIT_OK
+    return root, out
 
 
 def test_run_writes_derivatives_and_endpoints(processed: tuple[Path, Path]) -> None:
@@ -138,3 +138,27 @@ def test_run_brain_mask_matches_ground_truth(processed: tuple[Path, Path]) -> No
     truth_dir = root / "derivatives" / "groundtruth" / "sub-001" / "ses-M00" / "anat"
     truth = np.asarray(nib.load(truth_dir / name).dataobj) > 0
     assert dice(ours, truth) > 0.96
+
+
+def test_run_refuses_contrasts_that_do_not_register(tmp_path: Path) -> None:
+    """A wrong subject's T1w and a noise-only post-contrast T1w fail the quality check."""
+    root = tmp_path / "sim"
+    simulate_trial(root, TrialSpec(n_subjects=2, months=(0,), seed=32), load_protocol("esims"))
+    anat = {s: root / f"sub-{s}" / "ses-M00" / "anat" for s in ("001", "002")}
+    wrong = anat["001"] / "sub-001_ses-M00_T1w.nii.gz"
+    other = nib.load(anat["002"] / "sub-002_ses-M00_T1w.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(other.dataobj), nib.load(wrong).affine), wrong)
+    blank = anat["002"] / "sub-002_ses-M00_ce-gadolinium_T1w.nii.gz"
+    image = nib.load(blank)
+    noise = np.random.default_rng(0).rayleigh(50.0, image.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(noise, image.affine), blank)
+
+    code, out = run_fast(root, tmp_path)
+
+    assert code != EXIT_OK
+    errors = read_table(out / "errors.tsv").set_index("participant_id")
+    for participant, path in (("sub-001", wrong), ("sub-002", blank)):
+        reason = errors.loc[participant, "reason"]
+        assert str(path) in reason and "did not register" in reason, reason
+    endpoints = read_table(out / "endpoints.tsv")
+    assert endpoints.value.isna().all()  # no number for a visit that did not complete

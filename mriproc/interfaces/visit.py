@@ -21,12 +21,20 @@ from mriproc.config import load_protocol, load_registration_preset
 from mriproc.visit import (
     bias_correct,
     brain_masks,
+    check_coregistration,
     coregister,
     tissue_classes,
     write_visit_outputs,
 )
 
-__all__ = ["BiasCorrect", "BrainMasks", "Coregister", "TissueClasses", "VisitOutputs"]
+__all__ = [
+    "BiasCorrect",
+    "BrainMasks",
+    "Coregister",
+    "CoregistrationQuality",
+    "TissueClasses",
+    "VisitOutputs",
+]
 
 
 class _BiasCorrectInputSpec(BaseInterfaceInputSpec):
@@ -90,18 +98,16 @@ class BrainMasks(SimpleInterface):
 class _CoregisterInputSpec(BaseInterfaceInputSpec):
     moving = File(exists=True, mandatory=True)
     fixed = File(exists=True, mandatory=True, desc="reading-space image (and output grid)")
-    mask = File(exists=True, mandatory=True, desc="reading-space mask for the quality check")
     protocol = traits.Str(mandatory=True)
 
 
 class _CoregisterOutputSpec(TraitedSpec):
     out_file = File(exists=True)
     transform = File(exists=True)
-    quality = traits.Float()
 
 
 class Coregister(SimpleInterface):
-    """Rigid co-registration into reading space, with the quality check."""
+    """Rigid co-registration into reading space."""
 
     input_spec = _CoregisterInputSpec
     output_spec = _CoregisterOutputSpec
@@ -111,14 +117,44 @@ class Coregister(SimpleInterface):
         result = coregister(
             self.inputs.moving,
             self.inputs.fixed,
-            mask=self.inputs.mask,
             out_dir=Path(runtime.cwd),
             preset=load_registration_preset(protocol.registration.preset),
-            min_quality=protocol.registration.min_nmi,
         )
         self._results["out_file"] = str(result.image)
         self._results["transform"] = str(result.transform)
-        self._results["quality"] = result.quality
+        return runtime
+
+
+class _CoregistrationQualityInputSpec(BaseInterfaceInputSpec):
+    registered = File(exists=True, mandatory=True, desc="a contrast resampled into reading space")
+    fixed = File(exists=True, mandatory=True, desc="the reading-space image")
+    mask = File(exists=True, mandatory=True, desc="reading-space intracranial map")
+    source = traits.Str(mandatory=True, desc="raw file of the contrast (named in errors)")
+    reference = traits.Str(mandatory=True, desc="raw file of the reading space")
+    protocol = traits.Str(mandatory=True)
+
+
+class _CoregistrationQualityOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="``registered``, once it passed the check")
+    quality = traits.Float()
+
+
+class CoregistrationQuality(SimpleInterface):
+    """The co-registration quality check (NMI): fails the node on a bad registration."""
+
+    input_spec = _CoregistrationQualityInputSpec
+    output_spec = _CoregistrationQualityOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        self._results["quality"] = check_coregistration(
+            self.inputs.registered,
+            self.inputs.fixed,
+            mask=self.inputs.mask,
+            min_quality=load_protocol(self.inputs.protocol).registration.min_nmi,
+            source=self.inputs.source,
+            reference=self.inputs.reference,
+        )
+        self._results["out_file"] = self.inputs.registered
         return runtime
 
 

@@ -12,6 +12,7 @@ from mriproc.interfaces.visit import (
     BiasCorrect,
     BrainMasks,
     Coregister,
+    CoregistrationQuality,
     TissueClasses,
     VisitOutputs,
 )
@@ -73,22 +74,34 @@ def init_visit_wf(
     # Rigid co-registration into reading space.
     moving_roles = [r for r in sorted(files) if r != reading and r not in echoes]
     coreg: dict[str, pe.Node] = {}
+    checked: dict[str, pe.Node] = {}
     for role in moving_roles:
         # Every contrast, post-contrast T1w included, registers to the reading space:
         # registering two 5 mm-slice T1w acquisitions to each other was measured to
         # leave 0.3-0.7 mm of error, through the reading space 0.05-0.2 mm
         # (benchmarks/RESULTS.md).
+        # The quality check is its own node: the registration starts as soon as both
+        # images are bias-corrected, in parallel with the template fit.
         node = pe.Node(Coregister(protocol=protocol_ref), name=f"coreg_{role}".lower())
         connect_corrected(role, node, "moving")
         connect_corrected(reading, node, "fixed")
-        wf.connect(brain, "icv_prob", node, "mask")
+        check = pe.Node(
+            CoregistrationQuality(
+                source=str(files[role]), reference=str(files[reading]), protocol=protocol_ref
+            ),
+            name=f"coreg_quality_{role}".lower(),
+        )
+        wf.connect(node, "out_file", check, "registered")
+        connect_corrected(reading, check, "fixed")
+        wf.connect(brain, "icv_prob", check, "mask")
         coreg[role] = node
+        checked[role] = check
 
     tissues = pe.Node(TissueClasses(protocol=protocol_ref), name="tissue_classes")
     merge_channels = pe.Node(niu.Merge(len(protocol.pcf.channels)), name="pcf_channels")
     for index, role in enumerate(protocol.pcf.channels, start=1):
-        if role in coreg:
-            wf.connect(coreg[role], "out_file", merge_channels, f"in{index}")
+        if role in checked:
+            wf.connect(checked[role], "out_file", merge_channels, f"in{index}")
         else:
             connect_corrected(role, merge_channels, f"in{index}")
     wf.connect(merge_channels, "out", tissues, "channels")
@@ -109,14 +122,14 @@ def init_visit_wf(
     wf.connect(tissues, "outputs", outputs, "tissue_outputs")
     wf.connect(tissues, "measures", outputs, "measures")
     if moving_roles:
-        for field, target in (
-            ("out_file", "coregistered"),
-            ("transform", "transforms"),
-            ("quality", "qualities"),
+        for nodes, field, target in (
+            (checked, "out_file", "coregistered"),
+            (coreg, "transform", "transforms"),
+            (checked, "quality", "qualities"),
         ):
             merge = pe.Node(niu.Merge(len(moving_roles)), name=f"merge_{field}")
             for index, role in enumerate(moving_roles, start=1):
-                wf.connect(coreg[role], field, merge, f"in{index}")
+                wf.connect(nodes[role], field, merge, f"in{index}")
             wf.connect(merge, "out", outputs, target)
     return wf
 
