@@ -151,6 +151,8 @@ class PcfParams:
     parenchyma_classes: tuple[TissueClass, ...] = field(metadata={"min_len": 1})
     channels: tuple[str, ...] = field(metadata={"min_len": 2})  # unmixed into tissue fractions
     parenchyma_margin_mm: float = field(metadata=_range(0.0, 10.0))  # beyond the brain mask
+    csf_margin_mm: float = field(metadata=_range(0.0, 20.0))  # beyond the intracranial mask
+    skull_edge_depth_mm: float = field(metadata=_range(0.0, 20.0))  # bone partial volume
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,11 +37,6 @@ __all__ = [
     "write_visit_outputs",
 ]
 
-# Around the carried intracranial mask: how far out voxels may still hold CSF, and
-# how deep the skull's partial-volume zone reaches in.
-_REGION_MARGIN_MM = 3.0
-_EDGE_DEPTH_MM = 4.0
-
 
 class RegistrationQualityError(RuntimeError):
     """A contrast did not register to its visit (wrong subject, blank, corrupt)."""
@@ -231,8 +226,8 @@ def tissue_classes(
     zooms = tuple(float(z) for z in images[0].header.get_zooms()[:3])
     maps = {k: np.asarray(_image(v).dataobj, dtype=np.float32) for k, v in template.items()}
     icv = maps["icv"] >= 0.5
-    region = ndimage.distance_transform_edt(~icv, sampling=zooms) <= _REGION_MARGIN_MM
-    edge = region & (ndimage.distance_transform_edt(icv, sampling=zooms) <= _EDGE_DEPTH_MM)
+    region = ndimage.distance_transform_edt(~icv, sampling=zooms) <= pcf.csf_margin_mm
+    edge = region & (ndimage.distance_transform_edt(icv, sampling=zooms) <= pcf.skull_edge_depth_mm)
     outside_brain = ndimage.distance_transform_edt(maps["brain"] < 0.5, sampling=zooms)
     tissue_zone = outside_brain <= pcf.parenchyma_margin_mm
     lesion_mask = None if lesion is None else np.asarray(_image(lesion).dataobj) > 0
