@@ -153,6 +153,7 @@ class PcfParams:
     parenchyma_margin_mm: float = field(metadata=_range(0.0, 10.0))  # beyond the brain mask
     csf_margin_mm: float = field(metadata=_range(0.0, 20.0))  # beyond the intracranial mask
     skull_edge_depth_mm: float = field(metadata=_range(0.0, 20.0))  # bone partial volume
+    brain_envelope_closing_mm: float = field(metadata=_range(0.0, 30.0))  # bridges sulci
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,8 +187,9 @@ def brain_masks(
 ) -> dict[str, Path]:
     """Fit the template to the reading-space image; write the maps it carries.
 
-    Returns paths of ``brain`` (the brain-envelope mask, uint8) and of the carried
-    0..1 maps ``icv``, ``CSF``, ``GM``, ``WM`` and ``slab`` (float32).
+    Returns paths of ``brain`` (the carried brain-envelope mask, uint8; refined on
+    the scan's intensities by :func:`tissue_classes`) and of the carried 0..1 maps
+    ``icv``, ``CSF``, ``GM``, ``WM`` and ``slab`` (float32).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     image = _image(reading)
@@ -214,11 +215,17 @@ def tissue_classes(
     out_dir: Path,
     lesion: str | Path | None = None,
 ) -> dict[str, Path | float]:
-    """Tissue fractions, classes, refined intracranial mask, PCF slab, PCF and BPF.
+    """Tissue fractions, classes, refined brain and intracranial masks, PCF slab, PCF, BPF.
 
     ``template`` holds the outputs of :func:`brain_masks` (``brain``, ``icv``,
     ``CSF``, ``GM``, ``WM``, ``slab``).  PCF weighs each voxel by the carried slab (partial at
     its borders); BPF is over the whole imaged intracranial volume.
+
+    The brain mask (the brain's envelope: parenchyma, ventricles and sulci) is the
+    carried one cut back to the closing of the parenchyma (``GM + WM + lesion >=
+    0.5``) by a ball of ``pcf.brain_envelope_closing_mm``, holes filled: where the
+    template fit left extra-axial CSF inside the carried envelope, no parenchyma
+    bridges it and it is removed; sulci narrower than the ball stay inside.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     images = [_image(c) for c in channels]
@@ -246,9 +253,12 @@ def tissue_classes(
     pcf_value = float((slab * parenchyma).sum() / (slab * (parenchyma + csf)).sum())
     bpf_value = float(parenchyma.sum() / (parenchyma + csf).sum())
     icv_refined = (parenchyma + csf) >= 0.5
+    envelope = _closing(parenchyma >= 0.5, zooms, pcf.brain_envelope_closing_mm)
+    brain = (maps["brain"] >= 0.5) & envelope
     outputs: dict[str, Path | float] = {
         "pcf": pcf_value,
         "bpf": bpf_value,
+        "brain": _save(brain.astype(np.uint8), affine, out_dir / "brain_mask.nii.gz"),
         "icv": _save(icv_refined.astype(np.uint8), affine, out_dir / "icv_mask.nii.gz"),
         "slab": _save(
             ((slab >= 0.5) & icv_refined).astype(np.uint8), affine, out_dir / "pcfslab_mask.nii.gz"
@@ -270,6 +280,20 @@ def tissue_classes(
     outputs["record"] = out_dir / "tissues.json"
     (out_dir / "tissues.json").write_text(json.dumps(record, indent=2) + "\n")
     return outputs
+
+
+def _closing(
+    mask: npt.NDArray[np.bool_], zooms: tuple[float, ...], radius_mm: float
+) -> npt.NDArray[np.bool_]:
+    """Morphological closing by a ball of ``radius_mm`` (voxel sizes ``zooms``), holes filled."""
+    half = [int(radius_mm // z) for z in zooms]
+    grid = np.indices([2 * h + 1 for h in half], dtype=np.float64)
+    distance2 = sum(((g - h) * z) ** 2 for g, h, z in zip(grid, half, zooms, strict=True))
+    ball = distance2 <= radius_mm**2
+    padding = [(h, h) for h in half]
+    closed = ndimage.binary_closing(np.pad(mask, padding), structure=ball)
+    inner = tuple(slice(h, closed.shape[i] - h) for i, h in enumerate(half))
+    return np.asarray(ndimage.binary_fill_holes(closed[inner]), dtype=bool)
 
 
 def write_visit_outputs(

@@ -69,7 +69,6 @@ class _BrainMasksInputSpec(BaseInterfaceInputSpec):
 
 
 class _BrainMasksOutputSpec(TraitedSpec):
-    brain_mask = File(exists=True)
     template_maps = traits.Dict(traits.Str, File(exists=True))
     icv_prob = File(exists=True)
 
@@ -89,7 +88,6 @@ class BrainMasks(SimpleInterface):
             out_dir=Path(runtime.cwd),
             preset=load_registration_preset(protocol.registration.preset),
         )
-        self._results["brain_mask"] = str(paths["brain"])
         self._results["template_maps"] = {k: str(v) for k, v in paths.items()}
         self._results["icv_prob"] = str(paths["icv"])
         return runtime
@@ -195,7 +193,6 @@ class _VisitOutputsInputSpec(BaseInterfaceInputSpec):
     session = traits.Str(mandatory=True)
     protocol = traits.Str(mandatory=True)
     sources = traits.Dict(traits.Str, traits.Str, mandatory=True)
-    brain_mask = File(exists=True, mandatory=True)
     tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     measures = traits.Dict(traits.Str, traits.Float, mandatory=True)
     coreg_roles = traits.List(traits.Str, desc="roles of the co-registered contrasts")
@@ -217,8 +214,7 @@ class VisitOutputs(SimpleInterface):
     def _run_interface(self, runtime: Any) -> Any:
         protocol = load_protocol(self.inputs.protocol)
         tissue = dict(self.inputs.tissue_outputs)
-        images = {k: tissue[k] for k in ("icv", "slab", "dseg", "CSF", "GM", "WM")}
-        images["brain"] = self.inputs.brain_mask
+        images = {k: tissue[k] for k in ("brain", "icv", "slab", "dseg", "CSF", "GM", "WM")}
         roles = list(self.inputs.coreg_roles)
         images.update(
             {f"coreg:{r}": p for r, p in zip(roles, self.inputs.coregistered, strict=True)}

@@ -118,7 +118,6 @@ def init_visit_wf(
         ),
         name="outputs",
     )
-    wf.connect(brain, "brain_mask", outputs, "brain_mask")
     wf.connect(tissues, "outputs", outputs, "tissue_outputs")
     wf.connect(tissues, "measures", outputs, "measures")
     if moving_roles:
