@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -66,16 +65,17 @@ def build_bids(root: Path) -> None:
                 link.symlink_to(source)
 
 
-def mask(out: Path, participant: str, session: str, desc: str) -> nib.Nifti1Image:
+def mask(out: Path, participant: str, session: str, desc: str) -> np.ndarray:
     path = out / f"sub-{participant}" / f"ses-{session}" / "anat"
     loaded = nib.load(path / f"sub-{participant}_ses-{session}_desc-{desc}_mask.nii.gz")
-    return nib.Nifti1Image(np.asarray(loaded.dataobj) > 0, loaded.affine)
+    return np.asarray(loaded.dataobj) > 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--score-only", action="store_true", help="score an existing run")
     args = parser.parse_args()
     if not STRIPPED.is_dir() or not LONGITUDINAL.is_dir():
         print(f"shared data not found under {SHARED}", file=sys.stderr)
@@ -84,14 +84,15 @@ def main() -> int:
     build_bids(bids)
     print("| participant | sessions | wall s |")
     print("|---|---|---|")
-    for participant in ("p07", "p01"):
+    for participant in () if args.score_only else ("p07", "p01"):
         command = [
             *(sys.executable, "-m", "mriproc.cli", "run", str(bids), str(out), "participant"),
             *("--protocol", "flair", "--participant-label", participant),
             *("--nprocs", str(args.nprocs), "-w", str(args.work / "work")),
         ]
         start = time.perf_counter()
-        code = subprocess.run(command, env=dict(os.environ), check=False).returncode
+        with (args.work / f"run-{participant}.log").open("w") as log:
+            code = subprocess.run(command, stdout=log, stderr=log, check=False).returncode
         seconds = time.perf_counter() - start
         sessions = 1 if participant == "p07" else 2
         print(f"| {participant} | {sessions} | {seconds:.0f} (exit {code}) |")
@@ -107,12 +108,12 @@ def main() -> int:
         reference = (
             np.asarray(apply_linear(provided, flair, np.linalg.inv(common_to_raw)).dataobj) > 0.5
         )
-        ours = np.asarray(mask(derivatives, "p01", f"0{k}", "brain").dataobj)
+        ours = np.asarray(mask(derivatives, "p01", f"0{k}", "brain"))
         score = dice(ours, reference)
         print(f"| patient01 study{k} (with skull) | brain-mask Dice | {score:.4f} |")
     brain = np.asarray(nib.load(STRIPPED / "FLAIR.nii.gz").dataobj) > 0
     for desc in ("brain", "icv"):
-        ours = np.asarray(mask(derivatives, "p07", "01", desc).dataobj)
+        ours = mask(derivatives, "p07", "01", desc)
         kept = 100.0 * float(ours[brain].mean())
         print(f"| patient07 (stripped) | {desc} mask keeps of the provided brain | {kept:.2f} % |")
     return 0

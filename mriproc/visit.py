@@ -184,12 +184,13 @@ def brain_masks(
     pcf: PcfParams,
     out_dir: Path,
     preset: RegistrationPreset,
-) -> dict[str, Path]:
+) -> tuple[dict[str, Path], bool]:
     """Fit the template to the reading-space image; write the maps it carries.
 
     Returns paths of ``brain`` (the carried brain-envelope mask, uint8; refined on
     the scan's intensities by :func:`tissue_classes`) and of the carried 0..1 maps
-    ``icv``, ``CSF``, ``GM``, ``WM`` and ``slab`` (float32).
+    ``icv``, ``CSF``, ``GM``, ``WM`` and ``slab`` (float32), and whether the scan
+    was found already skull-stripped.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     image = _image(reading)
@@ -204,7 +205,7 @@ def brain_masks(
     }
     for name, values in carried.items():
         paths[name] = _save(values, image.affine, out_dir / f"template_{name}.nii.gz")
-    return paths
+    return paths, fit.skull_stripped
 
 
 def tissue_classes(
@@ -213,6 +214,7 @@ def tissue_classes(
     *,
     pcf: PcfParams,
     out_dir: Path,
+    skull_stripped: bool = False,
     lesion: str | Path | None = None,
 ) -> dict[str, Path | float]:
     """Tissue fractions, classes, refined brain and intracranial masks, PCF slab, PCF, BPF.
@@ -225,7 +227,10 @@ def tissue_classes(
     carried one cut back to the closing of the parenchyma (``GM + WM + lesion >=
     0.5``) by a ball of ``pcf.brain_envelope_closing_mm``, holes filled: where the
     template fit left extra-axial CSF inside the carried envelope, no parenchyma
-    bridges it and it is removed; sulci narrower than the ball stay inside.
+    bridges it and it is removed; sulci narrower than the ball stay inside.  On a
+    ``skull_stripped`` scan the site's stripping has already removed the extra-axial
+    tissue (and part of the CSF): the brain mask is the carried one inside the
+    stripped image's non-zero region, holes filled.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     images = [_image(c) for c in channels]
@@ -253,7 +258,10 @@ def tissue_classes(
     pcf_value = float((slab * parenchyma).sum() / (slab * (parenchyma + csf)).sum())
     bpf_value = float(parenchyma.sum() / (parenchyma + csf).sum())
     icv_refined = (parenchyma + csf) >= 0.5
-    envelope = _closing(parenchyma >= 0.5, zooms, pcf.brain_envelope_closing_mm)
+    if skull_stripped:
+        envelope = ndimage.binary_fill_holes(np.asarray(images[0].dataobj) > 0)
+    else:
+        envelope = _closing(parenchyma >= 0.5, zooms, pcf.brain_envelope_closing_mm)
     brain = (maps["brain"] >= 0.5) & envelope
     outputs: dict[str, Path | float] = {
         "pcf": pcf_value,

@@ -69,6 +69,7 @@ class _BrainMasksInputSpec(BaseInterfaceInputSpec):
 
 
 class _BrainMasksOutputSpec(TraitedSpec):
+    skull_stripped = traits.Bool(desc="the scan was already skull-stripped")
     template_maps = traits.Dict(traits.Str, File(exists=True))
     icv_prob = File(exists=True)
 
@@ -81,7 +82,7 @@ class BrainMasks(SimpleInterface):
 
     def _run_interface(self, runtime: Any) -> Any:
         protocol = load_protocol(self.inputs.protocol)
-        paths = brain_masks(
+        paths, stripped = brain_masks(
             self.inputs.in_file,
             self.inputs.contrast,
             pcf=protocol.pcf,
@@ -89,6 +90,7 @@ class BrainMasks(SimpleInterface):
             preset=load_registration_preset(protocol.registration.preset),
         )
         self._results["template_maps"] = {k: str(v) for k, v in paths.items()}
+        self._results["skull_stripped"] = stripped
         self._results["icv_prob"] = str(paths["icv"])
         return runtime
 
@@ -159,6 +161,7 @@ class CoregistrationQuality(SimpleInterface):
 class _TissueClassesInputSpec(BaseInterfaceInputSpec):
     channels = traits.List(File(exists=True), mandatory=True)
     template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    skull_stripped = traits.Bool(False, usedefault=True, desc="the scans are skull-stripped")
     lesion_mask = File(exists=True, desc="T2 lesions (counted as parenchyma)")
     protocol = traits.Str(mandatory=True)
 
@@ -180,6 +183,7 @@ class TissueClasses(SimpleInterface):
             dict(self.inputs.template_maps),
             pcf=load_protocol(self.inputs.protocol).pcf,
             out_dir=Path(runtime.cwd),
+            skull_stripped=self.inputs.skull_stripped,
             lesion=self.inputs.lesion_mask or None,
         )
         self._results["measures"] = {k: float(v) for k, v in result.items() if isinstance(v, float)}

@@ -106,6 +106,7 @@ def init_visit_wf(
             connect_corrected(role, merge_channels, f"in{index}")
     wf.connect(merge_channels, "out", tissues, "channels")
     wf.connect(brain, "template_maps", tissues, "template_maps")
+    wf.connect(brain, "skull_stripped", tissues, "skull_stripped")
 
     outputs = pe.Node(
         VisitOutputs(
