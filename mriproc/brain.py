@@ -11,7 +11,7 @@ fractions of :mod:`mriproc.tissues`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -68,12 +68,15 @@ def fit_template(
     """
     template = load_template()
     fixed = resample_isotropic(image, preset.template_voxel_mm)
+    affine_preset = replace(preset, iterations=preset.template_affine_iterations)
     candidates = []
     for stripped in (False, True):
         data, affine = synthetic_image(template, contrast, with_head=not stripped)
         moving = nib.Nifti1Image(data, affine)
         moving.header.set_xyzt_units("mm")
-        linear = register_linear(fixed, moving, transform="affine", preset=preset, out_dir=work_dir)
+        linear = register_linear(
+            fixed, moving, transform="affine", preset=affine_preset, out_dir=work_dir
+        )
         candidates.append((linear.final_metric, stripped, moving, linear))
     _, stripped, moving, linear = min(candidates, key=lambda c: c[0])
     files: tuple[Path, ...] = (linear.transform_file,)

@@ -181,6 +181,8 @@ class RegistrationPreset:
     n4_shrink_factor: int = field(metadata=_range(1, 8))
     n4_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
     template_voxel_mm: float = field(metadata=_range(0.5, 4.0))
+    # Affine stage of the template fit (per level, like ``iterations``); SyN follows.
+    template_affine_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
     name: str = field(default="", metadata={"yaml": False})  # its key in the file
 
 
