@@ -168,6 +168,7 @@ def tissue_fractions(
     span = data.max(axis=0) - data.min(axis=0)
     outlier_density = float(np.prod(1.0 / np.maximum(span, 1e-6)))
     noise = np.maximum(0.05 * np.abs(signatures).max(axis=0), 1e-6)
+    used_means = means[~outlier]
     for _ in range(iterations):
         totals = np.zeros(len(components))
         residual = np.zeros(data.shape[1])
@@ -176,7 +177,6 @@ def tissue_fractions(
         ):
             totals += resp.sum(axis=0)
             used = resp[:, ~outlier]
-            used_means = means[~outlier]
             # sum over components j of resp_ij (x_i - m_j)^2, per channel
             residual += (
                 used.sum(axis=1) @ data[rows] ** 2

@@ -293,13 +293,15 @@ def tissue_classes(
 def _closing(
     mask: npt.NDArray[np.bool_], zooms: tuple[float, ...], radius_mm: float
 ) -> npt.NDArray[np.bool_]:
-    """Morphological closing by a ball of ``radius_mm`` (voxel sizes ``zooms``), holes filled."""
+    """Morphological closing by a ball of ``radius_mm`` (voxel sizes ``zooms``), holes filled.
+
+    Dilation and erosion are thresholded Euclidean distance maps: the same result as
+    a ball-shaped structuring element, several times faster on 1 mm grids.
+    """
     half = [int(radius_mm // z) for z in zooms]
-    grid = np.indices([2 * h + 1 for h in half], dtype=np.float64)
-    distance2 = sum(((g - h) * z) ** 2 for g, h, z in zip(grid, half, zooms, strict=True))
-    ball = distance2 <= radius_mm**2
-    padding = [(h, h) for h in half]
-    closed = ndimage.binary_closing(np.pad(mask, padding), structure=ball)
+    padded = np.pad(mask, [(h, h) for h in half])
+    dilated = ndimage.distance_transform_edt(~padded, sampling=zooms) <= radius_mm
+    closed = ndimage.distance_transform_edt(dilated, sampling=zooms) > radius_mm
     inner = tuple(slice(h, closed.shape[i] - h) for i, h in enumerate(half))
     return np.asarray(ndimage.binary_fill_holes(closed[inner]), dtype=bool)
 
