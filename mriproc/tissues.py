@@ -10,8 +10,8 @@ The class signatures are measured once, as medians where the template priors car
 to the scan are >= 0.9, and are not re-estimated by EM: on dual-echo PD/T2 data the
 CSF-GM contrast is weak, and letting EM move the signatures was measured to drift
 the CSF signature towards CSF-GM mixtures (CSF 12 % too dark on T2w, PCF +0.015;
-benchmarks/RESULTS.md).  EM estimates the component weights and the noise; each
-voxel's fractions are the posterior expectation, whose sum over voxels is the volume
+benchmarks/RESULTS.md).  EM estimates the component weights and the noise (per
+channel, one level away from the skull and one near it); each voxel's fractions are the posterior expectation, whose sum over voxels is the volume
 estimate.  Voxels of a lesion mask, when one is given, count as parenchyma (a lesion
 is neither CSF nor GM).
 """
@@ -79,7 +79,7 @@ class MixelModel:
     """Class signatures (per channel), noise and the fitted mixture, for the record."""
 
     signatures: npt.NDArray[np.float64]  # (len(CLASSES), channels)
-    noise_sd: npt.NDArray[np.float64]  # (channels,)
+    noise_sd: npt.NDArray[np.float64]  # (2, channels): away from / near the skull
     iterations: int
 
 
@@ -167,27 +167,39 @@ def tissue_fractions(
     weights = np.full(len(components), 1.0 / len(components))
     span = data.max(axis=0) - data.min(axis=0)
     outlier_density = float(np.prod(1.0 / np.maximum(span, 1e-6)))
-    noise = np.maximum(0.05 * np.abs(signatures).max(axis=0), 1e-6)
+    # One noise level per channel in each of two zones: near the skull, voxels mix
+    # bone, fat and vessels that the end-members only approximate, and a noise
+    # shared with the interior was measured to be inflated by them (2x the true
+    # noise on one unseen subject), blurring the posteriors of every voxel.
+    zone = at_edge.astype(np.intp)
+    noise = np.tile(np.maximum(0.05 * np.abs(signatures).max(axis=0), 1e-6), (2, 1))
     used_means = means[~outlier]
     for _ in range(iterations):
         totals = np.zeros(len(components))
-        residual = np.zeros(data.shape[1])
+        residual = np.zeros((2, data.shape[1]))
+        counts = np.zeros(2)
         for rows, resp in _responsibilities(
-            data, means, noise, weights, outlier, outlier_density, forbidden
+            data, means, noise[zone], weights, outlier, outlier_density, forbidden
         ):
             totals += resp.sum(axis=0)
             used = resp[:, ~outlier]
-            # sum over components j of resp_ij (x_i - m_j)^2, per channel
-            residual += (
-                used.sum(axis=1) @ data[rows] ** 2
-                - 2.0 * (data[rows] * (used @ used_means)).sum(axis=0)
-                + (used @ used_means**2).sum(axis=0)
+            # sum over components j of resp_ij (x_i - m_j)^2, per voxel and channel
+            squared = (
+                used.sum(axis=1)[:, None] * data[rows] ** 2
+                - 2.0 * data[rows] * (used @ used_means)
+                + used @ used_means**2
             )
+            in_zone_rows = zone[rows]
+            for k in (0, 1):
+                residual[k] += squared[in_zone_rows == k].sum(axis=0)
+                counts[k] += used[in_zone_rows == k].sum()
         weights = totals / len(data)
-        noise = np.sqrt(residual / totals[~outlier].sum())
+        fitted = counts > 1.0
+        noise[fitted] = np.sqrt(residual[fitted] / counts[fitted, None])
+        noise[~fitted] = noise[fitted][0]
     expected_all = np.empty((len(data), fractions.shape[1]))
     for rows, resp in _responsibilities(
-        data, means, noise, weights, outlier, outlier_density, forbidden
+        data, means, noise[zone], weights, outlier, outlier_density, forbidden
     ):
         expected_all[rows] = resp @ fractions
 
@@ -219,19 +231,22 @@ def _responsibilities(
 ) -> Iterator[tuple[slice, npt.NDArray[np.float64]]]:
     """Posterior probability of every component for each voxel, in chunks of voxels.
 
-    Gaussian components with a diagonal covariance (``noise`` per channel) share one
-    quadratic form, evaluated as matrix products; the outlier component has a flat
+    Gaussian components with a diagonal covariance (``noise``: per voxel and channel)
+    share one quadratic form, evaluated as matrix products; the outlier component has a flat
     density over the data's range.
     """
-    precision = 1.0 / noise**2
-    mean_term = (means**2 * precision).sum(axis=1)
     log_weights = np.log(np.maximum(weights, 1e-12))
-    log_norm = -np.log(noise).sum()
+    squared_means = (means**2).T
     for start in range(0, len(data), chunk):
         rows = slice(start, start + chunk)
         x = data[rows]
-        squared = (x**2 * precision).sum(axis=1)
-        log_p = -0.5 * (squared[:, None] - 2.0 * (x * precision) @ means.T + mean_term) + log_norm
+        precision = 1.0 / noise[rows] ** 2
+        log_p = -0.5 * (
+            (x**2 * precision).sum(axis=1)[:, None]
+            - 2.0 * (x * precision) @ means.T
+            + precision @ squared_means
+        )
+        log_p -= np.log(noise[rows]).sum(axis=1)[:, None]
         log_p[:, outlier] = np.log(outlier_density)
         log_p += log_weights
         log_p[forbidden[rows]] = -np.inf

@@ -283,7 +283,9 @@ def tissue_classes(
         "signatures": {
             c: list(map(float, model.signatures[i])) for i, c in enumerate(("CSF", "GM", "WM"))
         },
-        "noise_sd": list(map(float, model.noise_sd)),
+        "noise_sd": {
+            zone: list(map(float, sd)) for zone, sd in zip(("interior", "edge"), model.noise_sd)
+        },
     }
     outputs["record"] = out_dir / "tissues.json"
     (out_dir / "tissues.json").write_text(json.dumps(record, indent=2) + "\n")
