@@ -103,6 +103,14 @@ class T2LesionParams:
 
     channels: tuple[str, ...] = field(metadata={"min_len": 1})
     white_matter_margin_mm: float = field(metadata=_range(0.0, 20.0))
+    wm_prior_min: float = field(metadata=_range(0.0, 1.0))  # template WM: where seeds may be
+    nawm_min_wm_fraction: float = field(metadata=_range(0.5, 1.0))
+    gm_min_fraction: float = field(metadata=_range(0.5, 1.0))
+    seed_z: float = field(metadata=_range(0.0, 50.0))
+    channel_min_z: float = field(metadata=_range(-10.0, 50.0))
+    min_lesion_fraction: float = field(metadata=_range(0.0, 1.0))
+    grow_mm: float = field(metadata=_range(0.0, 20.0))
+    local_ring_mm: tuple[float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,8 @@ class BlackHoleParams:
     requires: tuple[str, ...]
     threshold_reference: Literal["cortical_gm_mean"]
     exclude_enhancing: bool
+    gm_min_fraction: float = field(metadata=_range(0.5, 1.0))  # grey matter: the reference
+    cortical_depth_mm: float = field(metadata=_range(1.0, 50.0))  # cortex: near the surface
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +132,10 @@ class CelParams:
     min_voxels: int = field(metadata=_range(1, 1000))
     exclude_structures: tuple[ExcludedStructure, ...]
     require_t2_correspondence: bool
+    seed_z: float = field(metadata=_range(0.0, 100.0))
+    grow_z: float = field(metadata=_range(0.0, 100.0))
+    surface_margin_mm: float = field(metadata=_range(0.0, 30.0))
+    csf_prior_max: float = field(metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,17 +23,20 @@ from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_data
 from mriproc.tables import (
     EndpointRow,
     ErrorRow,
+    LesionRow,
     write_dataset_description,
     write_endpoints,
     write_errors,
+    write_lesions,
 )
+from mriproc.visit_lesions import LESION_ENDPOINTS
 
 __all__ = ["VISIT_ENDPOINTS", "RunResult", "run_participants"]
 
 logger = logging.getLogger(__name__)
 
-# Endpoints the per-visit workflow measures (the lesion and longitudinal ones come later).
-VISIT_ENDPOINTS = ("pcf", "bpf")
+# Endpoints the per-visit workflow measures (the longitudinal ones come later).
+VISIT_ENDPOINTS = (*LESION_ENDPOINTS, "pcf", "bpf")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class RunResult:
     failed: int
     skipped: int
     endpoints: Path
+    lesions: Path
     errors: Path
 
 
@@ -169,24 +173,30 @@ def run_participants(
             if e.stage == "visit"
         }
     )
-    endpoints = _assemble_endpoints(root, dataset, protocol, problems)
+    endpoints, lesions = _assemble_tables(root, dataset, protocol, problems)
     errors_path = write_errors(errors, root, protocol_name=protocol.name)
-    return RunResult(len(to_run) - failed, failed, len(skipped), endpoints, errors_path)
+    return RunResult(len(to_run) - failed, failed, len(skipped), endpoints, lesions, errors_path)
 
 
-def _assemble_endpoints(
+def _assemble_tables(
     root: Path, dataset: BidsDataset, protocol: Protocol, problems: dict[tuple[str, str], str]
-) -> Path:
-    """``endpoints.tsv`` from every session's measures record (all participants on disk)."""
+) -> tuple[Path, Path]:
+    """``endpoints.tsv`` and ``lesions.tsv`` from every session's measures record.
+
+    All participants on disk are gathered, so participants run in separate jobs end
+    up in one table.
+    """
     full = discover_dataset(dataset.root, protocol, check_images=False)
     rows: list[EndpointRow] = []
+    lesion_rows: list[LesionRow] = []
     for session in full.sessions:
         participant = full.participants.get(session.participant)
         arm = participant.arm if participant else None
         record = _record_path(root, session)
-        measures: dict[str, float] = {}
+        content: dict[str, Any] = {}
         if record.is_file():
-            measures = json.loads(record.read_text(encoding="utf-8"))["measures"]
+            content = json.loads(record.read_text(encoding="utf-8"))
+        measures = content.get("measures", {})
         key = (session.participant_id, session.session_id)
         for endpoint in VISIT_ENDPOINTS:
             value = measures.get(endpoint)
@@ -195,9 +205,31 @@ def _assemble_endpoints(
                     EndpointRow(key[0], key[1], session.visit_month, arm, endpoint, float(value))
                 )
                 continue
-            status = problems.get(key, "not processed yet (run its participant level)")
+            status = content.get("not_available", {}).get(endpoint) or problems.get(
+                key, "not processed yet (run its participant level)"
+            )
             rows.append(
                 EndpointRow(key[0], key[1], session.visit_month, arm, endpoint, None, status)
             )
+        baseline = session.session == protocol.visits.baseline
+        for lesion in content.get("lesions", []):
+            x, y, z = lesion["centroid_mm"]
+            lesion_rows.append(
+                LesionRow(
+                    key[0],
+                    key[1],
+                    session.visit_month,
+                    lesion_id=f"{session.session}-L{lesion['label']:03d}",
+                    label=lesion["label"],
+                    volume_ml=lesion["volume_ml"],
+                    centroid_x_mm=x,
+                    centroid_y_mm=y,
+                    centroid_z_mm=z,
+                    category="baseline" if baseline else "untracked",
+                    enhancing=lesion["enhancing"],
+                    black_hole=lesion["black_hole"],
+                )
+            )
     long_path, _ = write_endpoints(rows, root, protocol_name=protocol.name)
-    return long_path
+    lesions_path = write_lesions(lesion_rows, root, protocol_name=protocol.name)
+    return long_path, lesions_path

@@ -158,7 +158,7 @@ ENDPOINT_COLUMNS: dict[str, str] = {
     "note": "Further information (e.g. which inputs were used); may be empty.",
 }
 
-LESION_CATEGORIES = ("baseline", "new", "enlarging", "stable", "shrinking")
+LESION_CATEGORIES = ("baseline", "new", "enlarging", "stable", "shrinking", "untracked")
 LESION_COLUMNS: dict[str, str] = {
     "participant_id": "Participant label with its sub- prefix.",
     "session": "Session label with its ses- prefix.",
@@ -456,6 +456,7 @@ def write_lesions(
         "enlarging": "Grew above the protocol's size-dependent threshold.",
         "stable": "Neither enlarging nor shrinking.",
         "shrinking": "Shrank beyond the protocol's size-dependent threshold.",
+        "untracked": "A follow-up lesion not yet compared with earlier visits.",
     }
     _write_sidecar(path, columns, protocol_name)
     return path

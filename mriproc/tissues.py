@@ -11,9 +11,10 @@ to the scan are >= 0.9, and are not re-estimated by EM: on dual-echo PD/T2 data 
 CSF-GM contrast is weak, and letting EM move the signatures was measured to drift
 the CSF signature towards CSF-GM mixtures (CSF 12 % too dark on T2w, PCF +0.015;
 benchmarks/RESULTS.md).  EM estimates the component weights and the noise (per
-channel, one level away from the skull and one near it); each voxel's fractions are the posterior expectation, whose sum over voxels is the volume
-estimate.  Voxels of a lesion mask, when one is given, count as parenchyma (a lesion
-is neither CSF nor GM).
+channel, one level away from the skull and one near it); each voxel's fractions
+are the posterior expectation, whose sum over voxels is the volume estimate.  Lesions
+are not modelled here: the lesion stage counts lesion voxels as parenchyma
+(:func:`mriproc.visit_lesions.brain_fractions`).
 """
 
 from __future__ import annotations
@@ -102,17 +103,16 @@ class TissueFractions:
     csf: FloatArray
     gm: FloatArray
     wm: FloatArray
-    lesion: FloatArray
     region: BoolArray
 
     @property
     def parenchyma(self) -> FloatArray:
-        """GM + WM + lesion."""
-        return np.asarray(self.gm + self.wm + self.lesion, dtype=np.float32)
+        """GM + WM."""
+        return np.asarray(self.gm + self.wm, dtype=np.float32)
 
     def dseg(self) -> npt.NDArray[np.int16]:
         """Tissue classes (:data:`DSEG_LABELS`): the largest fraction, where tissue is >= 0.5."""
-        stack = np.stack([self.csf, self.gm, self.wm, self.lesion])
+        stack = np.stack([self.csf, self.gm, self.wm])
         classes = np.asarray(np.argmax(stack, axis=0) + 1, dtype=np.int16)
         classes[(stack.sum(axis=0) < 0.5) | ~self.region] = 0
         return classes
@@ -125,7 +125,6 @@ def tissue_fractions(
     edge: BoolArray,
     tissue_zone: BoolArray,
     *,
-    lesion: BoolArray | None = None,
     levels: int = 7,
     iterations: int = 15,
 ) -> tuple[TissueFractions, MixelModel]:
@@ -144,8 +143,6 @@ def tissue_fractions(
         Voxels near the inner surface of the skull: bone, air and outliers allowed.
     tissue_zone
         Voxels that may hold grey or white matter (the brain mask with a margin).
-    lesion
-        Voxels of T2 lesions: their tissue counts as lesion (parenchyma).
     levels
         Mixing fractions per pair of classes (evenly spaced in (0, 1)).
     iterations
@@ -208,14 +205,7 @@ def tissue_fractions(
         out[region] = expected_all[:, column]
         return out
 
-    csf, gm, wm = volume(0), volume(1), volume(2)
-    lesion_map = np.zeros(region.shape, dtype=np.float32)
-    if lesion is not None:
-        inside = lesion & region
-        lesion_map[inside] = csf[inside] + gm[inside] + wm[inside]
-        for array in (csf, gm, wm):
-            array[inside] = 0.0
-    result = TissueFractions(csf=csf, gm=gm, wm=wm, lesion=lesion_map, region=region.copy())
+    result = TissueFractions(csf=volume(0), gm=volume(1), wm=volume(2), region=region.copy())
     return result, MixelModel(signatures, noise, iterations)
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "check_coregistration",
     "coregister",
     "normalized_mutual_information",
+    "read_image",
+    "save_image",
     "tissue_classes",
     "write_visit_outputs",
 ]
@@ -42,7 +44,8 @@ class RegistrationQualityError(RuntimeError):
     """A contrast did not register to its visit (wrong subject, blank, corrupt)."""
 
 
-def _image(path: str | Path) -> nib.Nifti1Image:
+def read_image(path: str | Path) -> nib.Nifti1Image:
+    """A 3-D NIfTI image as float32 in memory (a trailing 4th axis of length 1 dropped)."""
     loaded = nib.load(str(path))
     assert isinstance(loaded, nib.Nifti1Image | nib.Nifti2Image), path
     data = np.asarray(loaded.dataobj, dtype=np.float32)
@@ -53,7 +56,8 @@ def _image(path: str | Path) -> nib.Nifti1Image:
     return image
 
 
-def _save(data: npt.ArrayLike, affine: npt.NDArray[np.float64], path: Path) -> Path:
+def save_image(data: npt.ArrayLike, affine: npt.NDArray[np.float64], path: Path) -> Path:
+    """Write ``data`` as NIfTI (units mm) at ``path``."""
     array = np.asarray(data)
     image = nib.Nifti1Image(array, affine)
     image.header.set_xyzt_units("mm")
@@ -70,17 +74,17 @@ def bias_correct(
     a single image.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    first = _image(in_files[0])
+    first = read_image(in_files[0])
     field = n4_bias_field(first, preset=preset)
     outputs = []
     for path in in_files:
-        image = _image(path)
+        image = read_image(path)
         if image.shape != first.shape or not np.allclose(image.affine, first.affine, atol=1e-3):
             raise ValueError(f"{path}: not on the grid of {in_files[0]}; echoes must share it")
         corrected = np.asarray(image.dataobj, dtype=np.float32) / field
         name = Path(path).name.replace(".nii.gz", "").replace(".nii", "")
         outputs.append(
-            _save(corrected.astype(np.float32), image.affine, out_dir / f"{name}_n4.nii.gz")
+            save_image(corrected.astype(np.float32), image.affine, out_dir / f"{name}_n4.nii.gz")
         )
     return outputs
 
@@ -134,13 +138,13 @@ def coregister(
     registration need not wait for the template fit.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    moving_img, fixed_img = _image(moving), _image(fixed)
+    moving_img, fixed_img = read_image(moving), read_image(fixed)
     registration = register_linear(
         fixed_img, moving_img, transform="rigid", preset=preset, out_dir=out_dir
     )
     resampled = apply_linear(moving_img, fixed_img, registration.fixed_to_moving)
     name = Path(moving).name.split(".nii")[0]
-    image = _save(
+    image = save_image(
         np.asarray(resampled.dataobj, dtype=np.float32),
         fixed_img.affine,
         out_dir / f"{name}_coreg.nii.gz",
@@ -165,9 +169,9 @@ def check_coregistration(
     ``source`` (the raw file of the contrast) and ``reference`` (that of the reading
     space).
     """
-    inside = np.asarray(_image(mask).dataobj) >= 0.5
+    inside = np.asarray(read_image(mask).dataobj) >= 0.5
     quality = normalized_mutual_information(
-        np.asarray(_image(fixed).dataobj), np.asarray(_image(registered).dataobj), inside
+        np.asarray(read_image(fixed).dataobj), np.asarray(read_image(registered).dataobj), inside
     )
     if not quality >= min_quality:
         raise RegistrationQualityError(
@@ -193,18 +197,18 @@ def brain_masks(
     was found already skull-stripped.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    image = _image(reading)
+    image = read_image(reading)
     fit = fit_template(image, contrast, preset=preset, work_dir=out_dir)
     carried = carry_template_maps(image, fit, template_maps(pcf))
     paths = {
-        "brain": _save(
+        "brain": save_image(
             (carried.pop("brain") >= 0.5).astype(np.uint8),
             image.affine,
             out_dir / "brain_mask.nii.gz",
         )
     }
     for name, values in carried.items():
-        paths[name] = _save(values, image.affine, out_dir / f"template_{name}.nii.gz")
+        paths[name] = save_image(values, image.affine, out_dir / f"template_{name}.nii.gz")
     return paths, fit.skull_stripped
 
 
@@ -215,13 +219,12 @@ def tissue_classes(
     pcf: PcfParams,
     out_dir: Path,
     skull_stripped: bool = False,
-    lesion: str | Path | None = None,
-) -> dict[str, Path | float]:
-    """Tissue fractions, classes, refined brain and intracranial masks, PCF slab, PCF, BPF.
+) -> dict[str, Path]:
+    """Tissue fractions, classes, refined brain and intracranial masks, PCF slab.
 
     ``template`` holds the outputs of :func:`brain_masks` (``brain``, ``icv``,
-    ``CSF``, ``GM``, ``WM``, ``slab``).  PCF weighs each voxel by the carried slab (partial at
-    its borders); BPF is over the whole imaged intracranial volume.
+    ``CSF``, ``GM``, ``WM``, ``slab``).  PCF and BPF are computed after the lesions
+    (:func:`mriproc.visit_lesions.brain_fractions`), which count as parenchyma.
 
     The brain mask (the brain's envelope: parenchyma, ventricles and sulci) is the
     carried one cut back to the closing of the parenchyma (``GM + WM + lesion >=
@@ -233,58 +236,50 @@ def tissue_classes(
     stripped image's non-zero region, holes filled.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = [_image(c) for c in channels]
+    images = [read_image(c) for c in channels]
     affine = images[0].affine
     zooms = tuple(float(z) for z in images[0].header.get_zooms()[:3])
-    maps = {k: np.asarray(_image(v).dataobj, dtype=np.float32) for k, v in template.items()}
+    maps = {k: np.asarray(read_image(v).dataobj, dtype=np.float32) for k, v in template.items()}
     icv = maps["icv"] >= 0.5
     region = ndimage.distance_transform_edt(~icv, sampling=zooms) <= pcf.csf_margin_mm
     edge = region & (ndimage.distance_transform_edt(icv, sampling=zooms) <= pcf.skull_edge_depth_mm)
     outside_brain = ndimage.distance_transform_edt(maps["brain"] < 0.5, sampling=zooms)
     tissue_zone = outside_brain <= pcf.parenchyma_margin_mm
-    lesion_mask = None if lesion is None else np.asarray(_image(lesion).dataobj) > 0
     fractions, model = tissue_fractions(
         [np.asarray(i.dataobj, dtype=np.float32) for i in images],
         {k: maps[k] for k in ("CSF", "GM", "WM")},
         region,
         edge,
         tissue_zone,
-        lesion=lesion_mask,
     )
-    by_class = {"GM": fractions.gm, "WM": fractions.wm, "lesion": fractions.lesion}
-    parenchyma = np.sum([by_class[c] for c in pcf.parenchyma_classes], axis=0)
+    parenchyma = fractions.parenchyma
     csf = fractions.csf
     slab = maps["slab"]
-    pcf_value = float((slab * parenchyma).sum() / (slab * (parenchyma + csf)).sum())
-    bpf_value = float(parenchyma.sum() / (parenchyma + csf).sum())
     icv_refined = (parenchyma + csf) >= 0.5
     if skull_stripped:
         envelope = ndimage.binary_fill_holes(np.asarray(images[0].dataobj) > 0)
     else:
         envelope = _closing(parenchyma >= 0.5, zooms, pcf.brain_envelope_closing_mm)
     brain = (maps["brain"] >= 0.5) & envelope
-    outputs: dict[str, Path | float] = {
-        "pcf": pcf_value,
-        "bpf": bpf_value,
-        "brain": _save(brain.astype(np.uint8), affine, out_dir / "brain_mask.nii.gz"),
-        "icv": _save(icv_refined.astype(np.uint8), affine, out_dir / "icv_mask.nii.gz"),
-        "slab": _save(
+    outputs: dict[str, Path] = {
+        "brain": save_image(brain.astype(np.uint8), affine, out_dir / "brain_mask.nii.gz"),
+        "icv": save_image(icv_refined.astype(np.uint8), affine, out_dir / "icv_mask.nii.gz"),
+        "slab": save_image(
             ((slab >= 0.5) & icv_refined).astype(np.uint8), affine, out_dir / "pcfslab_mask.nii.gz"
         ),
-        "dseg": _save(fractions.dseg(), affine, out_dir / "dseg.nii.gz"),
+        "dseg": save_image(fractions.dseg(), affine, out_dir / "dseg.nii.gz"),
     }
     for name, values in (("CSF", csf), ("GM", fractions.gm), ("WM", fractions.wm)):
-        outputs[name] = _save(
+        outputs[name] = save_image(
             np.clip(values, 0.0, 1.0).astype(np.float32), affine, out_dir / f"probseg_{name}.nii.gz"
         )
     record = {
-        "pcf": pcf_value,
-        "bpf": bpf_value,
         "signatures": {
             c: list(map(float, model.signatures[i])) for i, c in enumerate(("CSF", "GM", "WM"))
         },
         "noise_sd": {
-            zone: list(map(float, sd)) for zone, sd in zip(("interior", "edge"), model.noise_sd)
+            zone: list(map(float, sd))
+            for zone, sd in zip(("interior", "edge"), model.noise_sd, strict=True)
         },
     }
     outputs["record"] = out_dir / "tissues.json"
@@ -320,15 +315,20 @@ def write_visit_outputs(
     transforms: dict[str, str],
     measures: dict[str, float],
     qc: dict[str, float],
+    not_available: dict[str, str] | None = None,
+    lesion_list: str | Path | None = None,
 ) -> Path:
     """Write one visit's derivatives (BIDS names, sidecars) and its measures record.
 
     ``images`` maps output keys (``brain``, ``icv``, ``slab``, ``dseg``, ``CSF``,
-    ``GM``, ``WM``, ``coreg:<role>``) to work files; ``transforms`` maps a role to
-    its ITK transform; ``sources`` maps roles to the raw files and ``contrasts``
-    roles to their BIDS suffix and ``ce`` label.  The record
-    (``..._desc-visit_measures.json``) holds PCF, BPF and the QC figures; the
-    endpoint tables are assembled from the records of every visit.
+    ``GM``, ``WM``, ``t2lesion``, ``lesions``, ``blackhole``, ``cel``,
+    ``coreg:<role>``) to work files; ``transforms`` maps a role to its ITK
+    transform; ``sources`` maps roles to the raw files and ``contrasts`` roles to
+    their BIDS suffix and ``ce`` label.  The record (``..._desc-visit_measures.json``)
+    holds the endpoint values, the reason for each endpoint that could not be
+    computed (``not_available``), the lesions (``lesions``: label, volume,
+    centroid, enhancing, black hole) and the QC figures; the endpoint tables are
+    assembled from the records of every visit.
     """
     from mriproc.io.bids import bids_path
     from mriproc.io.derivatives import write_derivative
@@ -343,10 +343,14 @@ def write_visit_outputs(
         "CSF": dict(suffix="probseg", label="CSF"),
         "GM": dict(suffix="probseg", label="GM"),
         "WM": dict(suffix="probseg", label="WM"),
+        "t2lesion": dict(suffix="mask", desc="t2lesion"),
+        "lesions": dict(suffix="dseg", desc="lesions"),
+        "blackhole": dict(suffix="mask", desc="blackhole"),
+        "cel": dict(suffix="mask", desc="cel"),
     }
     written = {}
     for key, path in images.items():
-        loaded = _image(path)
+        loaded = read_image(path)
         data = np.asarray(loaded.dataobj)
         affine = loaded.affine
         if key.startswith("coreg:"):
@@ -360,6 +364,8 @@ def write_visit_outputs(
             meta = {"SpatialReference": reading_source}
             if key == "dseg":
                 meta["Labels"] = {str(k): v for k, v in DSEG_LABELS.items()}
+            if key == "lesions":
+                meta["Description"] = "T2 lesion label map: value = label column of lesions.tsv"
             source_list = [sources[r] for r in sources]
         written[key] = write_derivative(
             root, participant, session, data, affine, sources=source_list, metadata=meta, **entities
@@ -378,9 +384,12 @@ def write_visit_outputs(
     record = bids_path(
         root, participant, session, suffix="measures", extension=".json", desc="visit"
     )
-    atomic_write_text(
-        record,
-        json.dumps({"measures": measures, "qc": qc, "sources": sources}, indent=2, sort_keys=True)
-        + "\n",
-    )
+    content: dict[str, Any] = {
+        "measures": measures,
+        "not_available": not_available or {},
+        "lesions": [] if lesion_list is None else json.loads(Path(lesion_list).read_text()),
+        "qc": qc,
+        "sources": sources,
+    }
+    atomic_write_text(record, json.dumps(content, indent=2, sort_keys=True) + "\n")
     return record

@@ -26,6 +26,7 @@ from mriproc.visit import (
     tissue_classes,
     write_visit_outputs,
 )
+from mriproc.visit_lesions import visit_lesions
 
 __all__ = [
     "BiasCorrect",
@@ -33,6 +34,7 @@ __all__ = [
     "Coregister",
     "CoregistrationQuality",
     "TissueClasses",
+    "VisitLesions",
     "VisitOutputs",
 ]
 
@@ -162,17 +164,15 @@ class _TissueClassesInputSpec(BaseInterfaceInputSpec):
     channels = traits.List(File(exists=True), mandatory=True)
     template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     skull_stripped = traits.Bool(False, usedefault=True, desc="the scans are skull-stripped")
-    lesion_mask = File(exists=True, desc="T2 lesions (counted as parenchyma)")
     protocol = traits.Str(mandatory=True)
 
 
 class _TissueClassesOutputSpec(TraitedSpec):
     outputs = traits.Dict(traits.Str, File(exists=True))
-    measures = traits.Dict(traits.Str, traits.Float)
 
 
 class TissueClasses(SimpleInterface):
-    """Tissue fractions and classes, refined intracranial mask, PCF slab, PCF and BPF."""
+    """Tissue fractions and classes, refined brain and intracranial masks, PCF slab."""
 
     input_spec = _TissueClassesInputSpec
     output_spec = _TissueClassesOutputSpec
@@ -184,10 +184,45 @@ class TissueClasses(SimpleInterface):
             pcf=load_protocol(self.inputs.protocol).pcf,
             out_dir=Path(runtime.cwd),
             skull_stripped=self.inputs.skull_stripped,
-            lesion=self.inputs.lesion_mask or None,
         )
-        self._results["measures"] = {k: float(v) for k, v in result.items() if isinstance(v, float)}
-        self._results["outputs"] = {k: str(v) for k, v in result.items() if isinstance(v, Path)}
+        self._results["outputs"] = {k: str(v) for k, v in result.items()}
+        return runtime
+
+
+class _VisitLesionsInputSpec(BaseInterfaceInputSpec):
+    roles = traits.List(traits.Str, mandatory=True, desc="contrast roles of ``images``")
+    images = traits.List(File(exists=True), mandatory=True, desc="reading-space images")
+    tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    protocol = traits.Str(mandatory=True)
+
+
+class _VisitLesionsOutputSpec(TraitedSpec):
+    outputs = traits.Dict(traits.Str, File(exists=True))
+    measures = traits.Dict(traits.Str, traits.Float)
+    not_available = traits.Dict(traits.Str, traits.Str, desc="endpoint -> why it is NA")
+    lesion_list = traits.Either(None, File(exists=True))
+
+
+class VisitLesions(SimpleInterface):
+    """T2 lesions, CEL, black holes, their endpoints, and PCF/BPF with lesions as parenchyma."""
+
+    input_spec = _VisitLesionsInputSpec
+    output_spec = _VisitLesionsOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        outcome = visit_lesions(
+            dict(zip(self.inputs.roles, self.inputs.images, strict=True)),
+            dict(self.inputs.tissue_outputs),
+            dict(self.inputs.template_maps),
+            protocol=load_protocol(self.inputs.protocol),
+            out_dir=Path(runtime.cwd),
+        )
+        self._results["outputs"] = {k: str(v) for k, v in outcome.images.items()}
+        self._results["measures"] = outcome.measures
+        self._results["not_available"] = outcome.not_available
+        listed = outcome.lesion_list
+        self._results["lesion_list"] = None if listed is None else str(listed)
         return runtime
 
 
@@ -198,7 +233,10 @@ class _VisitOutputsInputSpec(BaseInterfaceInputSpec):
     protocol = traits.Str(mandatory=True)
     sources = traits.Dict(traits.Str, traits.Str, mandatory=True)
     tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    lesion_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     measures = traits.Dict(traits.Str, traits.Float, mandatory=True)
+    not_available = traits.Dict(traits.Str, traits.Str, desc="endpoint -> why it is NA")
+    lesion_list = traits.Either(None, File(exists=True))
     coreg_roles = traits.List(traits.Str, desc="roles of the co-registered contrasts")
     coregistered = traits.List(File(exists=True), desc="their images, in that order")
     transforms = traits.List(File(exists=True), desc="their ITK transforms")
@@ -218,7 +256,8 @@ class VisitOutputs(SimpleInterface):
     def _run_interface(self, runtime: Any) -> Any:
         protocol = load_protocol(self.inputs.protocol)
         tissue = dict(self.inputs.tissue_outputs)
-        images = {k: tissue[k] for k in ("brain", "icv", "slab", "dseg", "CSF", "GM", "WM")}
+        images = {k: tissue[k] for k in ("brain", "icv", "slab", "CSF", "GM", "WM")}
+        images.update(dict(self.inputs.lesion_outputs))  # dseg (with lesions) and lesion masks
         roles = list(self.inputs.coreg_roles)
         images.update(
             {f"coreg:{r}": p for r, p in zip(roles, self.inputs.coregistered, strict=True)}
@@ -233,6 +272,8 @@ class VisitOutputs(SimpleInterface):
             images=images,
             transforms=dict(zip(roles, self.inputs.transforms, strict=True)),
             measures=dict(self.inputs.measures),
+            not_available=dict(self.inputs.not_available),
+            lesion_list=self.inputs.lesion_list or None,
             qc={f"nmi_{r}": q for r, q in zip(roles, self.inputs.qualities, strict=True)},
         )
         self._results["record"] = str(record)

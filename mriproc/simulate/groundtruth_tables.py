@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from mriproc.config import Protocol
+from mriproc.enhancing import enhancing_components
 from mriproc.lesions import label_lesions
 from mriproc.simulate.groundtruth import BrainTruth, ScanTruth, change_category
 from mriproc.simulate.subject import SimSubject
@@ -48,21 +49,17 @@ def visit_rows(
         )
         return found.count, found.total_volume_ml
 
-    cel = label_lesions(
-        truth.cel,
-        truth.voxel_size_mm,
-        connectivity=labelling.connectivity,
-        min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
+    cel = enhancing_components(
+        truth.cel, truth.voxel_size_mm, min_voxels=protocol.cel.min_voxels, labelling=labelling
     )
-    kept = cel.voxel_counts >= protocol.cel.min_voxels
     n_bh, v_bh = components(truth.blackhole)
     rows = [
         row("t2_lesion_volume", truth.lesions.total_volume_ml),
         row("t2_lesion_count", truth.lesions.count),
         row("black_hole_volume", v_bh),
         row("black_hole_count", n_bh),
-        row("cel_count", int(kept.sum())),
-        row("cel_volume", float(cel.volumes_ml[kept].sum())),
+        row("cel_count", cel.count),
+        row("cel_volume", cel.total_volume_ml),
         row("pcf", brain.pcf),
         row("bpf", truth.bpf),
     ]
@@ -101,7 +98,7 @@ def visit_rows(
         )
     if visit > 0:
         new, enlarging = categories.count("new"), categories.count("enlarging")
-        active = kept.sum() >= protocol.active_scan.min_cel or (
+        active = cel.count >= protocol.active_scan.min_cel or (
             new + enlarging >= protocol.active_scan.min_new_or_enlarging
         )
         rows += [

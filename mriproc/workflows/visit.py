@@ -14,6 +14,7 @@ from mriproc.interfaces.visit import (
     Coregister,
     CoregistrationQuality,
     TissueClasses,
+    VisitLesions,
     VisitOutputs,
 )
 from mriproc.io.bids import SessionInputs
@@ -29,7 +30,7 @@ def visit_wf_name(session: SessionInputs) -> str:
 def init_visit_wf(
     session: SessionInputs, protocol: Protocol, output_dir: Path, *, protocol_ref: str
 ) -> pe.Workflow:
-    """N4, brain masks, rigid co-registration, tissue classes and PCF/BPF of one visit.
+    """N4, brain masks, rigid co-registration, tissue classes, lesions, PCF/BPF of one visit.
 
     Parameters
     ----------
@@ -108,6 +109,19 @@ def init_visit_wf(
     wf.connect(brain, "template_maps", tissues, "template_maps")
     wf.connect(brain, "skull_stripped", tissues, "skull_stripped")
 
+    # Lesions: every contrast in reading space (echoes and the reading image from N4).
+    lesion_roles = sorted(files)
+    lesions = pe.Node(VisitLesions(roles=lesion_roles, protocol=protocol_ref), name="lesions")
+    merge_images = pe.Node(niu.Merge(len(lesion_roles)), name="lesion_images")
+    for index, role in enumerate(lesion_roles, start=1):
+        if role in checked:
+            wf.connect(checked[role], "out_file", merge_images, f"in{index}")
+        else:
+            connect_corrected(role, merge_images, f"in{index}")
+    wf.connect(merge_images, "out", lesions, "images")
+    wf.connect(tissues, "outputs", lesions, "tissue_outputs")
+    wf.connect(brain, "template_maps", lesions, "template_maps")
+
     outputs = pe.Node(
         VisitOutputs(
             output_dir=str(output_dir),
@@ -120,7 +134,8 @@ def init_visit_wf(
         name="outputs",
     )
     wf.connect(tissues, "outputs", outputs, "tissue_outputs")
-    wf.connect(tissues, "measures", outputs, "measures")
+    for field in ("outputs", "measures", "not_available", "lesion_list"):
+        wf.connect(lesions, field, outputs, "lesion_outputs" if field == "outputs" else field)
     if moving_roles:
         for nodes, field, target in (
             (checked, "out_file", "coregistered"),

@@ -1,0 +1,227 @@
+"""T2-hyperintense lesions of one visit: seeds in white matter, growth by lesion fraction.
+
+1. Reference intensities, per lesion channel: normal-appearing white matter (NAWM:
+   voxels the tissue model calls mostly WM) gives a median and a robust SD (MAD);
+   grey matter gives a median.  A lesion must be brighter than both.
+2. Where lesions may be: seeds only where the template's WM probability, carried to
+   the scan, is high (lesions are white-matter lesions; on 5 mm slices a lesion's
+   partial-volume voxels have the signal of grey matter, so the subject's own
+   tissue classes cannot tell them from cortex or deep grey matter); growth up to
+   ``white_matter_margin_mm`` beyond that core ("in or next to white matter").
+3. Seeds: hyperintense on every channel relative to NAWM, and far above the brighter
+   of NAWM and GM in the channels' combined z-score.
+4. Growth by partial-volume fraction: the lesion signature is the median of the
+   seeds' interior (in-plane erosion; pure lesion tissue), and each voxel's lesion
+   fraction is its position on the line from the background to that signature
+   (channels weighted by their noise).  A voxel is lesion when that fraction is at
+   least ``min_lesion_fraction`` (the ground-truth convention: a voxel is lesion
+   when at least half of it is), first with NAWM as background, then per lesion
+   with the median of a ring around it (a periventricular or juxtacortical lesion
+   borders CSF or cortex, not NAWM).  Growth stays within ``grow_mm`` of the seeds
+   and connected to them.
+5. Components and minimum size: :func:`mriproc.lesions.label_lesions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from mriproc.config import LabellingParams, T2LesionParams
+from mriproc.lesions import LabelledLesions, connectivity_structure, label_lesions, slice_axis
+
+__all__ = ["LesionReferences", "T2Lesions", "segment_t2_lesions"]
+
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+
+# Fewer interior seed voxels than this: the lesion signature is the median of all seeds.
+_MIN_INTERIOR = 20
+
+
+class LesionSegmentationError(ValueError):
+    """The images do not allow lesion segmentation (no normal-appearing white matter)."""
+
+
+@dataclass(frozen=True)
+class LesionReferences:
+    """Reference intensities per lesion channel, for the record."""
+
+    nawm_median: npt.NDArray[np.float64]
+    nawm_sd: npt.NDArray[np.float64]
+    gm_median: npt.NDArray[np.float64]
+    lesion_signature: npt.NDArray[np.float64] | None  # None when there is no seed
+    seed_voxels: int
+
+
+@dataclass(frozen=True)
+class T2Lesions:
+    """The labelled T2 lesions of one scan and the references that found them."""
+
+    lesions: LabelledLesions
+    references: LesionReferences
+
+
+def segment_t2_lesions(
+    channels: Sequence[npt.ArrayLike],
+    tissue: Mapping[str, npt.ArrayLike],
+    template_wm: npt.ArrayLike,
+    brain: npt.ArrayLike,
+    voxel_size_mm: Sequence[float],
+    *,
+    params: T2LesionParams,
+    labelling: LabellingParams,
+) -> T2Lesions:
+    """Segment the T2 lesions of one scan.
+
+    Parameters
+    ----------
+    channels
+        The protocol's lesion channels (bias-corrected, co-registered, one grid).
+    tissue
+        Tissue fractions ``GM`` and ``WM`` on that grid (from the tissue model).
+    template_wm
+        The template's white-matter probability carried to the grid.
+    brain
+        The brain mask.
+    voxel_size_mm
+        Voxel spacing of the grid.
+    params, labelling
+        The protocol's ``t2_lesions`` and ``labelling`` sections.
+    """
+    data = [np.asarray(c, dtype=np.float64) for c in channels]
+    zooms = tuple(float(z) for z in voxel_size_mm)
+    in_brain = np.asarray(brain) > 0
+    wm = np.asarray(tissue["WM"], dtype=np.float64)
+    gm = np.asarray(tissue["GM"], dtype=np.float64)
+    nawm = in_brain & (wm >= params.nawm_min_wm_fraction)
+    grey = in_brain & (gm >= params.gm_min_fraction)
+    if nawm.sum() < 100 or grey.sum() < 100:
+        raise LesionSegmentationError(
+            f"too few white-matter ({int(nawm.sum())}) or grey-matter ({int(grey.sum())}) "
+            "voxels for reference intensities"
+        )
+    nawm_median = np.array([np.median(c[nawm]) for c in data])
+    nawm_sd = np.array(
+        [1.4826 * np.median(np.abs(c[nawm] - m)) for c, m in zip(data, nawm_median, strict=True)]
+    )
+    nawm_sd = np.maximum(nawm_sd, 1e-6 * np.maximum(np.abs(nawm_median), 1.0))
+    gm_median = np.array([np.median(c[grey]) for c in data])
+
+    core = in_brain & (np.asarray(template_wm) >= params.wm_prior_min)
+    zone = in_brain & (
+        ndimage.distance_transform_edt(~core, sampling=zooms) <= params.white_matter_margin_mm
+    )
+    # z-scores in NAWM noise units; hyperintense on every channel.
+    z = np.stack([(c - m) / s for c, m, s in zip(data, nawm_median, nawm_sd, strict=True)], -1)
+    hyper = np.all(z >= params.channel_min_z, axis=-1) & zone
+    above_reference = np.maximum(nawm_median, gm_median)
+    z_reference = np.stack(
+        [(c - r) / s for c, r, s in zip(data, above_reference, nawm_sd, strict=True)], -1
+    )
+    combined = z_reference.sum(axis=-1) / np.sqrt(len(data))
+    seeds = hyper & core & (combined >= params.seed_z)
+
+    structure = connectivity_structure(labelling.connectivity)
+    signature: npt.NDArray[np.float64] | None = None
+    mask = np.zeros(seeds.shape, dtype=bool)
+    if seeds.any():
+        interior = ndimage.binary_erosion(seeds, _in_plane_cross(zooms))
+        pure = interior if interior.sum() >= _MIN_INTERIOR else seeds
+        signature = np.array([np.median(c[pure]) for c in data])
+        # Channels in NAWM-noise units (z): NAWM at the origin.
+        lesion_point = (signature - nawm_median) / nawm_sd
+        fraction = _fraction(z, np.zeros_like(lesion_point), lesion_point)
+        grow = hyper & (fraction >= params.min_lesion_fraction)
+        mask = _geodesic_growth(seeds, grow, structure, zooms, params.grow_mm)
+        mask = _local_refinement(
+            mask, seeds, z, lesion_point, hyper, zone, zooms, structure, params
+        )
+    lesions = label_lesions(
+        mask,
+        zooms,
+        connectivity=labelling.connectivity,
+        min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
+    )
+    references = LesionReferences(
+        nawm_median, nawm_sd, gm_median, signature, int(np.count_nonzero(seeds))
+    )
+    return T2Lesions(lesions, references)
+
+
+def _in_plane_cross(zooms: Sequence[float]) -> BoolArray:
+    """The 2-D cross (4-neighbourhood) in the acquisition plane, as a 3-D structure."""
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    index: list[int | slice] = [slice(None)] * 3
+    index[slice_axis(zooms)] = 1
+    structure[tuple(index)] = ndimage.generate_binary_structure(2, 1)
+    return structure
+
+
+def _fraction(
+    scaled: npt.NDArray[np.float64],
+    background: npt.NDArray[np.float64],
+    lesion: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Each voxel's position on the line background -> lesion (0 background, 1 lesion)."""
+    direction = lesion - background
+    return np.asarray(((scaled - background) @ direction) / float(direction @ direction))
+
+
+def _geodesic_growth(
+    seeds: BoolArray,
+    allowed: BoolArray,
+    structure: BoolArray,
+    zooms: Sequence[float],
+    distance_mm: float,
+) -> BoolArray:
+    """``seeds`` grown through ``allowed`` by up to ``distance_mm`` (in steps of one voxel)."""
+    grown = seeds.copy()
+    for _ in range(int(np.ceil(distance_mm / min(zooms)))):
+        grown |= ndimage.binary_dilation(grown, structure) & allowed
+    return grown
+
+
+def _local_refinement(
+    mask: BoolArray,
+    seeds: BoolArray,
+    scaled: npt.NDArray[np.float64],
+    lesion_point: npt.NDArray[np.float64],
+    hyper: BoolArray,
+    zone: BoolArray,
+    zooms: Sequence[float],
+    structure: BoolArray,
+    params: T2LesionParams,
+) -> BoolArray:
+    """Each lesion re-thresholded against the median of a ring of tissue around it."""
+    labels, _ = ndimage.label(mask, structure=structure)
+    inner, outer = params.local_ring_mm
+    pad = [int(np.ceil(outer / z)) + 1 for z in zooms]
+    refined = np.zeros_like(mask)
+    for number, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        window = tuple(
+            slice(max(s.start - p, 0), s.stop + p) for s, p in zip(box, pad, strict=True)
+        )
+        lesion = labels[window] == number
+        distance = ndimage.distance_transform_edt(~lesion, sampling=zooms)
+        ring = (distance > inner) & (distance <= outer) & ~mask[window] & zone[window]
+        if ring.sum() < 5:
+            refined[window] |= lesion
+            continue
+        local = scaled[window]
+        background = np.median(local[ring], axis=0)
+        candidate = (
+            (_fraction(local, background, lesion_point) >= params.min_lesion_fraction)
+            & (distance <= params.grow_mm)
+            & hyper[window]
+        )
+        parts, _ = ndimage.label(candidate | (lesion & seeds[window]), structure=structure)
+        kept = np.unique(parts[lesion & seeds[window]])
+        refined[window] |= np.isin(parts, kept[kept > 0])
+    return refined

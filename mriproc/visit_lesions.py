@@ -1,0 +1,246 @@
+"""Lesion endpoints of one visit, and PCF/BPF with lesions counted as parenchyma.
+
+:func:`visit_lesions` runs the T2 lesion, CEL and black-hole segmentations on the
+visit's reading-space images, writes their masks and the lesion label map, and
+returns the endpoint values with, for every endpoint it could not compute, the
+reason (a missing contrast, a segmentation that found no reference tissue).  PCF
+and BPF are computed here, after the lesions, because lesion voxels count as
+parenchyma whatever the tissue model made of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from mriproc.blackholes import segment_black_holes
+from mriproc.config import Protocol
+from mriproc.enhancing import segment_enhancing
+from mriproc.t2lesions import LesionSegmentationError, segment_t2_lesions
+from mriproc.tissues import DSEG_LABELS
+from mriproc.visit import read_image, save_image
+
+__all__ = ["LESION_ENDPOINTS", "LesionOutcome", "brain_fractions", "visit_lesions"]
+
+LESION_ENDPOINTS = (
+    "t2_lesion_volume",
+    "t2_lesion_count",
+    "black_hole_volume",
+    "black_hole_count",
+    "cel_count",
+    "cel_volume",
+)
+_LESION_LABEL = next(k for k, v in DSEG_LABELS.items() if v == "lesion")
+
+
+@dataclass
+class LesionOutcome:
+    """What :func:`visit_lesions` measured, wrote and could not compute."""
+
+    measures: dict[str, float] = field(default_factory=dict)
+    not_available: dict[str, str] = field(default_factory=dict)  # endpoint -> reason
+    images: dict[str, Path] = field(default_factory=dict)
+    lesion_list: Path | None = None
+
+
+def brain_fractions(
+    tissue: Mapping[str, npt.NDArray[np.float32]],
+    slab: npt.NDArray[np.float32],
+    parenchyma_classes: tuple[str, ...],
+    lesion: npt.NDArray[np.bool_] | None = None,
+) -> tuple[float, float]:
+    """PCF (weighted by the carried slab) and BPF; lesion voxels are all parenchyma."""
+    csf = np.asarray(tissue["CSF"], dtype=np.float64)
+    parenchyma = np.sum(
+        [np.asarray(tissue[c], dtype=np.float64) for c in parenchyma_classes if c != "lesion"],
+        axis=0,
+    )
+    if lesion is not None and "lesion" in parenchyma_classes:
+        parenchyma = np.where(lesion, parenchyma + csf, parenchyma)
+        csf = np.where(lesion, 0.0, csf)
+    pcf = float((slab * parenchyma).sum() / (slab * (parenchyma + csf)).sum())
+    bpf = float(parenchyma.sum() / (parenchyma + csf).sum())
+    return pcf, bpf
+
+
+def _load(path: str | Path) -> npt.NDArray[np.float32]:
+    return np.asarray(read_image(path).dataobj, dtype=np.float32)
+
+
+def visit_lesions(
+    images: Mapping[str, str | Path],
+    tissue: Mapping[str, str | Path],
+    template: Mapping[str, str | Path],
+    *,
+    protocol: Protocol,
+    out_dir: Path,
+) -> LesionOutcome:
+    """Lesion masks, lesion endpoints, PCF and BPF of one visit.
+
+    Parameters
+    ----------
+    images
+        Contrast role -> reading-space image (bias-corrected, co-registered); roles
+        the session lacks are simply absent.
+    tissue
+        :func:`mriproc.visit.tissue_classes` outputs (``CSF``, ``GM``, ``WM``,
+        ``brain``, ``dseg``).
+    template
+        :func:`mriproc.visit.brain_masks` template maps (``WM``, ``CSF``, ``slab``).
+    protocol
+        The protocol (its ``t2_lesions``, ``cel``, ``black_holes``, ``labelling``
+        and ``pcf`` sections).
+    out_dir
+        Where the masks, the label map, the dseg and ``lesions.json`` are written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outcome = LesionOutcome()
+    reference = read_image(tissue["brain"])
+    affine = reference.affine
+    zooms = tuple(float(z) for z in reference.header.get_zooms()[:3])
+    fractions = {k: _load(tissue[k]) for k in ("CSF", "GM", "WM")}
+    brain = _load(tissue["brain"]) > 0
+
+    def lacking(group: str) -> str | None:
+        missing = [r for r in protocol.required_contrasts(group) if r not in images]  # type: ignore[arg-type]
+        return f"needs {', '.join(missing)} (missing)" if missing else None
+
+    def save(values: npt.ArrayLike, name: str, dtype: type = np.uint8) -> Path:
+        return save_image(np.asarray(values, dtype=dtype), affine, out_dir / f"{name}.nii.gz")
+
+    t2_mask: npt.NDArray[np.bool_] | None = None
+    t2_labels: npt.NDArray[np.int32] | None = None
+    reason = lacking("t2_lesions")
+    if reason is None:
+        try:
+            found = segment_t2_lesions(
+                [_load(images[r]) for r in protocol.t2_lesions.channels],
+                fractions,
+                _load(template["WM"]),
+                brain,
+                zooms,
+                params=protocol.t2_lesions,
+                labelling=protocol.labelling,
+            )
+        except LesionSegmentationError as err:
+            reason = f"T2 lesion segmentation failed: {err}"
+        else:
+            t2_mask, t2_labels = found.lesions.mask, found.lesions.labels
+            outcome.measures["t2_lesion_volume"] = found.lesions.total_volume_ml
+            outcome.measures["t2_lesion_count"] = float(found.lesions.count)
+            outcome.images["t2lesion"] = save(t2_mask, "t2lesion_mask")
+            outcome.images["lesions"] = save(t2_labels, "lesions_dseg", np.int32)
+    if reason is not None:
+        outcome.not_available.update({"t2_lesion_volume": reason, "t2_lesion_count": reason})
+
+    enhancing_mask: npt.NDArray[np.bool_] | None = None
+    needs_t2 = protocol.cel.require_t2_correspondence and t2_mask is None
+    reason = lacking("cel") or ("no T2 lesion mask" if needs_t2 else None)
+    if reason is None:
+        nawm = brain & (fractions["WM"] >= protocol.t2_lesions.nawm_min_wm_fraction)
+        if t2_mask is not None:
+            nawm &= ~t2_mask
+        try:
+            cel = segment_enhancing(
+                _load(images["T1w"]),
+                _load(images["T1w_gad"]),
+                nawm,
+                brain,
+                _load(template["CSF"]),
+                zooms,
+                params=protocol.cel,
+                labelling=protocol.labelling,
+                t2_lesions=t2_mask,
+            )
+        except ValueError as err:
+            reason = f"CEL segmentation failed: {err}"
+        else:
+            enhancing_mask = cel.lesions.mask
+            outcome.measures["cel_count"] = float(cel.lesions.count)
+            outcome.measures["cel_volume"] = cel.lesions.total_volume_ml
+            outcome.images["cel"] = save(enhancing_mask, "cel_mask")
+    if reason is not None:
+        outcome.not_available.update({"cel_count": reason, "cel_volume": reason})
+
+    black_mask: npt.NDArray[np.bool_] | None = None
+    reason = lacking("black_holes") or (None if t2_mask is not None else "no T2 lesion mask")
+    if reason is None and t2_mask is not None:
+        try:
+            holes = segment_black_holes(
+                _load(images["T1w"]),
+                t2_mask,
+                fractions["GM"],
+                brain,
+                zooms,
+                params=protocol.black_holes,
+                labelling=protocol.labelling,
+                enhancing=enhancing_mask,
+            )
+        except ValueError as err:
+            reason = f"black-hole segmentation failed: {err}"
+        else:
+            black_mask = holes.lesions.mask
+            outcome.measures["black_hole_volume"] = holes.lesions.total_volume_ml
+            outcome.measures["black_hole_count"] = float(holes.lesions.count)
+            outcome.images["blackhole"] = save(black_mask, "blackhole_mask")
+    if reason is not None:
+        outcome.not_available.update({"black_hole_volume": reason, "black_hole_count": reason})
+
+    pcf, bpf = brain_fractions(
+        fractions, _load(template["slab"]), protocol.pcf.parenchyma_classes, t2_mask
+    )
+    outcome.measures.update(pcf=pcf, bpf=bpf)
+    dseg = np.asarray(read_image(tissue["dseg"]).dataobj, dtype=np.int16)
+    if t2_mask is not None:
+        dseg = np.where(t2_mask, _LESION_LABEL, dseg).astype(np.int16)
+    outcome.images["dseg"] = save(dseg, "dseg", np.int16)
+    if t2_labels is not None:
+        outcome.lesion_list = out_dir / "lesions.json"
+        outcome.lesion_list.write_text(
+            json.dumps(_lesion_list(t2_labels, affine, zooms, enhancing_mask, black_mask), indent=1)
+            + "\n"
+        )
+    return outcome
+
+
+def _lesion_list(
+    labels: npt.NDArray[np.int32],
+    affine: npt.NDArray[np.float64],
+    zooms: tuple[float, ...],
+    enhancing: npt.NDArray[np.bool_] | None,
+    black_holes: npt.NDArray[np.bool_] | None,
+) -> list[dict[str, object]]:
+    """One entry per labelled lesion: volume, centroid (scanner mm), enhancing, black hole."""
+    count = int(labels.max()) if labels.size else 0
+    index = np.arange(1, count + 1)
+    voxel_ml = float(np.prod(zooms)) / 1000.0
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    centroids = ndimage.center_of_mass(labels > 0, labels, index) if count else []
+
+    def touches(mask: npt.NDArray[np.bool_] | None) -> list[bool | None]:
+        if mask is None:
+            return [None] * count
+        hits = np.bincount(labels[mask].ravel(), minlength=count + 1)[1:]
+        return [bool(h) for h in hits]
+
+    entries = []
+    for number, size, centroid, enh, hole in zip(
+        index, sizes, centroids, touches(enhancing), touches(black_holes), strict=True
+    ):
+        world = affine @ np.append(np.asarray(centroid, dtype=float), 1.0)
+        entries.append(
+            {
+                "label": int(number),
+                "volume_ml": float(size) * voxel_ml,
+                "centroid_mm": [round(float(w), 2) for w in world[:3]],
+                "enhancing": enh,
+                "black_hole": hole,
+            }
+        )
+    return entries
