@@ -21,10 +21,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from visit_images import visit_image_metrics
 
-from mriproc.evaluation import compare_endpoints
+from mriproc.evaluation import LesionwiseScore, compare_endpoints, icc_agreement
 from mriproc.tables import read_table
 
 
@@ -114,7 +115,7 @@ def main() -> int:
             read_table(bids / "derivatives" / "groundtruth" / "endpoints.tsv").assign(seed=seed)
         )
         results.append(read_table(out / "mriproc" / "endpoints.tsv").assign(seed=seed))
-        images.append(visit_image_metrics(bids, out).assign(seed=seed))
+        images.append(visit_image_metrics(bids, out, protocol=args.protocol).assign(seed=seed))
     truth_all = pd.concat(truths).assign(
         participant_id=lambda t: t.seed.astype(str) + ":" + t.participant_id
     )
@@ -130,7 +131,53 @@ def main() -> int:
     )
     print()
     print(markdown(summary.reset_index(names="statistic")))
+    print()
+    print(lesion_summary(truth_all, result_all, per_visit))
     return 0
+
+
+def lesion_summary(truth: pd.DataFrame, result: pd.DataFrame, per_visit: pd.DataFrame) -> str:
+    """The lesion targets: pooled lesion-wise F1, volume ICC, CEL counts, mask Dice."""
+    lines = []
+    if "lesions_true" in per_visit and per_visit["lesions_true"].notna().any():
+        scored = per_visit.dropna(subset=["lesions_true"])
+        pooled = LesionwiseScore(
+            *(
+                int(scored[c].sum())
+                for c in ("lesions_true", "lesions_found", "true_detected", "found_correct")
+            )
+        )
+        lines.append(
+            f"- T2 lesions: voxel Dice median {scored['t2lesion_dice'].median():.3f} "
+            f"(min {scored['t2lesion_dice'].min():.3f}); lesion-wise F1 {pooled.f1:.3f} "
+            f"(recall {pooled.recall:.3f}, precision {pooled.precision:.3f}; "
+            f"{pooled.n_truth} true, {pooled.n_predicted} found)"
+        )
+        lines.append(
+            f"- black holes: Dice median {per_visit['blackhole_dice'].median():.3f}, "
+            f"pooled mean {per_visit['blackhole_dice'].mean():.3f}"
+        )
+    keys = ["participant_id", "session"]
+
+    def paired(endpoint: str) -> pd.DataFrame:
+        t = truth[truth.endpoint == endpoint][[*keys, "value"]]
+        r = result[result.endpoint == endpoint][[*keys, "value"]]
+        return t.merge(r, on=keys, suffixes=("_truth", "_result")).dropna()
+
+    volume = paired("t2_lesion_volume")
+    if len(volume) > 2:
+        icc = icc_agreement(volume["value_truth"], volume["value_result"])
+        lines.append(f"- T2 lesion volume ICC(A,1) {icc:.3f} over {len(volume)} scans")
+    cel = paired("cel_count")
+    if len(cel):
+        exact = (cel["value_truth"] == cel["value_result"]).mean()
+        none = cel[cel["value_truth"] == 0]
+        clean = (none["value_result"] == 0).mean() if len(none) else np.nan
+        lines.append(
+            f"- CEL count exactly right in {exact:.0%} of {len(cel)} scans; no false CEL in "
+            f"{clean:.0%} of the {len(none)} scans without enhancing lesions"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

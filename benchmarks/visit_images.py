@@ -1,10 +1,12 @@
 """Per-visit image checks of a participant-level run against the simulator's truth.
 
 Brain-envelope and intracranial mask Dice (``desc-brain_mask``, ``desc-icv_mask``
-against the ground-truth masks) and the co-registration error of every registered
-contrast: the mean displacement, over the ground-truth brain voxels, between the
-written transform (``from-<role>_to-<reading>_mode-image_xfm.txt``) and the map
-implied by the simulator's true head poses (``simulation.json``).
+against the ground-truth masks), the co-registration error of every registered
+contrast (the mean displacement, over the ground-truth brain voxels, between the
+written transform ``from-<role>_to-<reading>_mode-image_xfm.txt`` and the map
+implied by the simulator's true head poses in ``simulation.json``), and the lesion
+masks: T2-lesion and black-hole Dice, lesion-wise detection counts (lesions of at
+least the protocol's minimum in-plane diameter, 3 mm by default, on both sides).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from mriproc.evaluation import dice
+from mriproc.config import load_protocol
+from mriproc.evaluation import dice, lesionwise_score
 from mriproc.io.itk import read_itk_affine
 from mriproc.registration import mean_displacement_mm
 
@@ -30,8 +33,11 @@ def _mask(path: Path) -> np.ndarray:
     return np.asarray(nib.load(str(path)).dataobj) > 0
 
 
-def visit_image_metrics(bids: Path, out: Path, reading: str = "T2w") -> pd.DataFrame:
-    """One row per simulated visit: mask Dice and co-registration errors (mm)."""
+def visit_image_metrics(
+    bids: Path, out: Path, reading: str = "T2w", protocol: str = "esims"
+) -> pd.DataFrame:
+    """One row per simulated visit: mask Dice, co-registration errors (mm), lesion scores."""
+    labelling = load_protocol(protocol).labelling
     truth_root = bids / "derivatives" / "groundtruth"
     simulation = json.loads((truth_root / "simulation.json").read_text())
     rows = []
@@ -55,5 +61,22 @@ def visit_image_metrics(bids: Path, out: Path, reading: str = "T2w") -> pd.DataF
                 continue
             truth_map = poses[pose] @ np.linalg.inv(poses["dual_echo"])
             row[f"{label}_error_mm"] = mean_displacement_mm(read_itk_affine(xfm), truth_map, points)
+        for name in ("t2lesion", "blackhole"):
+            result = result_dir / f"{p}_{s}_desc-{name}_mask.nii.gz"
+            truth = truth_dir / f"{p}_{s}_desc-{name}_mask.nii.gz"
+            row[f"{name}_dice"] = dice(_mask(truth), _mask(result)) if result.is_file() else np.nan
+            if name == "t2lesion" and result.is_file():
+                score = lesionwise_score(
+                    _mask(truth),
+                    _mask(result),
+                    brain_img.header.get_zooms()[:3],
+                    connectivity=labelling.connectivity,
+                    min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
+                )
+                row["lesions_true"], row["lesions_found"] = score.n_truth, score.n_predicted
+                row["true_detected"], row["found_correct"] = (
+                    score.truth_detected,
+                    score.predicted_correct,
+                )
         rows.append(row)
     return pd.DataFrame(rows)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mriproc.lesions import label_lesions
 
-__all__ = ["LesionwiseScore", "compare_endpoints", "dice", "lesionwise_score"]
+__all__ = ["LesionwiseScore", "compare_endpoints", "dice", "icc_agreement", "lesionwise_score"]
 
 
 def dice(truth: npt.ArrayLike, prediction: npt.ArrayLike) -> float:
@@ -28,6 +28,27 @@ def dice(truth: npt.ArrayLike, prediction: npt.ArrayLike) -> float:
     a, b = np.asarray(truth) != 0, np.asarray(prediction) != 0
     total = int(a.sum() + b.sum())
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def icc_agreement(truth: npt.ArrayLike, result: npt.ArrayLike) -> float:
+    """ICC(A,1): two-way, absolute agreement, single measures (McGraw and Wong 1996).
+
+    Agreement of ``result`` with ``truth`` over paired measurements (a constant bias
+    lowers it, unlike a correlation).
+
+    >>> round(icc_agreement([1.0, 2.0, 3.0, 4.0], [1.1, 2.0, 2.9, 4.2]), 3)
+    0.996
+    """
+    y = np.column_stack([np.asarray(truth, dtype=float), np.asarray(result, dtype=float)])
+    n, k = y.shape
+    grand = y.mean()
+    ms_rows = k * ((y.mean(axis=1) - grand) ** 2).sum() / (n - 1)
+    ms_cols = n * ((y.mean(axis=0) - grand) ** 2).sum() / (k - 1)
+    residual = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + grand
+    ms_error = (residual**2).sum() / ((n - 1) * (k - 1))
+    return float(
+        (ms_rows - ms_error) / (ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n)
+    )
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,10 @@ def test_run_writes_derivatives_and_endpoints(processed: tuple[Path, Path]) -> N
         "label-CSF_probseg",
         "desc-coreg_T1w",
         "ce-gadolinium_desc-coreg_T1w",
+        "desc-t2lesion_mask",
+        "desc-lesions_dseg",
+        "desc-blackhole_mask",
+        "desc-cel_mask",
     ):
         image = anat / f"sub-001_ses-M00_{name}.nii.gz"
         assert image.is_file(), image
@@ -124,11 +128,17 @@ def test_run_writes_derivatives_and_endpoints(processed: tuple[Path, Path]) -> N
     endpoints = read_table(out / "endpoints.tsv").set_index("endpoint")
     truth = read_table(root / "derivatives" / "groundtruth" / "endpoints.tsv")
     truth = truth[truth.session == "ses-M00"].set_index("endpoint")
-    for endpoint in ("pcf", "bpf"):
+    # Loose bounds: the accuracy targets are checked by benchmarks/accuracy.py.
+    for endpoint, tolerance in (("pcf", 0.1), ("bpf", 0.1), ("t2_lesion_volume", 5.0)):
         assert endpoints.loc[endpoint, "status"] == "ok"
-        # Loose bounds: the accuracy targets are checked by benchmarks/accuracy.py.
-        assert abs(endpoints.loc[endpoint, "value"] - truth.loc[endpoint, "value"]) < 0.1
+        assert abs(endpoints.loc[endpoint, "value"] - truth.loc[endpoint, "value"]) < tolerance
+    assert endpoints.loc["t2_lesion_count", "value"] > 0
     assert read_table(out / "errors.tsv").empty
+    lesions = read_table(out / "lesions.tsv")
+    assert len(lesions) == endpoints.loc["t2_lesion_count", "value"]
+    assert (lesions.category == "baseline").all()
+    label_map = nib.load(anat / "sub-001_ses-M00_desc-lesions_dseg.nii.gz")
+    assert int(np.asarray(label_map.dataobj).max()) == len(lesions)
 
 
 def test_run_brain_mask_matches_ground_truth(processed: tuple[Path, Path]) -> None:
@@ -138,6 +148,23 @@ def test_run_brain_mask_matches_ground_truth(processed: tuple[Path, Path]) -> No
     truth_dir = root / "derivatives" / "groundtruth" / "sub-001" / "ses-M00" / "anat"
     truth = np.asarray(nib.load(truth_dir / name).dataobj) > 0
     assert dice(ours, truth) > 0.96
+
+
+def test_missing_post_contrast_makes_only_cel_endpoints_na(tmp_path: Path) -> None:
+    root = tmp_path / "sim"
+    simulate_trial(root, TrialSpec(n_subjects=1, months=(0,), seed=33), load_protocol("esims"))
+    (root / "sub-001" / "ses-M00" / "anat" / "sub-001_ses-M00_ce-gadolinium_T1w.nii.gz").unlink()
+
+    code, out = run_fast(root, tmp_path)
+
+    assert code == EXIT_OK
+    endpoints = read_table(out / "endpoints.tsv").set_index("endpoint")
+    for endpoint in ("cel_count", "cel_volume"):
+        assert np.isnan(endpoints.loc[endpoint, "value"])
+        assert endpoints.loc[endpoint, "status"] == "needs T1w_gad (missing)"
+    for endpoint in ("t2_lesion_volume", "black_hole_count", "pcf", "bpf"):
+        assert endpoints.loc[endpoint, "status"] == "ok", endpoint
+    assert read_table(out / "lesions.tsv").enhancing.isna().all()
 
 
 def test_run_refuses_contrasts_that_do_not_register(tmp_path: Path) -> None:

@@ -1,0 +1,141 @@
+"""T2 lesions, CEL and black holes on small synthetic scans with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mriproc.blackholes import segment_black_holes
+from mriproc.config import load_protocol
+from mriproc.enhancing import segment_enhancing
+from mriproc.evaluation import dice
+from mriproc.t2lesions import LesionSegmentationError, segment_t2_lesions
+
+ZOOMS = (1.0, 1.0, 3.0)
+SHAPE = (64, 64, 10)
+PROTOCOL = load_protocol("esims")
+
+
+def ball(centre: tuple[int, int, int], radius_mm: float) -> np.ndarray:
+    grid = np.indices(SHAPE).astype(float)
+    squared = sum(((g - c) * z) ** 2 for g, c, z in zip(grid, centre, ZOOMS, strict=True))
+    return np.asarray(squared <= radius_mm**2)
+
+
+class Scan:
+    """White matter in the middle, a grey-matter band around it, CSF outside."""
+
+    def __init__(self, seed: int = 0) -> None:
+        x, y = np.indices(SHAPE)[:2]
+        radius = np.hypot(x - 32, y - 32)
+        self.brain = np.asarray(radius <= 28)
+        self.wm = np.asarray(radius <= 20).astype(np.float32)
+        self.gm = np.asarray((radius > 20) & (radius <= 28)).astype(np.float32)
+        self.csf = np.asarray(radius > 28).astype(np.float32)
+        self.lesions = [ball((26, 30, 5), 4.0), ball((38, 38, 4), 3.5), ball((32, 22, 6), 3.0)]
+        self.truth = np.any(self.lesions, axis=0)
+        self.rng = np.random.default_rng(seed)
+
+    def contrast(self, wm: float, gm: float, csf: float, lesion: float, sd: float) -> np.ndarray:
+        image = wm * self.wm + gm * self.gm + csf * self.csf
+        image = np.where(self.truth, lesion, image)
+        return np.asarray(image + self.rng.normal(0.0, sd, SHAPE), dtype=np.float32)
+
+    def tissue(self) -> dict[str, np.ndarray]:
+        # As a tissue model sees lesions: not white matter.
+        wm = np.where(self.truth, 0.0, self.wm).astype(np.float32)
+        gm = np.where(self.truth, 1.0, self.gm).astype(np.float32)
+        return {"WM": wm, "GM": gm, "CSF": self.csf}
+
+
+def t2_lesions(scan: Scan, channels: list[np.ndarray]) -> np.ndarray:
+    found = segment_t2_lesions(
+        channels,
+        scan.tissue(),
+        scan.wm,
+        scan.brain,
+        ZOOMS,
+        params=PROTOCOL.t2_lesions,
+        labelling=PROTOCOL.labelling,
+    )
+    return found.lesions.labels
+
+
+def test_t2_lesions_are_found_and_cortex_is_not() -> None:
+    scan = Scan()
+    pd = scan.contrast(wm=1000, gm=1150, csf=900, lesion=1350, sd=20)
+    t2 = scan.contrast(wm=500, gm=650, csf=1400, lesion=900, sd=20)
+    # A bright spot in the cortex (template WM probability 0) is not a WM lesion.
+    cortex_spot = ball((32, 57, 5), 3.0)
+    pd[cortex_spot], t2[cortex_spot] = 1350, 900
+    labels = t2_lesions(scan, [pd, t2])
+    assert labels.max() == 3
+    assert not (labels[cortex_spot] > 0).any()
+    assert dice(scan.truth, labels > 0) > 0.85
+
+
+def test_t2_lesions_need_hyperintensity_on_every_channel() -> None:
+    """Bright on T2w but not on PDw (CSF-like) is not a lesion."""
+    scan = Scan(seed=1)
+    pd = scan.contrast(wm=1000, gm=1150, csf=900, lesion=900, sd=20)
+    t2 = scan.contrast(wm=500, gm=650, csf=1400, lesion=1400, sd=20)
+    assert t2_lesions(scan, [pd, t2]).max() == 0
+
+
+def test_t2_lesions_without_white_matter_fail_with_a_reason() -> None:
+    scan = Scan()
+    scan.wm[:] = 0.0
+    flair = scan.contrast(wm=100, gm=120, csf=20, lesion=200, sd=5)
+    with pytest.raises(LesionSegmentationError, match="white-matter"):
+        t2_lesions(scan, [flair])
+
+
+def test_enhancing_lesions_exclude_vessels_plexus_and_foci() -> None:
+    scan = Scan(seed=2)
+    pre = scan.contrast(wm=800, gm=650, csf=300, lesion=720, sd=15)
+    post = pre * 1.04 + scan.rng.normal(0.0, 15, SHAPE).astype(np.float32)
+    enhancing = scan.lesions[0]
+    post[enhancing] += 350  # the one CEL
+    surface_vessel = ball((32, 59, 5), 2.0)  # on the brain surface (sinus, cortical vein)
+    post[surface_vessel] += 500
+    template_csf = np.zeros(SHAPE, np.float32)
+    plexus = ball((40, 26, 5), 2.0)  # in a ventricle
+    template_csf[ball((40, 26, 5), 4.0)] = 1.0
+    post[plexus] += 500
+    post[38, 38, 4] += 500  # a 1-voxel focus inside another T2 lesion
+    nawm = (scan.wm > 0) & ~scan.truth
+    found = segment_enhancing(
+        pre,
+        post,
+        nawm,
+        scan.brain,
+        template_csf,
+        ZOOMS,
+        params=PROTOCOL.cel,
+        labelling=PROTOCOL.labelling,
+        t2_lesions=scan.truth | plexus,
+    )
+    assert found.lesions.count == 1
+    assert dice(enhancing, found.lesions.mask) > 0.8
+    assert found.post_scale == pytest.approx(1 / 1.04, rel=0.01)
+
+
+def test_black_holes_are_t1_hypointense_lesion_parts_not_enhancing() -> None:
+    scan = Scan(seed=3)
+    t1 = scan.contrast(wm=800, gm=650, csf=300, lesion=720, sd=10)
+    hole, enhancing_hole = scan.lesions[0], scan.lesions[1]
+    t1[hole] = 560
+    t1[enhancing_hole] = 560
+    found = segment_black_holes(
+        t1,
+        scan.truth,
+        scan.gm,
+        scan.brain,
+        ZOOMS,
+        params=PROTOCOL.black_holes,
+        labelling=PROTOCOL.labelling,
+        enhancing=enhancing_hole,
+    )
+    assert found.threshold == pytest.approx(650, abs=5)
+    assert found.lesions.count == 1
+    assert dice(hole, found.lesions.mask) > 0.9
