@@ -10,7 +10,9 @@ T1w with skull, two studies, as ``sub-p01`` sessions ``01`` and ``02``), runs
 patient07 is the 1 mm 3-D visit of the speed target) and scores the written masks:
 patient01's brain mask against the provided one, mapped from common space as the
 data's README explains; patient07's brain and intracranial masks by the share of the
-provided (stripped) brain they keep.
+provided (stripped) brain they keep, and its T2 lesion mask against the three-rater
+consensus (voxel Dice, lesion-wise F1 for lesions of at least the protocol's minimum
+in-plane diameter).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from mriproc.evaluation import dice
+from mriproc.config import load_protocol
+from mriproc.evaluation import dice, lesionwise_score
 from mriproc.io.itk import read_itk_affine
 from mriproc.registration import apply_linear
 
@@ -116,6 +119,22 @@ def main() -> int:
         ours = mask(derivatives, "p07", "01", desc)
         kept = 100.0 * float(ours[brain].mean())
         print(f"| patient07 (stripped) | {desc} mask keeps of the provided brain | {kept:.2f} % |")
+    consensus_image = nib.load(STRIPPED / "consensus_gt.nii.gz")
+    consensus = np.asarray(consensus_image.dataobj) > 0
+    lesions = mask(derivatives, "p07", "01", "t2lesion")
+    labelling = load_protocol("flair").labelling
+    score = lesionwise_score(
+        consensus,
+        lesions,
+        consensus_image.header.get_zooms()[:3],
+        connectivity=labelling.connectivity,
+        min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
+    )
+    print(f"| patient07 | T2 lesion Dice vs consensus | {dice(consensus, lesions):.3f} |")
+    print(
+        f"| patient07 | lesion-wise F1 | {score.f1:.3f} (recall {score.recall:.2f}, "
+        f"precision {score.precision:.2f}; {score.n_truth} true, {score.n_predicted} found) |"
+    )
     return 0
 
 

@@ -1,7 +1,9 @@
 """T1 black holes: parts of T2 lesions hypointense on pre-contrast T1.
 
-A T2-lesion voxel is black hole when its pre-contrast T1w signal is at or below the
-protocol's reference (default: the mean of cortical grey matter, ie voxels the
+A T2-lesion voxel, outside the lesion's in-plane rim of ``rim_mm`` (rim voxels
+share their volume with the surrounding tissue, and next to CSF or cortex they are
+dark on T1w whatever the lesion is), is black hole when its pre-contrast T1w signal
+is at or below the protocol's reference (default: the mean of cortical grey matter, ie voxels the
 tissue model calls grey matter within ``cortical_depth_mm`` of the brain's surface,
 so that deep grey matter does not set it); enhancing voxels are excluded (an active
 lesion's oedema is transiently hypointense).  Components and minimum size:
@@ -18,7 +20,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from mriproc.config import BlackHoleParams, LabellingParams
-from mriproc.lesions import LabelledLesions, label_lesions
+from mriproc.lesions import LabelledLesions, in_plane_cross, label_lesions
 
 __all__ = ["BlackHoles", "segment_black_holes"]
 
@@ -56,7 +58,11 @@ def segment_black_holes(
             f"too few cortical grey-matter voxels ({int(cortex.sum())}) for a T1 reference"
         )
     threshold = float(image[cortex].mean())
-    mask = (np.asarray(t2_lesions) > 0) & (image <= threshold)
+    inside = np.asarray(t2_lesions) > 0
+    rim = round(params.rim_mm / min(zooms))
+    if rim > 0:
+        inside = ndimage.binary_erosion(inside, in_plane_cross(zooms), iterations=rim)
+    mask = inside & (image <= threshold)
     if params.exclude_enhancing and enhancing is not None:
         mask &= np.asarray(enhancing) == 0
     lesions = label_lesions(

@@ -122,6 +122,7 @@ class BlackHoleParams:
     exclude_enhancing: bool
     gm_min_fraction: float = field(metadata=_range(0.5, 1.0))  # grey matter: the reference
     cortical_depth_mm: float = field(metadata=_range(1.0, 50.0))  # cortex: near the surface
+    rim_mm: float = field(metadata=_range(0.0, 10.0))  # lesion rim left out (partial volume)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,10 @@ Not lesions, by the protocol's ``exclude_structures``:
 * ``vessels``: components under ``min_voxels`` or narrower than the labelling's
   minimum in-plane diameter (1-voxel foci, vessel cross-sections).
 
-With ``require_t2_correspondence`` a CEL is the enhancing part of a T2 lesion.
-Components and minimum size: :func:`mriproc.lesions.label_lesions`.
+With ``require_t2_correspondence`` a CEL is the enhancing part of a T2 lesion, and
+the enhancing parts of one T2 lesion are one CEL (a ring broken by noise is still
+one lesion).  Components and minimum size: :func:`mriproc.lesions.label_lesions`;
+the same rule counts the simulator's ground truth (:func:`enhancing_components`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from mriproc.config import CelParams, LabellingParams
-from mriproc.lesions import LabelledLesions, connectivity_structure, label_lesions
+from mriproc.lesions import (
+    LabelledLesions,
+    connectivity_structure,
+    label_lesions,
+    lesions_from_labels,
+)
 
 __all__ = ["EnhancingLesions", "enhancing_components", "segment_enhancing"]
 
@@ -49,8 +56,14 @@ def enhancing_components(
     *,
     min_voxels: int,
     labelling: LabellingParams,
+    t2_labels: npt.ArrayLike | None = None,
 ) -> LabelledLesions:
-    """Components of a CEL mask, minus those under ``min_voxels`` (the one CEL count rule)."""
+    """CEL of an enhancing mask: the one CEL count rule.
+
+    Components (the labelling's connectivity and minimum diameter) of at least
+    ``min_voxels``; with ``t2_labels`` (a T2 lesion label image) the kept
+    components inside one T2 lesion are grouped into one CEL.
+    """
     found = label_lesions(
         mask,
         voxel_size_mm,
@@ -59,12 +72,9 @@ def enhancing_components(
     )
     small = np.flatnonzero(found.voxel_counts < min_voxels) + 1
     kept = np.where(np.isin(found.labels, small), 0, found.labels)
-    return label_lesions(
-        kept,
-        voxel_size_mm,
-        connectivity=labelling.connectivity,
-        min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
-    )
+    if t2_labels is not None:
+        return lesions_from_labels(np.where(kept > 0, np.asarray(t2_labels), 0), voxel_size_mm)
+    return lesions_from_labels(kept, voxel_size_mm)
 
 
 def segment_enhancing(
@@ -79,7 +89,11 @@ def segment_enhancing(
     labelling: LabellingParams,
     t2_lesions: npt.ArrayLike | None = None,
 ) -> EnhancingLesions:
-    """Enhancing lesions from co-registered pre- and post-contrast T1w."""
+    """Enhancing lesions from co-registered pre- and post-contrast T1w.
+
+    ``t2_lesions`` is the T2 lesion label image (a boolean mask is labelled with the
+    protocol's connectivity).
+    """
     before = np.asarray(pre, dtype=np.float64)
     after = np.asarray(post, dtype=np.float64)
     zooms = tuple(float(z) for z in voxel_size_mm)
@@ -106,10 +120,16 @@ def segment_enhancing(
     seeded = np.unique(labels[candidates & (z >= params.seed_z)])
     enhancing = np.isin(labels, seeded[seeded > 0])
     cel = enhancing
+    t2_labels = None
     if params.require_t2_correspondence:
         if t2_lesions is None:
             raise ValueError("the protocol requires T2 correspondence; no T2 lesion mask given")
-        cel = enhancing & (np.asarray(t2_lesions) > 0)
+        t2_labels = np.asarray(t2_lesions)
+        if t2_labels.dtype == bool:
+            t2_labels = ndimage.label(t2_labels, structure=structure)[0]
+        cel = enhancing & (t2_labels > 0)
     min_voxels = params.min_voxels if "vessels" in params.exclude_structures else 1
-    lesions = enhancing_components(cel, zooms, min_voxels=min_voxels, labelling=labelling)
+    lesions = enhancing_components(
+        cel, zooms, min_voxels=min_voxels, labelling=labelling, t2_labels=t2_labels
+    )
     return EnhancingLesions(lesions, enhancing, scale, sd)

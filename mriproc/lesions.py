@@ -34,7 +34,9 @@ from scipy import ndimage
 __all__ = [
     "LabelledLesions",
     "connectivity_structure",
+    "in_plane_cross",
     "label_lesions",
+    "lesions_from_labels",
     "mask_volume_ml",
     "slice_axis",
 ]
@@ -53,6 +55,15 @@ def connectivity_structure(connectivity: int) -> npt.NDArray[np.bool_]:
     except KeyError:
         raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}") from None
     structure: npt.NDArray[np.bool_] = ndimage.generate_binary_structure(3, rank)
+    return structure
+
+
+def in_plane_cross(zooms: Sequence[float]) -> npt.NDArray[np.bool_]:
+    """The 2-D cross (4-neighbourhood) in the acquisition plane, as a 3-D structure."""
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    index: list[int | slice] = [slice(None)] * 3
+    index[slice_axis(zooms)] = 1
+    structure[tuple(index)] = ndimage.generate_binary_structure(2, 1)
     return structure
 
 
@@ -140,19 +151,40 @@ def label_lesions(
     axis = slice_axis(tuple(float(s) for s in sizes))
     pixel_area_mm2 = float(np.prod(np.delete(sizes, axis)))
     diameters = _in_plane_diameters(raw, n_raw, axis, pixel_area_mm2)
+    keep = np.concatenate([[False], diameters >= min_in_plane_diameter_mm])
+    return lesions_from_labels(np.where(keep[raw], raw, 0), tuple(float(s) for s in sizes))
 
-    keep = diameters >= min_in_plane_diameter_mm
-    relabel = np.zeros(n_raw + 1, dtype=np.int32)
-    relabel[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    labels = relabel[raw]
 
-    voxel_counts = np.bincount(raw.ravel(), minlength=n_raw + 1)[1:][keep].astype(np.int64)
-    voxel_ml = float(np.prod(sizes)) / 1000.0
+def lesions_from_labels(labels: npt.ArrayLike, voxel_size_mm: Sequence[float]) -> LabelledLesions:
+    """Lesions given by a label image (each value > 0 is one lesion, connected or not).
+
+    Labels are renumbered 1..count in raster order of each lesion's first voxel; used
+    when lesions are grouped by something other than connectivity (the enhancing
+    parts of one T2 lesion are one CEL).
+
+    >>> image = np.zeros((4, 4, 1), dtype=int)
+    >>> image[0, 0, 0] = image[3, 3, 0] = 7
+    >>> found = lesions_from_labels(image, (1.0, 1.0, 1.0))
+    >>> found.count, found.voxel_counts.tolist()
+    (1, [2])
+    """
+    values = np.asarray(labels)
+    sizes = np.asarray(voxel_size_mm, dtype=float)
+    flat = values.ravel()
+    present, first = np.unique(flat, return_index=True)
+    order = present[present > 0][np.argsort(first[present > 0])]
+    lookup = np.zeros(int(values.max(initial=0)) + 1, dtype=np.int32)
+    lookup[order] = np.arange(1, len(order) + 1, dtype=np.int32)
+    renumbered = lookup[values] if values.size else values.astype(np.int32)
+    count = len(order)
+    axis = slice_axis(tuple(float(s) for s in sizes))
+    pixel_area_mm2 = float(np.prod(np.delete(sizes, axis)))
+    voxel_counts = np.bincount(renumbered.ravel(), minlength=count + 1)[1:].astype(np.int64)
     return LabelledLesions(
-        labels=labels,
+        labels=renumbered.astype(np.int32),
         voxel_counts=voxel_counts,
-        volumes_ml=voxel_counts.astype(np.float64) * voxel_ml,
-        in_plane_diameters_mm=diameters[keep],
+        volumes_ml=voxel_counts.astype(np.float64) * float(np.prod(sizes)) / 1000.0,
+        in_plane_diameters_mm=_in_plane_diameters(renumbered, count, axis, pixel_area_mm2),
     )
 
 

@@ -1,8 +1,10 @@
 """T2-hyperintense lesions of one visit: seeds in white matter, growth by lesion fraction.
 
 1. Reference intensities, per lesion channel: normal-appearing white matter (NAWM:
-   voxels the tissue model calls mostly WM) gives a median and a robust SD (MAD);
-   grey matter gives a median.  A lesion must be brighter than both.
+   voxels the tissue model calls mostly WM where the template's WM probability is
+   high too, so that a tissue model misled by dark non-brain voxels cannot bias it)
+   gives a median and a robust SD (MAD); grey matter gives a median.  A lesion must
+   be brighter than both.
 2. Where lesions may be: seeds only where the template's WM probability, carried to
    the scan, is high (lesions are white-matter lesions; on 5 mm slices a lesion's
    partial-volume voxels have the signal of grey matter, so the subject's own
@@ -32,9 +34,14 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from mriproc.config import LabellingParams, T2LesionParams
-from mriproc.lesions import LabelledLesions, connectivity_structure, label_lesions, slice_axis
+from mriproc.lesions import (
+    LabelledLesions,
+    connectivity_structure,
+    in_plane_cross,
+    label_lesions,
+)
 
-__all__ = ["LesionReferences", "T2Lesions", "segment_t2_lesions"]
+__all__ = ["LesionReferences", "T2Lesions", "normal_appearing_wm", "segment_t2_lesions"]
 
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
@@ -64,6 +71,20 @@ class T2Lesions:
 
     lesions: LabelledLesions
     references: LesionReferences
+
+
+def normal_appearing_wm(
+    tissue_wm: npt.ArrayLike,
+    template_wm: npt.ArrayLike,
+    brain: npt.ArrayLike,
+    params: T2LesionParams,
+) -> BoolArray:
+    """White matter by both the tissue model and the template, inside the brain."""
+    return np.asarray(
+        (np.asarray(brain) > 0)
+        & (np.asarray(template_wm) >= params.wm_prior_min)
+        & (np.asarray(tissue_wm) >= params.nawm_min_wm_fraction)
+    )
 
 
 def segment_t2_lesions(
@@ -96,10 +117,8 @@ def segment_t2_lesions(
     data = [np.asarray(c, dtype=np.float64) for c in channels]
     zooms = tuple(float(z) for z in voxel_size_mm)
     in_brain = np.asarray(brain) > 0
-    wm = np.asarray(tissue["WM"], dtype=np.float64)
-    gm = np.asarray(tissue["GM"], dtype=np.float64)
-    nawm = in_brain & (wm >= params.nawm_min_wm_fraction)
-    grey = in_brain & (gm >= params.gm_min_fraction)
+    nawm = normal_appearing_wm(tissue["WM"], template_wm, brain, params)
+    grey = in_brain & (np.asarray(tissue["GM"]) >= params.gm_min_fraction)
     if nawm.sum() < 100 or grey.sum() < 100:
         raise LesionSegmentationError(
             f"too few white-matter ({int(nawm.sum())}) or grey-matter ({int(grey.sum())}) "
@@ -130,7 +149,7 @@ def segment_t2_lesions(
     signature: npt.NDArray[np.float64] | None = None
     mask = np.zeros(seeds.shape, dtype=bool)
     if seeds.any():
-        interior = ndimage.binary_erosion(seeds, _in_plane_cross(zooms))
+        interior = ndimage.binary_erosion(seeds, in_plane_cross(zooms))
         pure = interior if interior.sum() >= _MIN_INTERIOR else seeds
         signature = np.array([np.median(c[pure]) for c in data])
         # Channels in NAWM-noise units (z): NAWM at the origin.
@@ -151,15 +170,6 @@ def segment_t2_lesions(
         nawm_median, nawm_sd, gm_median, signature, int(np.count_nonzero(seeds))
     )
     return T2Lesions(lesions, references)
-
-
-def _in_plane_cross(zooms: Sequence[float]) -> BoolArray:
-    """The 2-D cross (4-neighbourhood) in the acquisition plane, as a 3-D structure."""
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    index: list[int | slice] = [slice(None)] * 3
-    index[slice_axis(zooms)] = 1
-    structure[tuple(index)] = ndimage.generate_binary_structure(2, 1)
-    return structure
 
 
 def _fraction(

@@ -22,7 +22,7 @@ from scipy import ndimage
 from mriproc.blackholes import segment_black_holes
 from mriproc.config import Protocol
 from mriproc.enhancing import segment_enhancing
-from mriproc.t2lesions import LesionSegmentationError, segment_t2_lesions
+from mriproc.t2lesions import LesionSegmentationError, normal_appearing_wm, segment_t2_lesions
 from mriproc.tissues import DSEG_LABELS
 from mriproc.visit import read_image, save_image
 
@@ -143,7 +143,9 @@ def visit_lesions(
     needs_t2 = protocol.cel.require_t2_correspondence and t2_mask is None
     reason = lacking("cel") or ("no T2 lesion mask" if needs_t2 else None)
     if reason is None:
-        nawm = brain & (fractions["WM"] >= protocol.t2_lesions.nawm_min_wm_fraction)
+        nawm = normal_appearing_wm(
+            fractions["WM"], _load(template["WM"]), brain, protocol.t2_lesions
+        )
         if t2_mask is not None:
             nawm &= ~t2_mask
         try:
@@ -156,7 +158,7 @@ def visit_lesions(
                 zooms,
                 params=protocol.cel,
                 labelling=protocol.labelling,
-                t2_lesions=t2_mask,
+                t2_lesions=t2_labels,
             )
         except ValueError as err:
             reason = f"CEL segmentation failed: {err}"

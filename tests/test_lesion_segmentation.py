@@ -123,7 +123,8 @@ def test_enhancing_lesions_exclude_vessels_plexus_and_foci() -> None:
 def test_black_holes_are_t1_hypointense_lesion_parts_not_enhancing() -> None:
     scan = Scan(seed=3)
     t1 = scan.contrast(wm=800, gm=650, csf=300, lesion=720, sd=10)
-    hole, enhancing_hole = scan.lesions[0], scan.lesions[1]
+    hole = ball((26, 30, 5), 3.0)  # the core of the first lesion (radius 4 mm)
+    enhancing_hole = scan.lesions[1]
     t1[hole] = 560
     t1[enhancing_hole] = 560
     found = segment_black_holes(
@@ -138,4 +139,4 @@ def test_black_holes_are_t1_hypointense_lesion_parts_not_enhancing() -> None:
     )
     assert found.threshold == pytest.approx(650, abs=5)
     assert found.lesions.count == 1
-    assert dice(hole, found.lesions.mask) > 0.9
+    assert dice(hole, found.lesions.mask) > 0.8

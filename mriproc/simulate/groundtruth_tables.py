@@ -50,7 +50,11 @@ def visit_rows(
         return found.count, found.total_volume_ml
 
     cel = enhancing_components(
-        truth.cel, truth.voxel_size_mm, min_voxels=protocol.cel.min_voxels, labelling=labelling
+        truth.cel,
+        truth.voxel_size_mm,
+        min_voxels=protocol.cel.min_voxels,
+        labelling=labelling,
+        t2_labels=truth.lesions.labels if protocol.cel.require_t2_correspondence else None,
     )
     n_bh, v_bh = components(truth.blackhole)
     rows = [
