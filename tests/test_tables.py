@@ -15,6 +15,7 @@ from mriproc.tables import (
     ENDPOINT_COLUMNS,
     ENDPOINTS,
     ERROR_COLUMNS,
+    LESION_CATEGORIES,
     LESION_COLUMNS,
     EndpointRow,
     ErrorRow,
@@ -185,13 +186,7 @@ def test_lesions_round_trip(tmp_path: Path) -> None:
     assert math.isnan(table["black_hole"][1])
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["volume_ml"]["Units"] == "mL"
-    assert set(sidecar["category"]["Levels"]) == {
-        "baseline",
-        "new",
-        "enlarging",
-        "stable",
-        "shrinking",
-    }
+    assert set(sidecar["category"]["Levels"]) == set(LESION_CATEGORIES)
     with pytest.raises(TableError, match="category 'growing'"):
         LesionRow("sub-01", "ses-M00", 0, "L1", 1, 1.0, 0, 0, 0, "growing", None, None)
 
