@@ -170,6 +170,7 @@ def tissue_fractions(
     # noise on one unseen subject), blurring the posteriors of every voxel.
     zone = at_edge.astype(np.intp)
     noise = np.tile(np.maximum(0.05 * np.abs(signatures).max(axis=0), 1e-6), (2, 1))
+    floor = 1e-3 * np.abs(signatures).max(axis=0) + 1e-9
     used_means = means[~outlier]
     for _ in range(iterations):
         totals = np.zeros(len(components))
@@ -193,7 +194,11 @@ def tissue_fractions(
         weights = totals / len(data)
         fitted = counts > 1.0
         noise[fitted] = np.sqrt(residual[fitted] / counts[fitted, None])
-        noise[~fitted] = noise[fitted][0]
+        # The image noise is the same everywhere; near the skull misfit adds to it.
+        # (On a skull-stripped scan the zone holds exact zeros, fitted exactly by the
+        # signal-free end-member: its own estimate would collapse to 0.)
+        noise[0] = np.maximum(noise[0], floor)
+        noise[1] = np.maximum(noise[1], noise[0])
     expected_all = np.empty((len(data), fractions.shape[1]))
     for rows, resp in _responsibilities(
         data, means, noise[zone], weights, outlier, outlier_density, forbidden

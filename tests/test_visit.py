@@ -57,6 +57,30 @@ def test_mixel_model_recovers_partial_volumes() -> None:
     assert np.allclose(model.signatures[0], signatures["CSF"], rtol=0.05)
 
 
+def test_mixel_model_on_a_skull_stripped_scan() -> None:
+    """Exact zeros near the skull (stripped away) do not collapse the noise estimate."""
+    fractions, labels = phantom()
+    signatures = {"CSF": (1500.0, 1400.0), "GM": (1890.0, 1000.0), "WM": (1700.0, 780.0)}
+    rng = np.random.default_rng(1)
+    tissue = sum(fractions[k] for k in fractions)
+    channels = [
+        np.where(
+            tissue > 0.5,
+            sum(fractions[k] * signatures[k][c] for k in fractions)
+            + rng.normal(0, 40, labels.shape),
+            0.0,
+        ).astype(np.float32)
+        for c in range(2)
+    ]
+    region = labels != 3
+    result, model = tissue_fractions(
+        channels, fractions, region, labels == 4, (fractions["GM"] + fractions["WM"]) > 0
+    )
+    assert np.isfinite(model.noise_sd).all() and (model.noise_sd > 10).all()
+    truth = float(fractions["WM"][region].sum())
+    assert abs(float(result.wm.sum()) - truth) < 0.05 * truth
+
+
 def small_session(tmp_path: Path) -> Path:
     root = tmp_path / "sim"
     simulate_trial(root, TrialSpec(n_subjects=1, months=(0,), seed=31), load_protocol("esims"))
