@@ -138,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--plugin-args", type=_plugin_args, default=None, metavar="JSON", help="plugin options"
     )
+    run.add_argument(
+        "--rater-masks",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="BIDS-Derivatives folder of raters' T2 lesion masks "
+        "(sub-*/ses-*/anat/*_desc-t2lesion_mask.nii.gz): used for the lesion endpoints "
+        "of their sessions; rater_agreement.tsv compares them with the automated masks",
+    )
 
     validate = sub.add_parser(
         "validate", help="summarise what a BIDS dataset holds for a protocol, per session"
@@ -244,6 +253,7 @@ def _run(args: argparse.Namespace) -> int:
             session_labels=args.session_label,
             plugin=args.plugin,
             plugin_args=plugin_args,
+            rater_masks=args.rater_masks.resolve() if args.rater_masks else None,
         )
     except DatasetError as err:
         logger.error("%s", err)

@@ -28,6 +28,7 @@ from mriproc.tables import (
     write_endpoints,
     write_errors,
     write_lesions,
+    write_rater_agreement,
 )
 from mriproc.visit_lesions import LESION_ENDPOINTS
 
@@ -104,8 +105,15 @@ def run_participants(
     session_labels: Sequence[str] | None = None,
     plugin: str = "MultiProc",
     plugin_args: dict[str, Any] | None = None,
+    rater_masks: Path | None = None,
 ) -> RunResult:
-    """Run the visit workflow on every selected session and rebuild the tables."""
+    """Run the visit workflow on every selected session and rebuild the tables.
+
+    ``rater_masks`` is a BIDS-Derivatives folder: a session's
+    ``sub-*/ses-*/anat/sub-*_ses-*_desc-t2lesion_mask.nii.gz`` there, when present, is
+    used for its lesion endpoints (``rater_agreement.tsv`` compares it with the
+    automated mask).
+    """
     from nipype import config as nipype_config
     from nipype.pipeline import engine as pe
 
@@ -143,7 +151,15 @@ def run_participants(
         if reason is not None:
             skipped[(session.participant_id, session.session_id)] = reason
             continue
-        top.add_nodes([init_visit_wf(session, protocol, root, protocol_ref=protocol_ref)])
+        rater = None
+        if rater_masks is not None:
+            candidate = bids_path(
+                rater_masks, session.participant, session.session, suffix="mask", desc="t2lesion"
+            )
+            rater = candidate.resolve() if candidate.is_file() else None
+        top.add_nodes(
+            [init_visit_wf(session, protocol, root, protocol_ref=protocol_ref, rater_mask=rater)]
+        )
         to_run.append(session)
     if to_run:
         logger.info("processing %d session(s) with the %s plugin", len(to_run), plugin)
@@ -189,6 +205,7 @@ def _assemble_tables(
     full = discover_dataset(dataset.root, protocol, check_images=False)
     rows: list[EndpointRow] = []
     lesion_rows: list[LesionRow] = []
+    rater_rows: list[dict[str, Any]] = []
     for session in full.sessions:
         participant = full.participants.get(session.participant)
         arm = participant.arm if participant else None
@@ -201,8 +218,11 @@ def _assemble_tables(
         for endpoint in VISIT_ENDPOINTS:
             value = measures.get(endpoint)
             if value is not None:
+                note = "rater mask" if "rater" in content and endpoint in LESION_ENDPOINTS else ""
                 rows.append(
-                    EndpointRow(key[0], key[1], session.visit_month, arm, endpoint, float(value))
+                    EndpointRow(
+                        key[0], key[1], session.visit_month, arm, endpoint, float(value), note=note
+                    )
                 )
                 continue
             status = content.get("not_available", {}).get(endpoint) or problems.get(
@@ -211,6 +231,8 @@ def _assemble_tables(
             rows.append(
                 EndpointRow(key[0], key[1], session.visit_month, arm, endpoint, None, status)
             )
+        if "rater" in content:
+            rater_rows.append({"participant_id": key[0], "session": key[1], **content["rater"]})
         baseline = session.session == protocol.visits.baseline
         for lesion in content.get("lesions", []):
             x, y, z = lesion["centroid_mm"]
@@ -232,4 +254,6 @@ def _assemble_tables(
             )
     long_path, _ = write_endpoints(rows, root, protocol_name=protocol.name)
     lesions_path = write_lesions(lesion_rows, root, protocol_name=protocol.name)
+    if rater_rows:
+        write_rater_agreement(rater_rows, root, protocol_name=protocol.name)
     return long_path, lesions_path

@@ -46,6 +46,7 @@ __all__ = [
     "write_endpoints",
     "write_errors",
     "write_lesions",
+    "write_rater_agreement",
 ]
 
 NA = "n/a"  # BIDS spelling of a missing value
@@ -459,6 +460,42 @@ def write_lesions(
         "untracked": "A follow-up lesion not yet compared with earlier visits.",
     }
     _write_sidecar(path, columns, protocol_name)
+    return path
+
+
+RATER_COLUMNS: dict[str, str] = {
+    "participant_id": "Participant label with its sub- prefix.",
+    "session": "Session label with its ses- prefix.",
+    "rater_mask": "The rater's T2 lesion mask used for this session's lesion endpoints.",
+    "rater_volume_ml": "T2 lesion volume of the rater's mask (mL).",
+    "rater_count": "T2 lesions in the rater's mask (the protocol's labelling).",
+    "automated_volume_ml": "T2 lesion volume of mriproc's automated mask (mL).",
+    "automated_count": "T2 lesions in the automated mask.",
+    "dice": "Voxel Dice of the automated mask with the rater's.",
+    "lesion_f1": "Lesion-wise F1 of the automated mask, the rater's as reference.",
+}
+
+
+def write_rater_agreement(
+    rows: Iterable[dict[str, Any]], out_dir: str | os.PathLike[str], *, protocol_name: str | None
+) -> Path:
+    """Write ``rater_agreement.tsv`` (+ data dictionary): rater versus automated T2 masks."""
+    path = Path(out_dir) / "rater_agreement.tsv"
+    ordered = sorted(rows, key=lambda r: (r["participant_id"], r["session"]))
+    atomic_write_text(
+        path,
+        _tsv(
+            list(RATER_COLUMNS),
+            (
+                [
+                    _format_number(r[c]) if isinstance(r.get(c), float) else str(r.get(c, NA))
+                    for c in RATER_COLUMNS
+                ]
+                for r in ordered
+            ),
+        ),
+    )
+    _write_sidecar(path, {k: {"Description": v} for k, v in RATER_COLUMNS.items()}, protocol_name)
     return path
 
 

@@ -317,6 +317,7 @@ def write_visit_outputs(
     qc: dict[str, float],
     not_available: dict[str, str] | None = None,
     lesion_list: str | Path | None = None,
+    rater: dict[str, Any] | None = None,
 ) -> Path:
     """Write one visit's derivatives (BIDS names, sidecars) and its measures record.
 
@@ -327,7 +328,8 @@ def write_visit_outputs(
     their BIDS suffix and ``ce`` label.  The record (``..._desc-visit_measures.json``)
     holds the endpoint values, the reason for each endpoint that could not be
     computed (``not_available``), the lesions (``lesions``: label, volume,
-    centroid, enhancing, black hole) and the QC figures; the endpoint tables are
+    centroid, enhancing, black hole), the QC figures and, when a rater's T2 lesion mask
+    was used, its agreement with the automated one (``rater``); the endpoint tables are
     assembled from the records of every visit.
     """
     from mriproc.io.bids import bids_path
@@ -347,6 +349,7 @@ def write_visit_outputs(
         "lesions": dict(suffix="dseg", desc="lesions"),
         "blackhole": dict(suffix="mask", desc="blackhole"),
         "cel": dict(suffix="mask", desc="cel"),
+        "t2lesionautomated": dict(suffix="mask", desc="t2lesionautomated"),
     }
     written = {}
     for key, path in images.items():
@@ -391,5 +394,7 @@ def write_visit_outputs(
         "qc": qc,
         "sources": sources,
     }
+    if rater:
+        content["rater"] = rater
     atomic_write_text(record, json.dumps(content, indent=2, sort_keys=True) + "\n")
     return record

@@ -22,6 +22,8 @@ from scipy import ndimage
 from mriproc.blackholes import segment_black_holes
 from mriproc.config import Protocol
 from mriproc.enhancing import segment_enhancing
+from mriproc.evaluation import dice, lesionwise_score
+from mriproc.lesions import LabelledLesions, label_lesions
 from mriproc.t2lesions import LesionSegmentationError, normal_appearing_wm, segment_t2_lesions
 from mriproc.tissues import DSEG_LABELS
 from mriproc.visit import read_image, save_image
@@ -47,6 +49,7 @@ class LesionOutcome:
     not_available: dict[str, str] = field(default_factory=dict)  # endpoint -> reason
     images: dict[str, Path] = field(default_factory=dict)
     lesion_list: Path | None = None
+    rater: dict[str, float | str] = field(default_factory=dict)  # agreement, when a rater's mask
 
 
 def brain_fractions(
@@ -80,8 +83,13 @@ def visit_lesions(
     *,
     protocol: Protocol,
     out_dir: Path,
+    rater_mask: str | Path | None = None,
 ) -> LesionOutcome:
     """Lesion masks, lesion endpoints, PCF and BPF of one visit.
+
+    With a rater's T2 lesion mask the endpoints (and CEL, black holes, PCF) use it;
+    the automated mask is still computed and written, and the agreement of the two
+    (Dice, lesion-wise F1 with the rater as reference) is recorded in ``rater``.
 
     Parameters
     ----------
@@ -98,6 +106,8 @@ def visit_lesions(
         and ``pcf`` sections).
     out_dir
         Where the masks, the label map, the dseg and ``lesions.json`` are written.
+    rater_mask
+        A rater's T2 lesion mask on the reading-space grid, or None.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     outcome = LesionOutcome()
@@ -116,10 +126,11 @@ def visit_lesions(
 
     t2_mask: npt.NDArray[np.bool_] | None = None
     t2_labels: npt.NDArray[np.int32] | None = None
+    automated: LabelledLesions | None = None
     reason = lacking("t2_lesions")
     if reason is None:
         try:
-            found = segment_t2_lesions(
+            automated = segment_t2_lesions(
                 [_load(images[r]) for r in protocol.t2_lesions.channels],
                 fractions,
                 _load(template["WM"]),
@@ -127,16 +138,28 @@ def visit_lesions(
                 zooms,
                 params=protocol.t2_lesions,
                 labelling=protocol.labelling,
-            )
+            ).lesions
         except LesionSegmentationError as err:
             reason = f"T2 lesion segmentation failed: {err}"
+    lesions = automated
+    if rater_mask is not None:
+        # The rater's mask is used whatever happened to the automated one.
+        rater = _rater_lesions(rater_mask, reference.shape, affine, zooms, protocol)
+        if isinstance(rater, str):
+            reason, lesions = rater, None
         else:
-            t2_mask, t2_labels = found.lesions.mask, found.lesions.labels
-            outcome.measures["t2_lesion_volume"] = found.lesions.total_volume_ml
-            outcome.measures["t2_lesion_count"] = float(found.lesions.count)
-            outcome.images["t2lesion"] = save(t2_mask, "t2lesion_mask")
-            outcome.images["lesions"] = save(t2_labels, "lesions_dseg", np.int32)
-    if reason is not None:
+            reason, lesions = None, rater
+            outcome.rater = _agreement(rater_mask, rater, automated, zooms, protocol)
+        if automated is not None:
+            outcome.images["t2lesionautomated"] = save(automated.mask, "t2lesion_automated")
+    if lesions is not None:
+        t2_mask, t2_labels = lesions.mask, lesions.labels
+        outcome.measures["t2_lesion_volume"] = lesions.total_volume_ml
+        outcome.measures["t2_lesion_count"] = float(lesions.count)
+        outcome.images["t2lesion"] = save(t2_mask, "t2lesion_mask")
+        outcome.images["lesions"] = save(t2_labels, "lesions_dseg", np.int32)
+    else:
+        reason = reason or "no T2 lesion mask"
         outcome.not_available.update({"t2_lesion_volume": reason, "t2_lesion_count": reason})
 
     enhancing_mask: npt.NDArray[np.bool_] | None = None
@@ -209,6 +232,59 @@ def visit_lesions(
             + "\n"
         )
     return outcome
+
+
+def _rater_lesions(
+    path: str | Path,
+    shape: tuple[int, ...],
+    affine: npt.NDArray[np.float64],
+    zooms: tuple[float, ...],
+    protocol: Protocol,
+) -> LabelledLesions | str:
+    """The rater's lesions, or why the mask cannot be used."""
+    image = read_image(path)
+    if image.shape[:3] != shape[:3] or not np.allclose(image.affine, affine, atol=1e-3):
+        return (
+            f"rater mask {path} is not on the reading-space grid (shape {image.shape[:3]}, "
+            f"expected {shape[:3]} with the reading-space image's affine)"
+        )
+    return label_lesions(
+        np.asarray(image.dataobj) > 0,
+        zooms,
+        connectivity=protocol.labelling.connectivity,
+        min_in_plane_diameter_mm=protocol.labelling.min_in_plane_diameter_mm,
+    )
+
+
+def _agreement(
+    path: str | Path,
+    rater: LabelledLesions,
+    automated: LabelledLesions | None,
+    zooms: tuple[float, ...],
+    protocol: Protocol,
+) -> dict[str, float | str]:
+    """Automated versus the rater (as reference): volumes, counts, Dice, lesion-wise F1."""
+    record: dict[str, float | str] = {
+        "rater_mask": str(path),
+        "rater_volume_ml": rater.total_volume_ml,
+        "rater_count": float(rater.count),
+    }
+    if automated is None:  # the automated segmentation failed: nothing to compare
+        return record
+    score = lesionwise_score(
+        rater.mask,
+        automated.mask,
+        zooms,
+        connectivity=protocol.labelling.connectivity,
+        min_in_plane_diameter_mm=protocol.labelling.min_in_plane_diameter_mm,
+    )
+    record.update(
+        automated_volume_ml=automated.total_volume_ml,
+        automated_count=float(automated.count),
+        dice=dice(rater.mask, automated.mask),
+        lesion_f1=score.f1,
+    )
+    return record
 
 
 def _lesion_list(

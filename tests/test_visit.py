@@ -109,15 +109,15 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     assert ("coreg_t1w_gad", "pcf_channels") not in edges
 
 
-def run_fast(root: Path, tmp: Path) -> tuple[int, Path]:
-    """``mriproc run ROOT TMP/out participant`` with the fast registration preset."""
+def run_fast(root: Path, tmp: Path, *options: str) -> tuple[int, Path]:
+    """``mriproc run ROOT TMP/out participant [OPTIONS]`` with the fast registration preset."""
     protocol_file = tmp / "esims_fast.yaml"
     data = yaml.safe_load((Path(load_protocol("esims").source)).read_text())
     data["registration"]["preset"] = "fast"
     protocol_file.write_text(yaml.safe_dump(data))
     out = tmp / "out"
     argv = ["run", str(root), str(out), "participant", "--protocol", str(protocol_file)]
-    return main([*argv, "-w", str(tmp / "work")]), out / "mriproc"
+    return main([*argv, "-w", str(tmp / "work"), *options]), out / "mriproc"
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +189,31 @@ def test_missing_post_contrast_makes_only_cel_endpoints_na(tmp_path: Path) -> No
     for endpoint in ("t2_lesion_volume", "black_hole_count", "pcf", "bpf"):
         assert endpoints.loc[endpoint, "status"] == "ok", endpoint
     assert read_table(out / "lesions.tsv").enhancing.isna().all()
+
+
+def test_rater_masks_are_used_and_compared(tmp_path: Path) -> None:
+    """A rater's mask (here the ground truth) gives the lesion endpoints; agreement is listed."""
+    root = tmp_path / "sim"
+    simulate_trial(root, TrialSpec(n_subjects=1, months=(0,), seed=34), load_protocol("esims"))
+    name = "sub-001_ses-M00_desc-t2lesion_mask.nii.gz"
+    raters = tmp_path / "raters"
+    (raters / "sub-001" / "ses-M00" / "anat").mkdir(parents=True)
+    truth_dir = root / "derivatives" / "groundtruth" / "sub-001" / "ses-M00" / "anat"
+    (raters / "sub-001" / "ses-M00" / "anat" / name).write_bytes((truth_dir / name).read_bytes())
+
+    code, out = run_fast(root, tmp_path, "--rater-masks", str(raters))
+
+    assert code == EXIT_OK
+    endpoints = read_table(out / "endpoints.tsv").set_index("endpoint")
+    truth = read_table(root / "derivatives" / "groundtruth" / "endpoints.tsv").set_index("endpoint")
+    for endpoint in ("t2_lesion_volume", "t2_lesion_count"):
+        assert endpoints.loc[endpoint, "value"] == pytest.approx(truth.loc[endpoint, "value"])
+        assert endpoints.loc[endpoint, "note"] == "rater mask"
+    (row,) = read_table(out / "rater_agreement.tsv").itertuples()
+    assert row.rater_count == truth.loc["t2_lesion_count", "value"]
+    assert 0.5 < row.dice < 1.0 and 0.5 < row.lesion_f1 <= 1.0
+    anat = out / "sub-001" / "ses-M00" / "anat"
+    assert (anat / "sub-001_ses-M00_desc-t2lesionautomated_mask.nii.gz").is_file()
 
 
 def test_run_refuses_contrasts_that_do_not_register(tmp_path: Path) -> None:

@@ -194,6 +194,7 @@ class _VisitLesionsInputSpec(BaseInterfaceInputSpec):
     images = traits.List(File(exists=True), mandatory=True, desc="reading-space images")
     tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    rater_mask = File(exists=True, desc="a rater's T2 lesion mask (used for the endpoints)")
     protocol = traits.Str(mandatory=True)
 
 
@@ -202,6 +203,7 @@ class _VisitLesionsOutputSpec(TraitedSpec):
     measures = traits.Dict(traits.Str, traits.Float)
     not_available = traits.Dict(traits.Str, traits.Str, desc="endpoint -> why it is NA")
     lesion_list = traits.Either(None, File(exists=True))
+    rater = traits.Dict(desc="rater versus automated mask, when a rater's mask was given")
 
 
 class VisitLesions(SimpleInterface):
@@ -217,7 +219,9 @@ class VisitLesions(SimpleInterface):
             dict(self.inputs.template_maps),
             protocol=load_protocol(self.inputs.protocol),
             out_dir=Path(runtime.cwd),
+            rater_mask=self.inputs.rater_mask or None,
         )
+        self._results["rater"] = outcome.rater
         self._results["outputs"] = {k: str(v) for k, v in outcome.images.items()}
         self._results["measures"] = outcome.measures
         self._results["not_available"] = outcome.not_available
@@ -237,6 +241,7 @@ class _VisitOutputsInputSpec(BaseInterfaceInputSpec):
     measures = traits.Dict(traits.Str, traits.Float, mandatory=True)
     not_available = traits.Dict(traits.Str, traits.Str, desc="endpoint -> why it is NA")
     lesion_list = traits.Either(None, File(exists=True))
+    rater = traits.Dict(desc="rater versus automated mask")
     coreg_roles = traits.List(traits.Str, desc="roles of the co-registered contrasts")
     coregistered = traits.List(File(exists=True), desc="their images, in that order")
     transforms = traits.List(File(exists=True), desc="their ITK transforms")
@@ -274,6 +279,7 @@ class VisitOutputs(SimpleInterface):
             measures=dict(self.inputs.measures),
             not_available=dict(self.inputs.not_available),
             lesion_list=self.inputs.lesion_list or None,
+            rater=dict(self.inputs.rater),
             qc={f"nmi_{r}": q for r, q in zip(roles, self.inputs.qualities, strict=True)},
         )
         self._results["record"] = str(record)

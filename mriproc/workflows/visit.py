@@ -28,7 +28,12 @@ def visit_wf_name(session: SessionInputs) -> str:
 
 
 def init_visit_wf(
-    session: SessionInputs, protocol: Protocol, output_dir: Path, *, protocol_ref: str
+    session: SessionInputs,
+    protocol: Protocol,
+    output_dir: Path,
+    *,
+    protocol_ref: str,
+    rater_mask: Path | None = None,
 ) -> pe.Workflow:
     """N4, brain masks, rigid co-registration, tissue classes, lesions, PCF/BPF of one visit.
 
@@ -42,6 +47,8 @@ def init_visit_wf(
         Derivatives root (``OUT_DIR/mriproc``).
     protocol_ref
         How nodes load the protocol again (its name or file).
+    rater_mask
+        A rater's T2 lesion mask for this session: the lesion endpoints use it.
     """
     files = dict(session.files)
     reading = protocol.reading_space
@@ -112,6 +119,8 @@ def init_visit_wf(
     # Lesions: every contrast in reading space (echoes and the reading image from N4).
     lesion_roles = sorted(files)
     lesions = pe.Node(VisitLesions(roles=lesion_roles, protocol=protocol_ref), name="lesions")
+    if rater_mask is not None:
+        lesions.inputs.rater_mask = str(rater_mask)
     merge_images = pe.Node(niu.Merge(len(lesion_roles)), name="lesion_images")
     for index, role in enumerate(lesion_roles, start=1):
         if role in checked:
@@ -134,7 +143,7 @@ def init_visit_wf(
         name="outputs",
     )
     wf.connect(tissues, "outputs", outputs, "tissue_outputs")
-    for field in ("outputs", "measures", "not_available", "lesion_list"):
+    for field in ("outputs", "measures", "not_available", "lesion_list", "rater"):
         wf.connect(lesions, field, outputs, "lesion_outputs" if field == "outputs" else field)
     if moving_roles:
         for nodes, field, target in (
