@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from mriproc.config import load_protocol
 from mriproc.enhancing import segment_enhancing
 from mriproc.evaluation import dice
 from mriproc.t2lesions import LesionSegmentationError, segment_t2_lesions
+from mriproc.visit_lesions import visit_lesions
 
 ZOOMS = (1.0, 1.0, 3.0)
 SHAPE = (64, 64, 10)
@@ -140,3 +144,57 @@ def test_black_holes_are_t1_hypointense_lesion_parts_not_enhancing() -> None:
     assert found.threshold == pytest.approx(650, abs=5)
     assert found.lesions.count == 1
     assert dice(hole, found.lesions.mask) > 0.8
+
+
+def write_visit(
+    scan: Scan, folder: Path
+) -> tuple[dict[str, Path], dict[str, Path], dict[str, Path]]:
+    """The images ``visit_lesions`` reads, as NIfTI files on one grid."""
+    affine = np.diag([*ZOOMS, 1.0])
+
+    def save(name: str, data: np.ndarray) -> Path:
+        path = folder / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine), path)
+        return path
+
+    tissue = {k: save(k, v) for k, v in scan.tissue().items()}
+    tissue["brain"] = save("brain", scan.brain)
+    tissue["dseg"] = save("dseg", np.zeros(SHAPE))
+    template = {
+        "WM": save("template_WM", scan.wm),
+        "CSF": save("template_CSF", scan.csf),
+        "slab": save("slab", np.ones(SHAPE)),
+    }
+    images = {
+        "PDw": save("pd", scan.contrast(wm=1000, gm=1150, csf=900, lesion=1350, sd=20)),
+        "T2w": save("t2", scan.contrast(wm=500, gm=650, csf=1400, lesion=900, sd=20)),
+    }
+    return images, tissue, template
+
+
+def test_a_rater_mask_gives_the_lesion_endpoints(tmp_path: Path) -> None:
+    scan = Scan(seed=4)
+    images, tissue, template = write_visit(scan, tmp_path)
+    rater = tmp_path / "rater.nii.gz"
+    nib.save(nib.Nifti1Image(scan.lesions[0].astype(np.uint8), np.diag([*ZOOMS, 1.0])), rater)
+    outcome = visit_lesions(
+        images, tissue, template, protocol=PROTOCOL, out_dir=tmp_path / "out", rater_mask=rater
+    )
+    assert outcome.measures["t2_lesion_count"] == 1  # the rater's one lesion
+    assert outcome.rater["automated_count"] == 3
+    assert outcome.rater["lesion_f1"] == pytest.approx(0.5)  # 1 of 3 found lesions is the rater's
+    assert outcome.not_available["cel_count"] == "needs T1w, T1w_gad (missing)"
+
+
+def test_a_rater_mask_off_the_grid_makes_t2_endpoints_na(tmp_path: Path) -> None:
+    scan = Scan(seed=5)
+    images, tissue, template = write_visit(scan, tmp_path)
+    rater = tmp_path / "rater.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), np.eye(4)), rater)
+    outcome = visit_lesions(
+        images, tissue, template, protocol=PROTOCOL, out_dir=tmp_path / "out", rater_mask=rater
+    )
+    reason = outcome.not_available["t2_lesion_volume"]
+    assert str(rater) in reason and "not on the reading-space grid" in reason
+    assert "t2_lesion_count" not in outcome.measures
+    assert "pcf" in outcome.measures
