@@ -227,7 +227,7 @@ def tissue_classes(
     (:func:`mriproc.visit_lesions.brain_fractions`), which count as parenchyma.
 
     The brain mask (the brain's envelope: parenchyma, ventricles and sulci) is the
-    carried one cut back to the closing of the parenchyma (``GM + WM + lesion >=
+    carried one cut back to the closing of the parenchyma (``GM + WM >=
     0.5``) by a ball of ``pcf.brain_envelope_closing_mm``, holes filled: where the
     template fit left extra-axial CSF inside the carried envelope, no parenchyma
     bridges it and it is removed; sulci narrower than the ball stay inside.  On a

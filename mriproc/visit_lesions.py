@@ -115,7 +115,14 @@ def visit_lesions(
     affine = reference.affine
     zooms = tuple(float(z) for z in reference.header.get_zooms()[:3])
     fractions = {k: _load(tissue[k]) for k in ("CSF", "GM", "WM")}
-    brain = _load(tissue["brain"]) > 0
+    brain = np.asarray(reference.dataobj) > 0
+    template_wm = _load(template["WM"])
+    loaded: dict[str, npt.NDArray[np.float32]] = {}
+
+    def contrast(role: str) -> npt.NDArray[np.float32]:
+        if role not in loaded:
+            loaded[role] = _load(images[role])
+        return loaded[role]
 
     def lacking(group: str) -> str | None:
         missing = [r for r in protocol.required_contrasts(group) if r not in images]  # type: ignore[arg-type]
@@ -124,6 +131,15 @@ def visit_lesions(
     def save(values: npt.ArrayLike, name: str, dtype: type = np.uint8) -> Path:
         return save_image(np.asarray(values, dtype=dtype), affine, out_dir / f"{name}.nii.gz")
 
+    def record(found: LabelledLesions, volume: str, count: str, image: str) -> None:
+        """Endpoint values of ``found`` and its mask (``image``: output key, file name)."""
+        outcome.measures[volume] = found.total_volume_ml
+        outcome.measures[count] = float(found.count)
+        outcome.images[image] = save(found.mask, f"{image}_mask")
+
+    def unavailable(reason: str, *endpoints: str) -> None:
+        outcome.not_available.update(dict.fromkeys(endpoints, reason))
+
     t2_mask: npt.NDArray[np.bool_] | None = None
     t2_labels: npt.NDArray[np.int32] | None = None
     automated: LabelledLesions | None = None
@@ -131,9 +147,9 @@ def visit_lesions(
     if reason is None:
         try:
             automated = segment_t2_lesions(
-                [_load(images[r]) for r in protocol.t2_lesions.channels],
+                [contrast(r) for r in protocol.t2_lesions.channels],
                 fractions,
-                _load(template["WM"]),
+                template_wm,
                 brain,
                 zooms,
                 params=protocol.t2_lesions,
@@ -154,27 +170,22 @@ def visit_lesions(
             outcome.images["t2lesionautomated"] = save(automated.mask, "t2lesion_automated")
     if lesions is not None:
         t2_mask, t2_labels = lesions.mask, lesions.labels
-        outcome.measures["t2_lesion_volume"] = lesions.total_volume_ml
-        outcome.measures["t2_lesion_count"] = float(lesions.count)
-        outcome.images["t2lesion"] = save(t2_mask, "t2lesion_mask")
+        record(lesions, "t2_lesion_volume", "t2_lesion_count", "t2lesion")
         outcome.images["lesions"] = save(t2_labels, "lesions_dseg", np.int32)
     else:
-        reason = reason or "no T2 lesion mask"
-        outcome.not_available.update({"t2_lesion_volume": reason, "t2_lesion_count": reason})
+        unavailable(reason or "no T2 lesion mask", "t2_lesion_volume", "t2_lesion_count")
 
     enhancing_mask: npt.NDArray[np.bool_] | None = None
     needs_t2 = protocol.cel.require_t2_correspondence and t2_mask is None
     reason = lacking("cel") or ("no T2 lesion mask" if needs_t2 else None)
     if reason is None:
-        nawm = normal_appearing_wm(
-            fractions["WM"], _load(template["WM"]), brain, protocol.t2_lesions
-        )
+        nawm = normal_appearing_wm(fractions["WM"], template_wm, brain, protocol.t2_lesions)
         if t2_mask is not None:
             nawm &= ~t2_mask
         try:
             cel = segment_enhancing(
-                _load(images["T1w"]),
-                _load(images["T1w_gad"]),
+                contrast("T1w"),
+                contrast("T1w_gad"),
                 nawm,
                 brain,
                 _load(template["CSF"]),
@@ -187,18 +198,16 @@ def visit_lesions(
             reason = f"CEL segmentation failed: {err}"
         else:
             enhancing_mask = cel.lesions.mask
-            outcome.measures["cel_count"] = float(cel.lesions.count)
-            outcome.measures["cel_volume"] = cel.lesions.total_volume_ml
-            outcome.images["cel"] = save(enhancing_mask, "cel_mask")
+            record(cel.lesions, "cel_volume", "cel_count", "cel")
     if reason is not None:
-        outcome.not_available.update({"cel_count": reason, "cel_volume": reason})
+        unavailable(reason, "cel_count", "cel_volume")
 
     black_mask: npt.NDArray[np.bool_] | None = None
     reason = lacking("black_holes") or (None if t2_mask is not None else "no T2 lesion mask")
     if reason is None and t2_mask is not None:
         try:
             holes = segment_black_holes(
-                _load(images["T1w"]),
+                contrast("T1w"),
                 t2_mask,
                 fractions["GM"],
                 brain,
@@ -211,11 +220,9 @@ def visit_lesions(
             reason = f"black-hole segmentation failed: {err}"
         else:
             black_mask = holes.lesions.mask
-            outcome.measures["black_hole_volume"] = holes.lesions.total_volume_ml
-            outcome.measures["black_hole_count"] = float(holes.lesions.count)
-            outcome.images["blackhole"] = save(black_mask, "blackhole_mask")
+            record(holes.lesions, "black_hole_volume", "black_hole_count", "blackhole")
     if reason is not None:
-        outcome.not_available.update({"black_hole_volume": reason, "black_hole_count": reason})
+        unavailable(reason, "black_hole_volume", "black_hole_count")
 
     pcf, bpf = brain_fractions(
         fractions, _load(template["slab"]), protocol.pcf.parenchyma_classes, t2_mask

@@ -105,13 +105,18 @@ def init_visit_wf(
         coreg[role] = node
         checked[role] = check
 
+    def reading_space_images(roles: list[str] | tuple[str, ...], name: str) -> pe.Node:
+        """A Merge node of the roles' reading-space images (checked, or from N4)."""
+        merge = pe.Node(niu.Merge(len(roles)), name=name)
+        for index, role in enumerate(roles, start=1):
+            if role in checked:
+                wf.connect(checked[role], "out_file", merge, f"in{index}")
+            else:
+                connect_corrected(role, merge, f"in{index}")
+        return merge
+
     tissues = pe.Node(TissueClasses(protocol=protocol_ref), name="tissue_classes")
-    merge_channels = pe.Node(niu.Merge(len(protocol.pcf.channels)), name="pcf_channels")
-    for index, role in enumerate(protocol.pcf.channels, start=1):
-        if role in checked:
-            wf.connect(checked[role], "out_file", merge_channels, f"in{index}")
-        else:
-            connect_corrected(role, merge_channels, f"in{index}")
+    merge_channels = reading_space_images(protocol.pcf.channels, "pcf_channels")
     wf.connect(merge_channels, "out", tissues, "channels")
     wf.connect(brain, "template_maps", tissues, "template_maps")
     wf.connect(brain, "skull_stripped", tissues, "skull_stripped")
@@ -121,13 +126,7 @@ def init_visit_wf(
     lesions = pe.Node(VisitLesions(roles=lesion_roles, protocol=protocol_ref), name="lesions")
     if rater_mask is not None:
         lesions.inputs.rater_mask = str(rater_mask)
-    merge_images = pe.Node(niu.Merge(len(lesion_roles)), name="lesion_images")
-    for index, role in enumerate(lesion_roles, start=1):
-        if role in checked:
-            wf.connect(checked[role], "out_file", merge_images, f"in{index}")
-        else:
-            connect_corrected(role, merge_images, f"in{index}")
-    wf.connect(merge_images, "out", lesions, "images")
+    wf.connect(reading_space_images(lesion_roles, "lesion_images"), "out", lesions, "images")
     wf.connect(tissues, "outputs", lesions, "tissue_outputs")
     wf.connect(brain, "template_maps", lesions, "template_maps")
 
