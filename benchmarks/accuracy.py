@@ -164,6 +164,27 @@ def lesion_summary(truth: pd.DataFrame, result: pd.DataFrame, per_visit: pd.Data
         r = result[result.endpoint == endpoint][[*keys, "value"]]
         return t.merge(r, on=keys, suffixes=("_truth", "_result")).dropna()
 
+    if "changed_true" in per_visit and per_visit["changed_true"].notna().any():
+        scored = per_visit.dropna(subset=["changed_true"])
+        pooled = LesionwiseScore(
+            *(
+                int(scored[c].sum())
+                for c in ("changed_true", "changed_found", "changed_detected", "changed_correct")
+            )
+        )
+        lines.append(
+            f"- new/enlarging lesions (vs previous): lesion-wise F1 {pooled.f1:.3f} "
+            f"(recall {pooled.recall:.3f}, precision {pooled.precision:.3f}; "
+            f"{pooled.n_truth} true, {pooled.n_predicted} found, {len(scored)} follow-ups)"
+        )
+    for endpoint in ("pcf_change_pct", "pbvc"):
+        change = paired(endpoint)
+        if len(change):
+            error = (change["value_result"] - change["value_truth"]).abs()
+            lines.append(
+                f"- {endpoint}: absolute error median {error.median():.3f}, max {error.max():.3f} "
+                f"percentage points over {len(change)} follow-ups"
+            )
     volume = paired("t2_lesion_volume")
     if len(volume) > 2:
         icc = icc_agreement(volume["value_truth"], volume["value_result"])

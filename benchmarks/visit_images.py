@@ -78,5 +78,42 @@ def visit_image_metrics(
                     score.truth_detected,
                     score.predicted_correct,
                 )
+        ours = [result_dir / f"{p}_{s}_desc-{k}lesion_mask.nii.gz" for k in ("new", "enlarging")]
+        if all(path.is_file() for path in ours):
+            changed = _changed_truth(truth_root, p, s)
+            score = lesionwise_score(
+                changed,
+                _mask(ours[0]) | _mask(ours[1]),
+                brain_img.header.get_zooms()[:3],
+                connectivity=labelling.connectivity,
+                min_in_plane_diameter_mm=0.0,  # the truth's lesions passed the size rule already
+            )
+            row["changed_true"], row["changed_found"] = score.n_truth, score.n_predicted
+            row["changed_detected"], row["changed_correct"] = (
+                score.truth_detected,
+                score.predicted_correct,
+            )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _changed_truth(truth_root: Path, participant: str, session: str) -> np.ndarray:
+    """The ground truth's new and enlarging lesions (versus the previous visit) of a scan."""
+    table = pd.read_csv(truth_root / "lesions.tsv", sep="\t")
+    chosen = table[
+        (table.participant_id == participant)
+        & (table.session == session)
+        & table.category.isin(["new", "enlarging"])
+    ]
+    labels = np.asarray(
+        nib.load(
+            str(
+                truth_root
+                / participant
+                / session
+                / "anat"
+                / f"{participant}_{session}_desc-lesions_dseg.nii.gz"
+            )
+        ).dataobj
+    )
+    return np.isin(labels, chosen["label"].to_numpy())

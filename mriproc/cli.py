@@ -244,8 +244,8 @@ def _run(args: argparse.Namespace) -> int:
             plugin_args.setdefault("memory_gb", args.mem_gb)
     try:
         result = run_participants(
-            args.bids_dir,
-            args.output_dir,
+            args.bids_dir.resolve(),
+            args.output_dir.resolve(),
             protocol,
             protocol_ref=protocol.source or args.protocol,
             work_dir=work_dir.resolve(),

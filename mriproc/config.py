@@ -147,6 +147,10 @@ class NewEnlargingParams:
     small_lesion_max_area_cm2: float = field(metadata=_range(0.0, 100.0))
     small_lesion_min_growth_pct: float = field(metadata=_range(0.0, 1000.0))
     large_lesion_min_growth_pct: float = field(metadata=_range(0.0, 1000.0))
+    # A lesion found only at the later visit is new when the earlier image's lesion
+    # signal at its place is below this fraction of the later one (else the earlier
+    # segmentation missed it, and it is compared by size like any other).
+    new_max_earlier_fraction: float = field(metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +305,7 @@ def resolve_protocol_path(name_or_path: str | Path) -> Path:
         return Path(str(resources.files(_PROTOCOL_PACKAGE).joinpath(f"{text}.yaml")))
     path = Path(text)
     if path.is_file():
-        return path
+        return path.resolve()  # nodes load it again from their own working directory
     raise ProtocolError(
         f"{text}: no such protocol file, and not one of the shipped protocols "
         f"({', '.join(available_protocols())})"

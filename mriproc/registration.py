@@ -22,11 +22,13 @@ import ants
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
+from scipy import linalg
 
 from mriproc.config import RegistrationPreset
 
 __all__ = [
     "ANTS_SEED",
+    "HalfwayRegistration",
     "LinearRegistration",
     "NonlinearRegistration",
     "apply_linear",
@@ -35,6 +37,7 @@ __all__ = [
     "mean_displacement_mm",
     "n4_bias_correct",
     "n4_bias_field",
+    "register_halfway",
     "register_linear",
     "register_nonlinear",
     "resample_isotropic",
@@ -144,6 +147,65 @@ def register_linear(
     metric = float(ants.image_similarity(fixed_ants, warped, metric_type="MattesMutualInformation"))
     return LinearRegistration(
         fixed_to_moving=ras, transform_file=Path(transform_path), final_metric=metric
+    )
+
+
+@dataclass(frozen=True)
+class HalfwayRegistration:
+    """An inverse-consistent rigid registration of two images and their halfway space.
+
+    ``fixed_to_moving`` (RAS, fixed-space points to moving-space points) is the
+    log-Euclidean mean of the registration of ``moving`` onto ``fixed`` and the inverse
+    of the registration of ``fixed`` onto ``moving``: swapping the two images gives
+    exactly its inverse.  The halfway space lies midway: ``halfway_to_fixed`` and
+    ``halfway_to_moving`` each move points by half of the transform, so resampling
+    both images into it interpolates neither more than the other.
+    """
+
+    fixed_to_moving: npt.NDArray[np.float64]
+    halfway_to_fixed: npt.NDArray[np.float64]
+    halfway_to_moving: npt.NDArray[np.float64]
+    asymmetry_mm: float  # mean distance between the two directions' answers, over the brain
+
+
+def _matrix_power(matrix: npt.NDArray[np.float64], power: float) -> npt.NDArray[np.float64]:
+    """``matrix ** power`` of a rigid 4 x 4 matrix through its logarithm."""
+    return np.asarray(np.real(linalg.expm(power * linalg.logm(matrix))), dtype=np.float64)
+
+
+def register_halfway(
+    fixed: nib.Nifti1Image | nib.Nifti2Image,
+    moving: nib.Nifti1Image | nib.Nifti2Image,
+    *,
+    preset: RegistrationPreset,
+    out_dir: Path,
+    points_ras: npt.NDArray[np.float64] | None = None,
+) -> HalfwayRegistration:
+    """Rigid registration of ``moving`` and ``fixed`` in both directions, averaged.
+
+    ``points_ras`` (N x 3, e.g. brain voxel centres) measure how far the two
+    directions disagree (``asymmetry_mm``); the fixed image's voxel centres otherwise.
+    """
+    forward = register_linear(fixed, moving, transform="rigid", preset=preset, out_dir=out_dir)
+    backward = register_linear(moving, fixed, transform="rigid", preset=preset, out_dir=out_dir)
+    inverse_backward = np.asarray(np.linalg.inv(backward.fixed_to_moving), dtype=np.float64)
+    mean_log = 0.5 * (
+        np.real(linalg.logm(forward.fixed_to_moving)) + np.real(linalg.logm(inverse_backward))
+    )
+    fixed_to_moving = np.asarray(np.real(linalg.expm(mean_log)), dtype=np.float64)
+    half = _matrix_power(fixed_to_moving, 0.5)
+    inverse_half = np.asarray(np.linalg.inv(half), dtype=np.float64)
+    if points_ras is None:
+        shape = fixed.shape[:3]
+        corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
+        points_ras = nib.affines.apply_affine(fixed.affine, corners.T)
+    return HalfwayRegistration(
+        fixed_to_moving=fixed_to_moving,
+        halfway_to_fixed=inverse_half,
+        halfway_to_moving=half,
+        asymmetry_mm=mean_displacement_mm(
+            forward.fixed_to_moving, inverse_backward, np.asarray(points_ras)
+        ),
     )
 
 

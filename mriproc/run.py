@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mriproc.config import Protocol
+from mriproc.followup import LONGITUDINAL_ENDPOINTS
 from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
+from mriproc.longitudinal_outputs import longitudinal_record_path
 from mriproc.tables import (
     EndpointRow,
     ErrorRow,
@@ -36,7 +38,8 @@ __all__ = ["VISIT_ENDPOINTS", "RunResult", "run_participants"]
 
 logger = logging.getLogger(__name__)
 
-# Endpoints the per-visit workflow measures (the longitudinal ones come later).
+# Endpoints the per-visit workflow measures; the longitudinal workflow adds
+# LONGITUDINAL_ENDPOINTS at every follow-up.
 VISIT_ENDPOINTS = (*LESION_ENDPOINTS, "pcf", "bpf")
 
 
@@ -89,7 +92,7 @@ def _crash_reasons(crash_dir: Path) -> dict[str, tuple[str, str]]:
         lines = [line.strip() for line in "".join(content.get("traceback", [])).splitlines()]
         message = next((line for line in reversed(lines) if line), "unknown error")
         for part in fullname.split("."):
-            if part.startswith("visit_"):
+            if part.startswith(("visit_", "longitudinal_")):
                 reasons.setdefault(part, (message, str(crash)))
     return reasons
 
@@ -117,6 +120,7 @@ def run_participants(
     from nipype import config as nipype_config
     from nipype.pipeline import engine as pe
 
+    from mriproc.workflows.longitudinal import init_longitudinal_wf, longitudinal_wf_name
     from mriproc.workflows.visit import init_visit_wf, visit_wf_name
 
     root = output_dir / "mriproc"
@@ -145,6 +149,8 @@ def run_participants(
     os.environ.setdefault("LOGNAME", os.environ.get("USER", "mriproc"))
     top = pe.Workflow(name="mriproc_wf", base_dir=str(work_dir))
     to_run: list[SessionInputs] = []
+    visit_wfs: dict[tuple[str, str], pe.Workflow] = {}
+    longitudinal_participants: list[str] = []
     skipped: dict[tuple[str, str], str] = {}
     for session in dataset.sessions:
         reason = _processable(session, protocol)
@@ -157,10 +163,29 @@ def run_participants(
                 rater_masks, session.participant, session.session, suffix="mask", desc="t2lesion"
             )
             rater = candidate.resolve() if candidate.is_file() else None
-        top.add_nodes(
-            [init_visit_wf(session, protocol, root, protocol_ref=protocol_ref, rater_mask=rater)]
+        visit_wfs[(session.participant, session.session)] = init_visit_wf(
+            session, protocol, root, protocol_ref=protocol_ref, rater_mask=rater
         )
+        top.add_nodes([visit_wfs[(session.participant, session.session)]])
         to_run.append(session)
+    # Longitudinal: every participant whose baseline and at least one later visit run.
+    for participant in sorted({s.participant for s in to_run}):
+        visits = [
+            s.session
+            for s in dataset.visits_of(participant)
+            if (participant, s.session) in visit_wfs
+        ]
+        if len(visits) < 2 or visits[0] != dataset.baseline_session(participant):
+            continue
+        longitudinal = init_longitudinal_wf(participant, visits, root, protocol_ref=protocol_ref)
+        longitudinal_participants.append(participant)
+        for index, label in enumerate(visits):
+            top.connect(
+                visit_wfs[(participant, label)],
+                "bundle.bundle",
+                longitudinal,
+                f"inputnode.bundle_{index}",
+            )
     if to_run:
         logger.info("processing %d session(s) with the %s plugin", len(to_run), plugin)
         try:
@@ -181,6 +206,13 @@ def run_participants(
             ErrorRow(session.participant_id, session.session_id, "visit", message, crash or None)
         )
         logger.error("%s %s failed: %s", session.participant_id, session.session_id, message)
+    longitudinal_failed: dict[str, str] = {}
+    for participant in longitudinal_participants:
+        if longitudinal_wf_name(participant) in crashes:
+            message, crash = crashes[longitudinal_wf_name(participant)]
+            errors.append(ErrorRow(f"sub-{participant}", None, "longitudinal", message, crash))
+            longitudinal_failed[f"sub-{participant}"] = "longitudinal stage failed: " + message
+            logger.error("sub-%s longitudinal stage failed: %s", participant, message)
     problems = dict(skipped)
     problems.update(
         {
@@ -189,13 +221,17 @@ def run_participants(
             if e.stage == "visit"
         }
     )
-    endpoints, lesions = _assemble_tables(root, dataset, protocol, problems)
+    endpoints, lesions = _assemble_tables(root, dataset, protocol, problems, longitudinal_failed)
     errors_path = write_errors(errors, root, protocol_name=protocol.name)
     return RunResult(len(to_run) - failed, failed, len(skipped), endpoints, lesions, errors_path)
 
 
 def _assemble_tables(
-    root: Path, dataset: BidsDataset, protocol: Protocol, problems: dict[tuple[str, str], str]
+    root: Path,
+    dataset: BidsDataset,
+    protocol: Protocol,
+    problems: dict[tuple[str, str], str],
+    longitudinal_failed: dict[str, str],
 ) -> tuple[Path, Path]:
     """``endpoints.tsv`` and ``lesions.tsv`` from every session's measures record.
 
@@ -233,7 +269,16 @@ def _assemble_tables(
             )
         if "rater" in content:
             rater_rows.append({"participant_id": key[0], "session": key[1], **content["rater"]})
-        baseline = session.session == protocol.visits.baseline
+        longitudinal: dict[str, Any] = {}
+        tracked = longitudinal_record_path(root, session.participant, session.session)
+        if tracked.is_file():
+            longitudinal = json.loads(tracked.read_text(encoding="utf-8"))
+        baseline = session.session == full.baseline_session(session.participant)
+        if not baseline:
+            reason = problems.get(key) or longitudinal_failed.get(key[0]) or _not_tracked(content)
+            rows += _longitudinal_rows(session, arm, longitudinal, reason)
+        ids = longitudinal.get("lesion_ids", {})
+        categories = longitudinal.get("categories", {})
         for lesion in content.get("lesions", []):
             x, y, z = lesion["centroid_mm"]
             lesion_rows.append(
@@ -241,13 +286,17 @@ def _assemble_tables(
                     key[0],
                     key[1],
                     session.visit_month,
-                    lesion_id=f"{session.session}-L{lesion['label']:03d}",
+                    lesion_id=ids.get(
+                        str(lesion["label"]), f"{session.session}-L{lesion['label']:03d}"
+                    ),
                     label=lesion["label"],
                     volume_ml=lesion["volume_ml"],
                     centroid_x_mm=x,
                     centroid_y_mm=y,
                     centroid_z_mm=z,
-                    category="baseline" if baseline else "untracked",
+                    category=categories.get(
+                        str(lesion["label"]), "baseline" if baseline else "untracked"
+                    ),
                     enhancing=lesion["enhancing"],
                     black_hole=lesion["black_hole"],
                 )
@@ -257,3 +306,33 @@ def _assemble_tables(
     if rater_rows:
         write_rater_agreement(rater_rows, root, protocol_name=protocol.name)
     return long_path, lesions_path
+
+
+def _not_tracked(visit_record: dict[str, Any]) -> str:
+    if not visit_record:
+        return "not processed yet (run its participant level)"
+    return "longitudinal stage did not run (baseline or previous visit missing or failed)"
+
+
+def _longitudinal_rows(
+    session: SessionInputs, arm: str | None, record: dict[str, Any], reason: str
+) -> list[EndpointRow]:
+    """A follow-up's longitudinal endpoint rows from its longitudinal record."""
+    measures = record.get("measures", {})
+    missing = record.get("not_available", {})
+    rows = []
+    for endpoint in LONGITUDINAL_ENDPOINTS:
+        value = measures.get(endpoint)
+        status = "ok" if value is not None else missing.get(endpoint, reason)
+        rows.append(
+            EndpointRow(
+                session.participant_id,
+                session.session_id,
+                session.visit_month,
+                arm,
+                endpoint,
+                None if value is None else float(value),
+                status,
+            )
+        )
+    return rows

@@ -41,7 +41,13 @@ from mriproc.lesions import (
     label_lesions,
 )
 
-__all__ = ["LesionReferences", "T2Lesions", "normal_appearing_wm", "segment_t2_lesions"]
+__all__ = [
+    "LesionReferences",
+    "T2Lesions",
+    "lesion_fraction",
+    "normal_appearing_wm",
+    "segment_t2_lesions",
+]
 
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
@@ -154,7 +160,7 @@ def segment_t2_lesions(
         signature = np.array([np.median(c[pure]) for c in data])
         # Channels in NAWM-noise units (z): NAWM at the origin.
         lesion_point = (signature - nawm_median) / nawm_sd
-        fraction = _fraction(z, np.zeros_like(lesion_point), lesion_point)
+        fraction = lesion_fraction(z, np.zeros_like(lesion_point), lesion_point)
         grow = hyper & (fraction >= params.min_lesion_fraction)
         mask = _geodesic_growth(seeds, grow, structure, zooms, params.grow_mm)
         mask = _local_refinement(
@@ -172,7 +178,7 @@ def segment_t2_lesions(
     return T2Lesions(lesions, references)
 
 
-def _fraction(
+def lesion_fraction(
     scaled: npt.NDArray[np.float64],
     background: npt.NDArray[np.float64],
     lesion: npt.NDArray[np.float64],
@@ -227,7 +233,7 @@ def _local_refinement(
         local = scaled[window]
         background = np.median(local[ring], axis=0)
         candidate = (
-            (_fraction(local, background, lesion_point) >= params.min_lesion_fraction)
+            (lesion_fraction(local, background, lesion_point) >= params.min_lesion_fraction)
             & (distance <= params.grow_mm)
             & hyper[window]
         )

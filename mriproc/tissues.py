@@ -127,6 +127,7 @@ def tissue_fractions(
     *,
     levels: int = 7,
     iterations: int = 15,
+    fixed: MixelModel | None = None,
 ) -> tuple[TissueFractions, MixelModel]:
     """Partial-volume fractions by a mixel model fitted with EM.
 
@@ -147,13 +148,17 @@ def tissue_fractions(
         Mixing fractions per pair of classes (evenly spaced in (0, 1)).
     iterations
         EM iterations.
+    fixed
+        A model whose signatures and noise are used as they are (EM then fits only
+        the component weights): two scans of one subject, intensity-matched and
+        measured with one model, differ only by what changed between them.
     """
     if len(channels) < 2:
         raise TissueError(f"tissue fractions need at least 2 contrasts, got {len(channels)}")
     data = np.stack([np.asarray(c, dtype=np.float64)[region] for c in channels], axis=1)
     at_edge = np.asarray(edge, dtype=bool)[region]
     in_zone = np.asarray(tissue_zone, dtype=bool)[region]
-    signatures = _seed_signatures(data, priors, region)
+    signatures = _seed_signatures(data, priors, region) if fixed is None else fixed.signatures
     components = _components(levels)
     fractions = np.array([c.fractions for c in components])  # (n_components, 4)
     edge_only = np.array([c.at_edge_only for c in components])
@@ -170,6 +175,8 @@ def tissue_fractions(
     # noise on one unseen subject), blurring the posteriors of every voxel.
     zone = at_edge.astype(np.intp)
     noise = np.tile(np.maximum(0.05 * np.abs(signatures).max(axis=0), 1e-6), (2, 1))
+    if fixed is not None:
+        noise = np.array(fixed.noise_sd, dtype=np.float64)
     floor = 1e-3 * np.abs(signatures).max(axis=0) + 1e-9
     used_means = means[~outlier]
     for _ in range(iterations):
@@ -192,6 +199,8 @@ def tissue_fractions(
                 residual[k] += squared[in_zone_rows == k].sum(axis=0)
                 counts[k] += used[in_zone_rows == k].sum()
         weights = totals / len(data)
+        if fixed is not None:
+            continue
         fitted = counts > 1.0
         noise[fitted] = np.sqrt(residual[fitted] / counts[fitted, None])
         # The image noise is the same everywhere; near the skull misfit adds to it.

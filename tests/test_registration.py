@@ -15,6 +15,7 @@ from mriproc.registration import (
     from_ants,
     mean_displacement_mm,
     n4_bias_correct,
+    register_halfway,
     register_linear,
     to_ants,
 )
@@ -81,6 +82,29 @@ def test_rigid_registration_recovers_a_known_transform(tmp_path: Path, fast: obj
     back = np.asarray(apply_linear(moved(data, truth), fixed, result.fixed_to_moving).dataobj)
     core = (slice(10, -10),) * 3
     assert np.corrcoef(back[core].ravel(), data[core].ravel())[0, 1] > 0.99
+
+
+def test_halfway_registration_is_inverse_consistent(tmp_path: Path, fast: object) -> None:
+    data = blobs(3)
+    truth = rigid(4.0, (2.0, -1.0, 1.0))
+    fixed, moving = nib.Nifti1Image(data, AFFINE), moved(data, truth)
+    forward = register_halfway(fixed, moving, preset=fast, out_dir=tmp_path / "f")  # type: ignore[arg-type]
+    backward = register_halfway(moving, fixed, preset=fast, out_dir=tmp_path / "b")  # type: ignore[arg-type]
+    inside = np.argwhere(data > 300)
+    points = (np.c_[inside, np.ones(len(inside))] @ AFFINE.T)[:, :3]
+    assert mean_displacement_mm(forward.fixed_to_moving, truth, points) < 0.5
+    # Swapping the images gives the inverse transform (up to the log/exp round trip).
+    inverse = np.linalg.inv(backward.fixed_to_moving)
+    assert mean_displacement_mm(forward.fixed_to_moving, inverse, points) < 1e-6
+    # The halfway space is midway: each image moves by half of the transform.
+    np.testing.assert_allclose(
+        forward.halfway_to_moving @ forward.halfway_to_moving, forward.fixed_to_moving, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        forward.halfway_to_moving @ np.linalg.inv(forward.halfway_to_fixed),
+        forward.fixed_to_moving,
+        atol=1e-8,
+    )
 
 
 def test_registration_is_deterministic(tmp_path: Path, fast: object) -> None:

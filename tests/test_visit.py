@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-import yaml
 
-from mriproc.cli import EXIT_OK, main
+from mriproc.cli import EXIT_OK
 from mriproc.config import load_protocol
 from mriproc.evaluation import dice
 from mriproc.io.bids import discover_dataset
@@ -17,6 +17,8 @@ from mriproc.simulate import TrialSpec, simulate_trial
 from mriproc.tables import read_table
 from mriproc.tissues import tissue_fractions
 from mriproc.workflows.visit import init_visit_wf
+
+RunFast = Callable[..., tuple[int, Path]]  # the conftest fixture
 
 
 def phantom() -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -109,19 +111,8 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     assert ("coreg_t1w_gad", "pcf_channels") not in edges
 
 
-def run_fast(root: Path, tmp: Path, *options: str) -> tuple[int, Path]:
-    """``mriproc run ROOT TMP/out participant [OPTIONS]`` with the fast registration preset."""
-    protocol_file = tmp / "esims_fast.yaml"
-    data = yaml.safe_load((Path(load_protocol("esims").source)).read_text())
-    data["registration"]["preset"] = "fast"
-    protocol_file.write_text(yaml.safe_dump(data))
-    out = tmp / "out"
-    argv = ["run", str(root), str(out), "participant", "--protocol", str(protocol_file)]
-    return main([*argv, "-w", str(tmp / "work"), *options]), out / "mriproc"
-
-
 @pytest.fixture(scope="module")
-def processed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def processed(tmp_path_factory: pytest.TempPathFactory, run_fast: RunFast) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("visit")
     root = small_session(tmp)
     code, out = run_fast(root, tmp)
@@ -174,7 +165,9 @@ def test_run_brain_mask_matches_ground_truth(processed: tuple[Path, Path]) -> No
     assert dice(ours, truth) > 0.96
 
 
-def test_missing_post_contrast_makes_only_cel_endpoints_na(tmp_path: Path) -> None:
+def test_missing_post_contrast_makes_only_cel_endpoints_na(
+    tmp_path: Path, run_fast: RunFast
+) -> None:
     root = tmp_path / "sim"
     simulate_trial(root, TrialSpec(n_subjects=1, months=(0,), seed=33), load_protocol("esims"))
     (root / "sub-001" / "ses-M00" / "anat" / "sub-001_ses-M00_ce-gadolinium_T1w.nii.gz").unlink()
@@ -191,7 +184,7 @@ def test_missing_post_contrast_makes_only_cel_endpoints_na(tmp_path: Path) -> No
     assert read_table(out / "lesions.tsv").enhancing.isna().all()
 
 
-def test_rater_masks_are_used_and_compared(tmp_path: Path) -> None:
+def test_rater_masks_are_used_and_compared(tmp_path: Path, run_fast: RunFast) -> None:
     """A rater's mask (here the ground truth) gives the lesion endpoints; agreement is listed."""
     root = tmp_path / "sim"
     simulate_trial(root, TrialSpec(n_subjects=1, months=(0,), seed=34), load_protocol("esims"))
@@ -216,7 +209,7 @@ def test_rater_masks_are_used_and_compared(tmp_path: Path) -> None:
     assert (anat / "sub-001_ses-M00_desc-t2lesionautomated_mask.nii.gz").is_file()
 
 
-def test_run_refuses_contrasts_that_do_not_register(tmp_path: Path) -> None:
+def test_run_refuses_contrasts_that_do_not_register(tmp_path: Path, run_fast: RunFast) -> None:
     """A wrong subject's T1w and a noise-only post-contrast T1w fail the quality check."""
     root = tmp_path / "sim"
     simulate_trial(root, TrialSpec(n_subjects=2, months=(0,), seed=32), load_protocol("esims"))

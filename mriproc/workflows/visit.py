@@ -8,6 +8,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from mriproc.config import Protocol
+from mriproc.interfaces.longitudinal import VisitBundle
 from mriproc.interfaces.visit import (
     BiasCorrect,
     BrainMasks,
@@ -36,6 +37,9 @@ def init_visit_wf(
     rater_mask: Path | None = None,
 ) -> pe.Workflow:
     """N4, brain masks, rigid co-registration, tissue classes, lesions, PCF/BPF of one visit.
+
+    Its node ``bundle`` (field ``bundle``) hands the visit's files to the
+    longitudinal workflow.
 
     Parameters
     ----------
@@ -126,7 +130,8 @@ def init_visit_wf(
     lesions = pe.Node(VisitLesions(roles=lesion_roles, protocol=protocol_ref), name="lesions")
     if rater_mask is not None:
         lesions.inputs.rater_mask = str(rater_mask)
-    wf.connect(reading_space_images(lesion_roles, "lesion_images"), "out", lesions, "images")
+    lesion_images = reading_space_images(lesion_roles, "lesion_images")
+    wf.connect(lesion_images, "out", lesions, "images")
     wf.connect(tissues, "outputs", lesions, "tissue_outputs")
     wf.connect(brain, "template_maps", lesions, "template_maps")
 
@@ -154,6 +159,15 @@ def init_visit_wf(
             for index, role in enumerate(moving_roles, start=1):
                 wf.connect(nodes[role], field, merge, f"in{index}")
             wf.connect(merge, "out", outputs, target)
+
+    # What the longitudinal stage reads (after the visit's outputs are written).
+    bundle = pe.Node(VisitBundle(roles=lesion_roles), name="bundle")
+    connect_corrected(reading, bundle, "reading")
+    wf.connect(lesion_images, "out", bundle, "images")
+    wf.connect(tissues, "outputs", bundle, "tissue_outputs")
+    wf.connect(lesions, "outputs", bundle, "lesion_outputs")
+    wf.connect(brain, "template_maps", bundle, "template_maps")
+    wf.connect(outputs, "record", bundle, "record")
     return wf
 
 

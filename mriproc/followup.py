@@ -1,0 +1,291 @@
+"""One follow-up visit against its previous visit and baseline: the longitudinal endpoints.
+
+Inputs are *visit bundles*: the files one visit's workflow produced, by key
+(``reading``: the bias-corrected reading-space image; ``image:<role>``: each
+contrast in reading space; ``lesions``: the T2 lesion label map; ``GM``, ``WM``,
+``CSF``: tissue fractions; ``brain``; ``slab``: the template's PCF slab weight;
+``record``: the visit's measures record).  Registrations come from
+:func:`mriproc.registration.register_halfway` (:func:`halfway_registration` writes
+them), the earlier visit's reading grid being the halfway grid.
+
+New and enlarging lesions (:func:`mriproc.longitudinal.lesion_changes`) are found
+against the previous visit and against baseline; PBVC and PCF change
+(:func:`mriproc.atrophy.brain_change`) against baseline; ``active_scan`` from the
+follow-up's CEL count and its new/enlarging lesions versus the previous visit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+
+from mriproc.atrophy import HalfwayBrain, brain_change
+from mriproc.config import Protocol, RegistrationPreset
+from mriproc.longitudinal import HalfwayVisit, LesionChanges, LongitudinalError, lesion_changes
+from mriproc.registration import apply_linear, register_halfway
+from mriproc.visit import read_image, save_image
+
+__all__ = [
+    "LONGITUDINAL_ENDPOINTS",
+    "FollowupOutcome",
+    "followup_changes",
+    "halfway_registration",
+    "track_lesions",
+]
+
+LONGITUDINAL_ENDPOINTS = (
+    "new_t2_count",
+    "enlarging_t2_count",
+    "new_t2_count_vs_baseline",
+    "enlarging_t2_count_vs_baseline",
+    "active_scan",
+    "pcf_change_pct",
+    "pbvc",
+)
+
+
+def halfway_registration(
+    earlier: str | Path, later: str | Path, *, preset: RegistrationPreset, out_dir: Path
+) -> Path:
+    """Register two visits' reading images (inverse-consistent, rigid); write a JSON record."""
+    fixed, moving = read_image(earlier), read_image(later)
+    result = register_halfway(fixed, moving, preset=preset, out_dir=out_dir / "registration")
+    path = out_dir / "halfway.json"
+    record = {
+        "earlier": str(earlier),
+        "later": str(later),
+        "earlier_to_later_ras": result.fixed_to_moving.tolist(),
+        "halfway_to_earlier_ras": result.halfway_to_fixed.tolist(),
+        "halfway_to_later_ras": result.halfway_to_moving.tolist(),
+        "asymmetry_mm": result.asymmetry_mm,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+@dataclass
+class FollowupOutcome:
+    """Endpoints of one follow-up, NA reasons, change masks and lesion categories."""
+
+    measures: dict[str, float] = field(default_factory=dict)
+    not_available: dict[str, str] = field(default_factory=dict)
+    images: dict[str, Path] = field(default_factory=dict)
+    categories: dict[str, dict[int, str]] = field(default_factory=dict)  # versus -> label -> cat
+    links: list[tuple[int, int]] = field(default_factory=list)  # (previous label, label)
+    registration: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class _Pair:
+    """Two visits resampled into the halfway space of their registration."""
+
+    def __init__(self, earlier: Mapping[str, str], later: Mapping[str, str], record: str | Path):
+        self.record = json.loads(Path(record).read_text())
+        self.grid = read_image(earlier["reading"])
+        self.zooms = tuple(float(z) for z in self.grid.header.get_zooms()[:3])
+        self.bundles = {"earlier": earlier, "later": later}
+
+    def load(self, which: str, key: str, *, nearest: bool = False) -> npt.NDArray[np.float64]:
+        source = read_image(self.bundles[which][key])
+        return self.resample(which, source, nearest=nearest)
+
+    def resample(
+        self, which: str, image: nib.Nifti1Image, *, nearest: bool = False
+    ) -> npt.NDArray[np.float64]:
+        matrix = np.asarray(self.record[f"halfway_to_{which}_ras"], dtype=np.float64)
+        moved = apply_linear(
+            nib.Nifti1Image(np.asarray(image.dataobj, dtype=np.float32), image.affine),
+            self.grid,
+            matrix,
+            interpolation="nearest" if nearest else "linear",
+        )
+        return np.asarray(moved.dataobj, dtype=np.float64)
+
+    def coverage(self, which: str) -> npt.NDArray[np.float64]:
+        reference = read_image(self.bundles[which]["reading"])
+        ones = nib.Nifti1Image(np.ones(reference.shape[:3], dtype=np.float32), reference.affine)
+        return self.resample(which, ones)
+
+
+def _lesion_visit(pair: _Pair, which: str, channels: tuple[str, ...]) -> HalfwayVisit:
+    return HalfwayVisit(
+        channels=[pair.load(which, f"image:{role}") for role in channels],
+        labels=pair.load(which, "lesions", nearest=True).astype(np.int32),
+        wm=pair.load(which, "WM"),
+        brain=pair.load(which, "brain") >= 0.5,
+    )
+
+
+def _parenchyma(pair: _Pair, which: str, classes: tuple[str, ...]) -> HalfwayBrain:
+    """Fractions in halfway space; lesion voxels are parenchyma (as in the visit's PCF)."""
+    csf = pair.load(which, "CSF")
+    parenchyma = np.sum([pair.load(which, c) for c in classes if c != "lesion"], axis=0)
+    if "lesion" in classes and "lesions" in pair.bundles[which]:
+        lesion = pair.load(which, "lesions", nearest=True) > 0
+        parenchyma = np.where(lesion, parenchyma + csf, parenchyma)
+        csf = np.where(lesion, 0.0, csf)
+    return HalfwayBrain(parenchyma, csf, pair.coverage(which))
+
+
+def _record(bundle: Mapping[str, str]) -> dict[str, Any]:
+    content: dict[str, Any] = json.loads(Path(bundle["record"]).read_text())
+    return content
+
+
+def followup_changes(
+    followup: Mapping[str, str],
+    previous: Mapping[str, str],
+    baseline: Mapping[str, str],
+    *,
+    to_previous: str | Path,
+    to_baseline: str | Path,
+    protocol: Protocol,
+    out_dir: Path,
+) -> FollowupOutcome:
+    """Longitudinal endpoints of ``followup`` (bundles as described in the module docstring)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outcome = FollowupOutcome()
+    channels = tuple(protocol.t2_lesions.channels)
+    own_grid = read_image(followup["reading"])
+    own_labels = (
+        np.asarray(read_image(followup["lesions"]).dataobj).astype(np.int32)
+        if ("lesions" in followup)
+        else None
+    )
+
+    versus = {"previous": (previous, to_previous), "baseline": (baseline, to_baseline)}
+    names = {
+        "previous": ("new_t2_count", "enlarging_t2_count"),
+        "baseline": ("new_t2_count_vs_baseline", "enlarging_t2_count_vs_baseline"),
+    }
+    changes: dict[str, LesionChanges] = {}
+    for key, (earlier, record) in versus.items():
+        pair = _Pair(earlier, followup, record)
+        outcome.registration[key] = {
+            "earlier_to_later_ras": pair.record["earlier_to_later_ras"],
+            "asymmetry_mm": pair.record["asymmetry_mm"],
+        }
+        missing = [
+            name
+            for name, bundle in (("earlier", earlier), ("follow-up", followup))
+            if "lesions" not in bundle
+        ]
+        if missing:
+            reason = "no T2 lesion mask at the " + " and ".join(missing) + " visit"
+            outcome.not_available.update(dict.fromkeys(names[key], reason))
+            continue
+        try:
+            found = lesion_changes(
+                _lesion_visit(pair, "earlier", channels),
+                _lesion_visit(pair, "later", channels),
+                pair.zooms,
+                params=protocol.new_enlarging,
+                nawm_min_wm_fraction=protocol.t2_lesions.nawm_min_wm_fraction,
+            )
+        except LongitudinalError as err:
+            outcome.not_available.update(dict.fromkeys(names[key], f"lesion change failed: {err}"))
+            continue
+        changes[key] = found
+        outcome.categories[key] = found.category_of()
+        new_name, enlarging_name = names[key]
+        outcome.measures[new_name] = float(found.count("new"))
+        outcome.measures[enlarging_name] = float(found.count("enlarging"))
+        if key == "previous":
+            outcome.links = sorted(
+                (e, lat) for g in found.groups for e in g.earlier for lat in g.later
+            )
+    if own_labels is not None:
+        for key, found in changes.items():
+            suffix = "" if key == "previous" else "vsbaseline"
+            categories = found.category_of()
+            for category in ("new", "enlarging"):
+                chosen = [label for label, c in categories.items() if c == category]
+                mask = np.isin(own_labels, chosen).astype(np.uint8)
+                name = f"{category}lesion{suffix}"
+                outcome.images[name] = save_image(mask, own_grid.affine, out_dir / f"{name}.nii.gz")
+
+    _active_scan(outcome, _record(followup), protocol)
+
+    pair = _Pair(baseline, followup, to_baseline)
+    classes = tuple(protocol.pcf.parenchyma_classes)
+    try:
+        change = brain_change(
+            _parenchyma(pair, "earlier", classes),
+            _parenchyma(pair, "later", classes),
+            pair.load("earlier", "slab"),
+            (pair.zooms[0], pair.zooms[1], pair.zooms[2]),
+        )
+    except ValueError as err:
+        reason = f"brain volume change failed: {err}"
+        outcome.not_available.update(pcf_change_pct=reason, pbvc=reason)
+    else:
+        outcome.measures.update(pbvc=change.pbvc, pcf_change_pct=change.pcf_change_pct)
+    return outcome
+
+
+def _active_scan(outcome: FollowupOutcome, record: Mapping[str, Any], protocol: Protocol) -> None:
+    """Active: >= min_cel CEL, or >= min_new_or_enlarging new/enlarging lesions vs previous."""
+    rule = protocol.active_scan
+    cel = record.get("measures", {}).get("cel_count")
+    lesions = [outcome.measures.get(k) for k in ("new_t2_count", "enlarging_t2_count")]
+    lesion_count = None if None in lesions else sum(v for v in lesions if v is not None)
+    if (cel is not None and cel >= rule.min_cel) or (
+        lesion_count is not None and lesion_count >= rule.min_new_or_enlarging
+    ):
+        outcome.measures["active_scan"] = 1.0
+    elif cel is not None and lesion_count is not None:
+        outcome.measures["active_scan"] = 0.0
+    else:
+        why = []
+        if cel is None:
+            cel_reason = record.get("not_available", {}).get("cel_count", "not measured")
+            why.append(f"cel_count NA ({cel_reason})")
+        if lesion_count is None:
+            why.append(f"new/enlarging NA ({outcome.not_available.get('new_t2_count')})")
+        outcome.not_available["active_scan"] = "; ".join(why)
+
+
+def track_lesions(
+    baseline_labels: list[int], followups: list[tuple[list[int], list[tuple[int, int]]]]
+) -> list[dict[int, str]]:
+    """Stable lesion identities across visits.
+
+    ``baseline_labels``: the labels at baseline; ``followups``: per follow-up in
+    order, its labels and its links (previous label, label) to the previous visit.
+    Baseline lesion ``k`` is ``L<k>``; a lesion linked to earlier ones keeps the
+    smallest of their identities (a merge); when one earlier lesion splits, the
+    lowest-numbered part keeps its identity and the others get ``<id>.1``, ``<id>.2``
+    ...; unlinked lesions get the next free number.  Returns one label -> identity
+    map per visit (baseline first).
+    """
+    maps = [{k: f"L{k:03d}" for k in baseline_labels}]
+    next_number = max(baseline_labels, default=0) + 1
+    for labels, links in followups:
+        previous = maps[-1]
+        current: dict[int, str] = {}
+        parts: dict[str, int] = {}
+        for label in sorted(labels):
+            earlier = sorted(
+                {previous[e] for e, later in links if later == label and e in previous},
+                key=_identity_order,
+            )
+            if not earlier:
+                current[label] = f"L{next_number:03d}"
+                next_number += 1
+                continue
+            base = earlier[0]
+            count = parts.get(base, 0)
+            current[label] = base if count == 0 else f"{base}.{count}"
+            parts[base] = count + 1
+        maps.append(current)
+    return maps
+
+
+def _identity_order(identity: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in identity[1:].split("."))

@@ -1,0 +1,168 @@
+"""Nipype interfaces of the longitudinal steps (each calls one function of the library)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from mriproc.config import load_protocol, load_registration_preset
+from mriproc.followup import followup_changes, halfway_registration
+from mriproc.longitudinal_outputs import write_longitudinal_outputs
+
+__all__ = ["FollowupChanges", "HalfwayRegister", "LongitudinalOutputs", "VisitBundle"]
+
+
+class _VisitBundleInputSpec(BaseInterfaceInputSpec):
+    reading = File(exists=True, mandatory=True, desc="bias-corrected reading-space image")
+    roles = traits.List(traits.Str, mandatory=True)
+    images = traits.List(File(exists=True), mandatory=True, desc="reading-space images of roles")
+    tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    lesion_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    record = File(exists=True, mandatory=True, desc="the visit's measures record")
+
+
+class _VisitBundleOutputSpec(TraitedSpec):
+    bundle = traits.Dict(traits.Str, traits.Str)
+
+
+class VisitBundle(SimpleInterface):
+    """The files of one visit that the longitudinal stage reads, by key."""
+
+    input_spec = _VisitBundleInputSpec
+    output_spec = _VisitBundleOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        tissue = dict(self.inputs.tissue_outputs)
+        bundle = {k: tissue[k] for k in ("GM", "WM", "CSF", "brain", "icv")}
+        bundle["slab"] = dict(self.inputs.template_maps)["slab"]
+        lesions = dict(self.inputs.lesion_outputs)
+        if "lesions" in lesions:
+            bundle["lesions"] = lesions["lesions"]
+        bundle.update(
+            {f"image:{r}": p for r, p in zip(self.inputs.roles, self.inputs.images, strict=True)}
+        )
+        bundle["reading"] = self.inputs.reading
+        bundle["record"] = self.inputs.record
+        self._results["bundle"] = bundle
+        return runtime
+
+
+class _HalfwayRegisterInputSpec(BaseInterfaceInputSpec):
+    earlier = File(exists=True, mandatory=True, desc="earlier visit's reading image")
+    later = File(exists=True, mandatory=True, desc="later visit's reading image")
+    protocol = traits.Str(mandatory=True)
+
+
+class _HalfwayRegisterOutputSpec(TraitedSpec):
+    record = File(exists=True, desc="JSON: the transforms and their asymmetry")
+
+
+class HalfwayRegister(SimpleInterface):
+    """Inverse-consistent rigid registration of two visits and their halfway space."""
+
+    input_spec = _HalfwayRegisterInputSpec
+    output_spec = _HalfwayRegisterOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        protocol = load_protocol(self.inputs.protocol)
+        self._results["record"] = str(
+            halfway_registration(
+                self.inputs.earlier,
+                self.inputs.later,
+                preset=load_registration_preset(protocol.registration.preset),
+                out_dir=Path(runtime.cwd),
+            )
+        )
+        return runtime
+
+
+class _FollowupChangesInputSpec(BaseInterfaceInputSpec):
+    followup = traits.Dict(traits.Str, traits.Str, mandatory=True)
+    previous = traits.Dict(traits.Str, traits.Str, mandatory=True)
+    baseline = traits.Dict(traits.Str, traits.Str, mandatory=True)
+    to_previous = File(exists=True, mandatory=True)
+    to_baseline = File(exists=True, mandatory=True)
+    protocol = traits.Str(mandatory=True)
+
+
+class _FollowupChangesOutputSpec(TraitedSpec):
+    result = File(exists=True, desc="JSON: measures, NA reasons, categories, links, masks")
+    images = traits.Dict(traits.Str, File(exists=True), desc="change masks (follow-up grid)")
+
+
+class FollowupChanges(SimpleInterface):
+    """New/enlarging lesions, active scan, PBVC and PCF change of one follow-up."""
+
+    input_spec = _FollowupChangesInputSpec
+    output_spec = _FollowupChangesOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        out_dir = Path(runtime.cwd)
+        outcome = followup_changes(
+            dict(self.inputs.followup),
+            dict(self.inputs.previous),
+            dict(self.inputs.baseline),
+            to_previous=self.inputs.to_previous,
+            to_baseline=self.inputs.to_baseline,
+            protocol=load_protocol(self.inputs.protocol),
+            out_dir=out_dir,
+        )
+        result = {
+            "measures": outcome.measures,
+            "not_available": outcome.not_available,
+            "images": {k: str(v) for k, v in outcome.images.items()},
+            "categories": {
+                versus: {str(k): v for k, v in cats.items()}
+                for versus, cats in outcome.categories.items()
+            },
+            "links": outcome.links,
+            "registration": outcome.registration,
+        }
+        path = out_dir / "followup.json"
+        path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        self._results["result"] = str(path)
+        self._results["images"] = result["images"]
+        return runtime
+
+
+class _LongitudinalOutputsInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True, desc="the derivatives root (OUT_DIR/mriproc)")
+    participant = traits.Str(mandatory=True)
+    sessions = traits.List(traits.Str, mandatory=True, desc="session labels, baseline first")
+    records = traits.List(File(exists=True), mandatory=True, desc="their visit records")
+    results = traits.List(File(exists=True), mandatory=True, desc="follow-up results, in order")
+    images = traits.List(
+        traits.Dict(traits.Str, File(exists=True)), desc="their change masks (kept by Nipype)"
+    )
+
+
+class _LongitudinalOutputsOutputSpec(TraitedSpec):
+    records = traits.List(File(exists=True))
+
+
+class LongitudinalOutputs(SimpleInterface):
+    """Track lesion identities and write every visit's longitudinal derivatives."""
+
+    input_spec = _LongitudinalOutputsInputSpec
+    output_spec = _LongitudinalOutputsOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        written = write_longitudinal_outputs(
+            self.inputs.output_dir,
+            self.inputs.participant,
+            list(self.inputs.sessions),
+            list(self.inputs.records),
+            list(self.inputs.results),
+        )
+        self._results["records"] = [str(p) for p in written]
+        return runtime

@@ -1,0 +1,90 @@
+"""``init_longitudinal_wf``: a participant's follow-ups against the previous visit and baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from mriproc.interfaces.longitudinal import FollowupChanges, HalfwayRegister, LongitudinalOutputs
+
+__all__ = ["init_longitudinal_wf", "longitudinal_wf_name"]
+
+
+def longitudinal_wf_name(participant: str) -> str:
+    """A Nipype-safe workflow name for a participant's longitudinal stage."""
+    return f"longitudinal_sub_{participant}".replace("-", "_")
+
+
+def init_longitudinal_wf(
+    participant: str, sessions: list[str], output_dir: Path, *, protocol_ref: str
+) -> pe.Workflow:
+    """Halfway registrations, lesion changes, atrophy and lesion tracking of one participant.
+
+    Parameters
+    ----------
+    participant
+        The participant label (no ``sub-``).
+    sessions
+        Its session labels in visit order, baseline first (at least two).
+    output_dir
+        Derivatives root (``OUT_DIR/mriproc``).
+    protocol_ref
+        How nodes load the protocol again (its name or file).
+
+    The input node has one field per session, ``bundle_<index>`` (index in
+    ``sessions``), fed with that visit workflow's ``bundle.bundle``.
+    """
+    if len(sessions) < 2:
+        raise ValueError(f"sub-{participant}: a longitudinal analysis needs two sessions")
+    wf = pe.Workflow(name=longitudinal_wf_name(participant))
+    fields = [f"bundle_{i}" for i in range(len(sessions))]
+    inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
+
+    def reading(index: int, node: pe.Node, field: str) -> None:
+        wf.connect(inputnode, (f"bundle_{index}", _get, "reading"), node, field)
+
+    registrations: dict[tuple[int, int], pe.Node] = {}
+    for later in range(1, len(sessions)):
+        for earlier in sorted({0, later - 1}):
+            node = pe.Node(
+                HalfwayRegister(protocol=protocol_ref),
+                name=f"halfway_{sessions[later]}_to_{sessions[earlier]}".lower(),
+            )
+            reading(earlier, node, "earlier")
+            reading(later, node, "later")
+            registrations[(earlier, later)] = node
+
+    collect = pe.Node(niu.Merge(len(sessions) - 1), name="collect_followups")
+    # The masks travel as a connection too: Nipype deletes unconnected output files.
+    collect_images = pe.Node(niu.Merge(len(sessions) - 1), name="collect_images")
+    records = pe.Node(niu.Merge(len(sessions)), name="collect_records")
+    for index in range(len(sessions)):
+        wf.connect(inputnode, (f"bundle_{index}", _get, "record"), records, f"in{index + 1}")
+    for later in range(1, len(sessions)):
+        change = pe.Node(
+            FollowupChanges(protocol=protocol_ref), name=f"changes_{sessions[later]}".lower()
+        )
+        wf.connect(inputnode, f"bundle_{later}", change, "followup")
+        wf.connect(inputnode, f"bundle_{later - 1}", change, "previous")
+        wf.connect(inputnode, "bundle_0", change, "baseline")
+        wf.connect(registrations[(later - 1, later)], "record", change, "to_previous")
+        wf.connect(registrations[(0, later)], "record", change, "to_baseline")
+        wf.connect(change, "result", collect, f"in{later}")
+        wf.connect(change, "images", collect_images, f"in{later}")
+
+    outputs = pe.Node(
+        LongitudinalOutputs(
+            output_dir=str(output_dir), participant=participant, sessions=list(sessions)
+        ),
+        name="outputs",
+    )
+    wf.connect(records, "out", outputs, "records")
+    wf.connect(collect, "out", outputs, "results")
+    wf.connect(collect_images, "out", outputs, "images")
+    return wf
+
+
+def _get(bundle: dict[str, str], key: str) -> str:
+    return bundle[key]

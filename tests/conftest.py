@@ -1,0 +1,31 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mriproc.cli import main
+from mriproc.config import load_protocol
+
+RunFast = Callable[..., tuple[int, Path]]
+
+
+def _run_fast(root: Path, tmp: Path, *options: str) -> tuple[int, Path]:
+    """``mriproc run ROOT TMP/out participant [OPTIONS]`` with the fast registration preset."""
+    protocol_file = tmp / "esims_fast.yaml"
+    data = yaml.safe_load((Path(load_protocol("esims").source)).read_text())
+    data["registration"]["preset"] = "fast"
+    protocol_file.write_text(yaml.safe_dump(data))
+    out = tmp / "out"
+    argv = ["run", str(root), str(out), "participant", "--protocol", str(protocol_file)]
+    return main([*argv, "-w", str(tmp / "work"), *options]), out / "mriproc"
+
+
+@pytest.fixture(scope="session")
+def run_fast() -> RunFast:
+    """``mriproc run ROOT TMP/out participant [OPTIONS]`` with the fast registration preset."""
+    return _run_fast

@@ -1,0 +1,179 @@
+"""Lesion change, lesion tracking and brain volume change on synthetic images with known answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from mriproc.atrophy import HalfwayBrain, brain_change
+from mriproc.cli import EXIT_OK
+from mriproc.config import load_protocol
+from mriproc.followup import LONGITUDINAL_ENDPOINTS, track_lesions
+from mriproc.longitudinal import (
+    CHANGE_CATEGORIES,
+    HalfwayVisit,
+    LongitudinalError,
+    lesion_changes,
+)
+from mriproc.simulate import TrialSpec, simulate_trial
+
+ZOOMS = (1.0, 1.0, 3.0)
+SHAPE = (64, 64, 10)
+PROTOCOL = load_protocol("esims")
+
+RunFast = Callable[..., tuple[int, Path]]  # the conftest fixture
+
+
+def ball(centre: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    grid = np.indices(SHAPE).astype(float)
+    squared = sum(((g - c) * z) ** 2 for g, c, z in zip(grid, centre, ZOOMS, strict=True))
+    return np.asarray(squared <= radius_mm**2)
+
+
+def visit(lesions: list[np.ndarray], seed: int, *, hidden: int | None = None) -> HalfwayVisit:
+    """White matter (PD 100, T2 100) with lesions (PD 130, T2 200), noise SD 3.
+
+    ``hidden``: the index of a lesion present in the image but not in the label map
+    (a lesion the visit's own segmentation missed).
+    """
+    rng = np.random.default_rng(seed)
+    occupied = np.any(lesions, axis=0) if lesions else np.zeros(SHAPE, bool)
+    channels = [
+        np.where(occupied, value, 100.0) + rng.normal(0, 3, SHAPE) for value in (130.0, 200.0)
+    ]
+    labels = np.zeros(SHAPE, np.int32)
+    for number, lesion in enumerate(lesions, start=1):
+        if number - 1 != hidden:
+            labels[lesion] = number
+    x, y = np.indices(SHAPE[:2])
+    brain = np.repeat((np.hypot(x - 32, y - 32) <= 30)[..., None], SHAPE[2], axis=2)
+    return HalfwayVisit(channels, labels, np.where(brain, 1.0, 0.0), np.asarray(brain))
+
+
+def changes(earlier: HalfwayVisit, later: HalfwayVisit) -> dict[int, str]:
+    return lesion_changes(
+        earlier, later, ZOOMS, params=PROTOCOL.new_enlarging, nawm_min_wm_fraction=0.8
+    ).category_of()
+
+
+def test_new_enlarging_stable_and_shrinking_lesions() -> None:
+    stable = ball((20, 20, 5), 4.0)
+    # +73 % by nominal volume: enlarging (small-lesion threshold 45 %).
+    growing_before, growing_after = ball((44, 20, 5), 4.0), ball((44, 20, 5), 4.8)
+    shrinking_before, shrinking_after = ball((20, 44, 5), 6.0), ball((20, 44, 5), 3.5)
+    new = ball((44, 44, 5), 4.0)
+    earlier = visit([stable, growing_before, shrinking_before], seed=1)
+    later = visit([stable, growing_after, shrinking_after, new], seed=2)
+    assert changes(earlier, later) == {1: "stable", 2: "enlarging", 3: "shrinking", 4: "new"}
+
+
+def test_a_lesion_missed_earlier_is_not_new() -> None:
+    """Joint analysis: the earlier image holds the lesion's signal, so it is not new."""
+    kept = ball((20, 20, 5), 4.0)
+    missed = ball((44, 44, 5), 4.0)
+    earlier = visit([kept, missed], seed=3, hidden=1)
+    later = visit([kept, missed], seed=4)
+    assert changes(earlier, later) == {1: "stable", 2: "stable"}
+
+
+def test_split_and_merge_groups() -> None:
+    # Two earlier lesions that merge into one later lesion; one that splits in two.
+    left, right = ball((14, 20, 5), 3.5), ball((22, 20, 5), 3.5)
+    merged = left | right | ball((18, 20, 5), 3.5)
+    whole = ball((44, 44, 5), 6.0)
+    part_a, part_b = ball((40, 44, 5), 3.0), ball((49, 44, 5), 3.0)
+    earlier = visit([left, right, whole], seed=5)
+    later = visit([merged, part_a, part_b], seed=6)
+    found = lesion_changes(
+        earlier, later, ZOOMS, params=PROTOCOL.new_enlarging, nawm_min_wm_fraction=0.8
+    )
+    groups = {g.later: g.earlier for g in found.groups}
+    assert groups == {(1,): (1, 2), (2, 3): (3,)}
+    assert {g.later: g.category for g in found.groups}[(2, 3)] == "shrinking"
+
+
+def test_no_shared_white_matter_is_an_error() -> None:
+    earlier = visit([], seed=7)
+    later = visit([], seed=8)
+    empty = HalfwayVisit(earlier.channels, earlier.labels, earlier.wm, np.zeros(SHAPE, bool))
+    with pytest.raises(LongitudinalError, match="share only 0"):
+        lesion_changes(empty, later, ZOOMS, params=PROTOCOL.new_enlarging, nawm_min_wm_fraction=0.8)
+
+
+def test_tracking_keeps_identities_through_splits_and_merges() -> None:
+    maps = track_lesions(
+        [1, 2, 3],
+        [
+            ([1, 2, 3, 4], [(1, 1), (2, 1), (3, 2), (3, 3)]),  # 1+2 merge; 3 splits; 4 new
+            ([1, 2], [(1, 1), (4, 2)]),
+        ],
+    )
+    assert maps[0] == {1: "L001", 2: "L002", 3: "L003"}
+    assert maps[1] == {1: "L001", 2: "L003", 3: "L003.1", 4: "L004"}
+    assert maps[2] == {1: "L001", 2: "L004"}
+
+
+def test_brain_change_on_known_fractions() -> None:
+    rng = np.random.default_rng(9)
+    parenchyma = rng.uniform(0.5, 1.0, SHAPE)
+    csf = 1.0 - parenchyma
+    coverage = np.ones(SHAPE)
+    shrunk = parenchyma * 0.99  # 1 % of parenchyma becomes CSF
+    slab = np.zeros(SHAPE)
+    slab[..., 4:6] = 1.0
+    change = brain_change(
+        HalfwayBrain(parenchyma, csf, coverage),
+        HalfwayBrain(shrunk, csf + 0.01 * parenchyma, coverage),
+        slab,
+        ZOOMS,
+    )
+    assert change.pbvc == pytest.approx(-1.0)
+    pcf0 = parenchyma[slab > 0].sum() / (parenchyma + csf)[slab > 0].sum()
+    assert change.pcf_change_pct == pytest.approx(-1.0, rel=1e-9)
+    assert change.baseline_pcf == pytest.approx(pcf0)
+    # Voxels one scan does not cover are left out of both.
+    partial = coverage.copy()
+    partial[..., 0] = 0.0
+    cut = brain_change(
+        HalfwayBrain(parenchyma, csf, coverage),
+        HalfwayBrain(np.where(partial > 0, shrunk, 0.0), csf, partial),
+        slab,
+        ZOOMS,
+    )
+    assert cut.pbvc == pytest.approx(-1.0)
+
+
+def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
+    tmp_path: Path, run_fast: RunFast
+) -> None:
+    """``mriproc run``, 1 subject x 2 visits: every longitudinal endpoint, follow-up grid masks."""
+    root = tmp_path / "sim"
+    simulate_trial(root, TrialSpec(n_subjects=1, months=(0, 12), seed=36), PROTOCOL)
+    code, out = run_fast(root, tmp_path)
+    assert code == EXIT_OK
+    table = pd.read_csv(out / "endpoints.tsv", sep="\t")
+    follow = table[(table.session == "ses-M12") & table.endpoint.isin(LONGITUDINAL_ENDPOINTS)]
+    assert sorted(follow.endpoint) == sorted(LONGITUDINAL_ENDPOINTS)
+    assert (follow.status == "ok").all(), follow[["endpoint", "status"]]
+    assert set(follow[follow.endpoint == "active_scan"].value) <= {0.0, 1.0}
+    at_baseline = table[(table.session == "ses-M00") & table.endpoint.isin(LONGITUDINAL_ENDPOINTS)]
+    assert at_baseline.empty  # comparisons do not apply at baseline
+    anat = out / "sub-001" / "ses-M12" / "anat"
+    reading = nib.load(anat / "sub-001_ses-M12_desc-t2lesion_mask.nii.gz")
+    for name in ("newlesion", "enlarginglesion"):
+        mask = nib.load(anat / f"sub-001_ses-M12_desc-{name}_mask.nii.gz")
+        assert mask.shape == reading.shape
+        np.testing.assert_allclose(mask.affine, reading.affine)
+        assert (np.asarray(mask.dataobj) <= np.asarray(reading.dataobj)).all()  # subsets of lesions
+    lesions = pd.read_csv(out / "lesions.tsv", sep="\t")
+    ids = {s: set(group.lesion_id) for s, group in lesions.groupby("session")}
+    assert ids["ses-M00"] & ids["ses-M12"]  # identities carried to the follow-up
+    assert set(lesions[lesions.session == "ses-M12"].category) <= set(CHANGE_CATEGORIES)
+    new_mask = nib.load(anat / "sub-001_ses-M12_desc-newlesion_mask.nii.gz")
+    new_count = follow.set_index("endpoint").loc["new_t2_count", "value"]
+    assert (np.asarray(new_mask.dataobj).sum() > 0) == (new_count > 0)
