@@ -91,6 +91,17 @@ def test_negative_binomial_rate_ratio_is_the_ratio_of_means() -> None:
     assert 0 < result.p_value < 1
 
 
+def test_negative_binomial_without_over_dispersion_falls_back_to_poisson() -> None:
+    # Under-dispersed counts: the NB dispersion's estimate is 0, so its Hessian is
+    # singular; Poisson regression (robust SE) gives the same ratio of means.
+    counts = [1, 1, 1, 2, 1, 1, 2, 1, 2, 2, 1, 2, 2, 2, 1, 2]
+    frame = _frame(arm=["placebo"] * 8 + ["ivig"] * 8, y=counts, scans=[1.0] * 16)
+    result = models.negative_binomial(frame, "y", exposure="scans")
+    assert "Poisson regression with robust (sandwich) SE instead" in result.note
+    assert result.estimate == pytest.approx(14 / 10, rel=1e-6)
+    assert result.ci_low < result.estimate < result.ci_high
+
+
 @pytest.mark.parametrize(
     ("counts", "reason"),
     [
@@ -217,8 +228,11 @@ def test_unmeasured_longitudinal_endpoints_say_why_nothing_is_estimated(
     table = between_arm_comparisons(prepare_trial(pending, participants))
     row = _comparison(table, "pbvc", "ancova", "ses-M12")
     assert math.isnan(row["estimate"])
-    assert "no usable value: 60 scan(s) n/a" in row["note"]
+    assert row["note"] == "not estimable: no usable value (60 scan(s) n/a, see exclusions.tsv)"
     assert _comparison(table, "cumulative_cel_count", "nb")["p_value"] < 1
+    absent = between_arm_comparisons(prepare_trial(pending[~longitudinal], participants))
+    row = _comparison(absent, "active_scan", "gee")
+    assert row["note"] == "not estimable: no value in the endpoint table"
 
 
 def test_one_arm_gives_reasons_not_a_crash(trial: tuple[pd.DataFrame, pd.DataFrame]) -> None:

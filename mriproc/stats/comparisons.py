@@ -106,8 +106,14 @@ def _row(
 ) -> dict[str, Any]:
     reference, arm = outcome.pair
     in_arm = {a: frame[frame["arm"] == a] for a in outcome.pair}
-    empty = f"no usable value: {outcome.excluded} scan(s) n/a" if frame.empty else ""
-    notes = "; ".join(n for n in (empty, outcome.note, note, estimate.note) if n)
+    if frame.empty:  # one reason is enough
+        notes = "not estimable: " + (
+            f"no usable value ({outcome.excluded} scan(s) n/a, see exclusions.tsv)"
+            if outcome.excluded
+            else "no value in the endpoint table"
+        )
+    else:
+        notes = "; ".join(n for n in (outcome.note, note, estimate.note) if n)
     return {
         "outcome": outcome.name,
         "visits": outcome.visits,
@@ -137,6 +143,8 @@ def ancova_formula(frame: pd.DataFrame, outcome: ChangeOutcome) -> tuple[str, pd
     """
     covariates = [outcome.baseline_column, BASELINE_CEL]
     complete = frame.dropna(subset=covariates)
+    if complete.empty:
+        return " + ".join([f"{outcome.endpoint} ~ arm", *covariates]), complete, ""
     notes = []
     if len(complete) < len(frame):
         notes.append(

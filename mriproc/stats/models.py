@@ -184,7 +184,8 @@ def _fit_negative_binomial(formula: str, frame: pd.DataFrame, exposure: str) -> 
     """Maximum-likelihood NB2 fit: BFGS, then Newton, then Nelder-Mead until one converges.
 
     Newton's method alone fails (NaN) on some small, barely over-dispersed samples
-    that BFGS fits; None when no method converges to finite coefficients.
+    that BFGS fits; None when no method converges to finite coefficients and standard
+    errors (e.g. without over-dispersion, where the dispersion's estimate is 0).
     """
     import statsmodels.formula.api as smf
 
@@ -193,30 +194,45 @@ def _fit_negative_binomial(formula: str, frame: pd.DataFrame, exposure: str) -> 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = model.fit(disp=0, method=method, maxiter=1000)
-        if result.mle_retvals.get("converged", False) and np.isfinite(result.params).all():
+        converged = result.mle_retvals.get("converged", False)
+        if converged and np.isfinite(result.params).all() and np.isfinite(result.bse).all():
             for w in caught:  # only the warnings of the fit that is used
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             return result
     return None
 
 
-def negative_binomial(
-    frame: pd.DataFrame, outcome: str, *, exposure: str, formula: str | None = None
-) -> Estimate:
+def negative_binomial(frame: pd.DataFrame, outcome: str, *, exposure: str) -> Estimate:
     """Rate ratio from a negative binomial (NB2) regression, log link, log(exposure) offset.
 
     The dispersion is estimated by maximum likelihood with the coefficients; the
-    interval and P value are Wald's.
+    interval and P value are Wald's.  When the counts show no over-dispersion the
+    dispersion's estimate sits at 0 and the model cannot be fitted; the rate ratio
+    then comes from Poisson regression with robust (sandwich) standard errors, and
+    the note says so.
     """
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
     reason = too_few(frame) or _boundary(frame, outcome)
     if reason:
         return not_estimable(reason)
+    formula = f"{outcome} ~ arm"
 
     def fit() -> Estimate:
-        result = _fit_negative_binomial(formula or f"{outcome} ~ arm", frame, exposure)
-        if result is None:
-            return not_estimable("the maximum-likelihood fit did not converge")
-        return _from_fit(result, _coefficient(frame), exponentiate=True)
+        result = _fit_negative_binomial(formula, frame, exposure)
+        if result is not None:
+            return _from_fit(result, _coefficient(frame), exponentiate=True)
+        poisson = smf.glm(
+            formula,
+            frame,
+            family=sm.families.Poisson(),
+            exposure=frame[exposure].to_numpy(float),
+        ).fit(cov_type="HC0")
+        return _from_fit(poisson, _coefficient(frame), exponentiate=True).with_note(
+            "the negative binomial model could not be fitted (no over-dispersion?): "
+            "Poisson regression with robust (sandwich) SE instead"
+        )
 
     return _guarded(fit)
 

@@ -82,26 +82,27 @@ def _interaction(
     change = next((c for c in CHANGE_OUTCOMES if c.endpoint == outcome), None)
     if change is not None:
         frame = change_frame(data, pair, change, data.followup_months[-1])
+        shown = formula
     else:
         count = next(c for c in COUNT_OUTCOMES if c.name == outcome)
         frame = count_frame(data, pair, count)
+        shown = f"{formula} + offset(log(followup_scans))"
     frame[subgroup.variable] = frame["participant_id"].map(levels)
     frame = frame.dropna(subset=[subgroup.variable])
     cells = frame.groupby([subgroup.variable, "arm"], observed=False).size()
     if frame[subgroup.variable].nunique() < 2 or (cells < 2).any():
-        return formula, models.not_estimable(
+        return shown, models.not_estimable(
             "needs at least 2 participants of each arm in at least 2 levels"
         )
     if change is not None:
-        return formula, models.interaction_p_value(frame, formula, model="ols")
+        return shown, models.interaction_p_value(frame, formula, model="ols")
     totals = frame.groupby([subgroup.variable, "arm"], observed=False)[outcome].sum()
     if (totals == 0).any():
         (level, arm) = totals.index[totals.to_numpy() == 0][0]
-        return formula, models.not_estimable(
+        return shown, models.not_estimable(
             f"every {outcome} of {arm} with {subgroup.variable} {level} is 0"
         )
-    formula_shown = f"{formula} + offset(log(followup_scans))"
-    return formula_shown, models.interaction_p_value(
+    return shown, models.interaction_p_value(
         frame, formula, model="negativebinomial", exposure="followup_scans"
     )
 
