@@ -15,6 +15,7 @@ trial written by ``mriproc simulate``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 import time
@@ -52,14 +53,32 @@ def _table(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _pcf_rows(comparisons: pd.DataFrame) -> str:
-    rows = comparisons[comparisons["outcome"].isin(["pcf_change_pct", "cumulative_cel_count"])]
+def _rows(comparisons: pd.DataFrame, outcomes: tuple[str, ...]) -> str:
+    rows = comparisons[comparisons["outcome"].isin(outcomes)]
     return "\n".join(
         f"- {r['outcome']} {r['visits']}, {r['test']}: {r['estimate']:.3f} "
         f"({r['ci_low']:.3f} to {r['ci_high']:.3f}), P = {r['p_value']:.4f}"
+        + (f" ({r['note']})" if isinstance(r["note"], str) and r["note"] else "")
         for r in rows.to_dict(orient="records")
         if not math.isnan(r["ci_low"])
     )
+
+
+def _simulator_truth(trial: Path) -> str:
+    """The image simulator's arm models and each arm's realised mean annual atrophy."""
+    simulation = json.loads(
+        (trial / "derivatives" / "groundtruth" / "simulation.json").read_text(encoding="utf-8")
+    )
+    lines = []
+    for arm, model in simulation["arm_models"].items():
+        rates = [s["annual_atrophy_pct"] for s in simulation["subjects"] if s["arm"] == arm]
+        lines.append(
+            f"- {arm}: model atrophy {model['atrophy_pct_per_year']} %/year "
+            f"(SD {model['atrophy_sd_pct_per_year']}), new lesions "
+            f"{model['new_lesions_per_year']}/year; realised mean atrophy "
+            f"{sum(rates) / len(rates):.3f} %/year over {len(rates)} subjects"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -111,7 +130,7 @@ def main() -> None:
             f"\n#### mriproc stats on one simulated trial ({args.n_per_arm} per arm, "
             f"true PCF-change difference {args.pcf_effect} %, rate ratio {args.rate_ratio})\n"
         )
-        print(_pcf_rows(result.analysis.comparisons))
+        print(_rows(result.analysis.comparisons, ("pcf_change_pct", "cumulative_cel_count")))
     if args.groundtruth is not None:
         with tempfile.TemporaryDirectory() as tmp:
             result = run_stats(
@@ -120,7 +139,9 @@ def main() -> None:
                 participants=args.groundtruth / "participants.tsv",
             )
             print(f"\n#### mriproc stats on the ground truth of {args.groundtruth}\n")
-            print(_pcf_rows(result.analysis.comparisons))
+            print(_simulator_truth(args.groundtruth) + "\n")
+            outcomes = ("pcf_change_pct", "pbvc", "cumulative_new_enlarging_t2_count")
+            print(_rows(result.analysis.comparisons, outcomes))
 
 
 if __name__ == "__main__":

@@ -388,6 +388,11 @@ def test_mriproc_stats_input_errors_exit_2_naming_the_file(
     (out / "participants.tsv").write_text("participant_id\tsex\nsub-10001\tF\n")
     assert main(["stats", str(out)]) == EXIT_USAGE
     assert f"{out / 'participants.tsv'}: has no arm column" in capsys.readouterr().err
+    write_simulated_tables(out, 3, seed=1)
+    assert main(["stats", str(out), "--reference-arm", "ivgi"]) == EXIT_USAGE
+    assert "reference arm 'ivgi' is not an arm of the trial (arms: ivig, placebo)" in (
+        capsys.readouterr().err
+    )
     assert main(["stats", str(out), "--endpoints", str(tmp_path / "nope.tsv")]) == EXIT_USAGE
     assert f"{tmp_path / 'nope.tsv'}: endpoint table not found" in capsys.readouterr().err
     assert not (out / "mriproc" / "stats").exists()
