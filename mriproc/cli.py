@@ -29,7 +29,6 @@ logger = logging.getLogger("mriproc")
 
 _NOT_BUILT = {
     "convert": "DICOM to BIDS conversion",
-    "stats": "trial statistics",
     "report": "the visual QC report",
 }
 
@@ -189,8 +188,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_protocol(simulate)
 
-    stats = sub.add_parser("stats", help="trial statistics from the endpoint tables")
+    stats = sub.add_parser(
+        "stats",
+        help="trial statistics from the endpoint tables (writes OUT_DIR/mriproc/stats/)",
+    )
     stats.add_argument("output_dir", type=Path, metavar="OUT_DIR")
+    stats.add_argument(
+        "--endpoints",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="endpoint table to analyse (default: OUT_DIR/mriproc/endpoints.tsv)",
+    )
+    stats.add_argument(
+        "--participants",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="participants.tsv with the arm column and covariates (default: "
+        "OUT_DIR/mriproc/participants.tsv, OUT_DIR/participants.tsv, or the one of the "
+        "BIDS dataset recorded in OUT_DIR/mriproc/dataset_description.json)",
+    )
+    stats.add_argument(
+        "--reference-arm",
+        default=None,
+        metavar="ARM",
+        help="arm the others are compared with (default: placebo if present, else the "
+        "first arm in sorted order)",
+    )
     report = sub.add_parser("report", help="self-contained HTML QC report")
     report.add_argument("output_dir", type=Path, metavar="OUT_DIR")
 
@@ -264,6 +289,32 @@ def _run(args: argparse.Namespace) -> int:
         f"Endpoints: {result.endpoints}\nErrors:    {result.errors}\n"
     )
     return EXIT_OK if result.failed == 0 and result.skipped == 0 else EXIT_FAILURE
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from mriproc.stats import StatsInputError, run_stats
+
+    try:
+        result = run_stats(
+            args.output_dir,
+            endpoints=args.endpoints,
+            participants=args.participants,
+            reference_arm=args.reference_arm,
+        )
+    except StatsInputError as err:
+        logger.error("%s", err)
+        return EXIT_USAGE
+    comparisons = result.analysis.comparisons
+    estimated = int(comparisons["p_value"].notna().sum())
+    sys.stdout.write(
+        f"Analysed {len(result.analysis.data.participants)} participant(s) in "
+        f"{len(result.analysis.data.arms)} arm(s) (reference: "
+        f"{result.analysis.data.reference_arm}); {estimated} of {len(comparisons)} "
+        "between-arm comparisons estimable.\n"
+        f"Summary: {result.stats_dir / 'summary.html'}\n"
+        f"Tables:  {result.stats_dir}\n"
+    )
+    return EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -381,6 +432,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": _validate,
     "simulate": _simulate,
     "demo": _demo,
+    "stats": _stats,
     **{name: _not_built for name in _NOT_BUILT},
 }
 

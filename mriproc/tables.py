@@ -42,6 +42,7 @@ __all__ = [
     "LesionRow",
     "TableError",
     "read_table",
+    "write_data_dictionary",
     "write_dataset_description",
     "write_endpoints",
     "write_errors",
@@ -319,6 +320,13 @@ def _write_sidecar(tsv_path: Path, columns: dict[str, Any], protocol_name: str |
     json_path = tsv_path.with_suffix(".json")
     atomic_write_text(json_path, json.dumps(sidecar, indent=2, sort_keys=False) + "\n")
     return json_path
+
+
+def write_data_dictionary(
+    tsv_path: Path, columns: dict[str, Any], *, protocol_name: str | None = None
+) -> Path:
+    """Write the JSON data dictionary beside ``tsv_path`` (column meanings, provenance)."""
+    return _write_sidecar(tsv_path, columns, protocol_name)
 
 
 def _session_sort_key(visit_month: float | None, session: str) -> tuple[float, str]:

@@ -77,10 +77,9 @@ def test_console_script_version() -> None:
     ("argv", "what"),
     [
         (["convert", "{tmp}/dicom", "{tmp}/bids"], "DICOM to BIDS conversion"),
-        (["stats", "{tmp}/out"], "trial statistics"),
         (["report", "{tmp}/out"], "the visual QC report"),
     ],
-    ids=["convert", "stats", "report"],
+    ids=["convert", "report"],
 )
 def test_not_built_commands_exit_3_and_write_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], what: str
