@@ -76,11 +76,10 @@ def test_console_script_version() -> None:
 @pytest.mark.parametrize(
     ("argv", "what"),
     [
-        (["convert", "{tmp}/dicom", "{tmp}/bids"], "DICOM to BIDS conversion"),
         (["stats", "{tmp}/out"], "trial statistics"),
         (["report", "{tmp}/out"], "the visual QC report"),
     ],
-    ids=["convert", "stats", "report"],
+    ids=["stats", "report"],
 )
 def test_not_built_commands_exit_3_and_write_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], what: str
