@@ -400,8 +400,11 @@ def _write_series(
     if not written:
         return row("exists", "already in the dataset with the same images", outputs)
     reason = item.classification.reason
+    if series.other_objects:
+        kinds = ", ".join(sorted(set(series.other_objects)))
+        reason += f"; {len(series.other_objects)} non-image object(s) left out ({kinds})"
     if present:
-        reason += f" ({', '.join(present)} was already there)"
+        reason += f"; {', '.join(present)} was already there"
     return row("converted", reason, outputs)
 
 

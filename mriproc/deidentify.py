@@ -10,7 +10,8 @@ through it.  :func:`scrub_sidecar` removes from a dcm2niix sidecar the keys that
 whose value holds an identifier.
 
 Values shorter than three characters are not redacted (they would erase ordinary
-words and numbers); a site using two-character patient IDs must map them.
+words and numbers; a site using two-character patient IDs must map them), values
+shorter than six characters only where they stand as a whole word.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = ["REDACTED", "Redactor", "scrub_sidecar"]
 
 REDACTED = "[redacted]"
 _MIN_LENGTH = 3
+_SUBSTRING_LENGTH = 6
 
 
 class Redactor:
@@ -38,9 +40,15 @@ class Redactor:
 
     def __init__(self, terms: Iterable[str]) -> None:
         unique = sorted({t for t in terms if len(t) >= _MIN_LENGTH}, key=lambda t: (-len(t), t))
-        self._pattern = (
-            re.compile("|".join(re.escape(t) for t in unique), re.IGNORECASE) if unique else None
-        )
+        # Short values (a 3-letter name, "MRI" as a department) only as whole words, so
+        # that they do not erase parts of ordinary words; longer ones anywhere.
+        alternatives = [
+            re.escape(t)
+            if len(t) >= _SUBSTRING_LENGTH
+            else rf"(?<![a-z0-9]){re.escape(t)}(?![a-z0-9])"
+            for t in unique
+        ]
+        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE) if unique else None
 
     @classmethod
     def from_attributes(cls, identifiers: Mapping[str, Sequence[str]]) -> Redactor:
@@ -90,7 +98,7 @@ def scrub_sidecar(
     for key, value in sidecar.items():
         if key in removed:
             continue
-        if any(redactor.found(text) for text in _strings(value)) or redactor.found(key):
+        if any(redactor.found(text) for text in _strings(value)):
             dropped.append(key)
             continue
         clean[key] = value

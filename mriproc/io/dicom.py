@@ -14,8 +14,11 @@ every identifier of the tree is known, can redact names and paths.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import struct
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -165,12 +168,13 @@ def scan_dicom_tree(
     top = Path(root)
     files: list[DicomFile] = []
     non_dicom = 0
-    for path in _walk(top):
-        record = read_dicom_file(path, identifying_attributes)
-        if record is None:
-            non_dicom += 1
-        else:
-            files.append(record)
+    with _quiet_pydicom():
+        for path in _walk(top):
+            record = read_dicom_file(path, identifying_attributes)
+            if record is None:
+                non_dicom += 1
+            else:
+                files.append(record)
     identifiers: dict[str, set[str]] = {}
     for record in files:
         for key, values in record.identifiers.items():
@@ -183,6 +187,24 @@ def scan_dicom_tree(
         non_dicom=non_dicom,
         identifiers={k: tuple(sorted(v)) for k, v in sorted(identifiers.items())},
     )
+
+
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's warnings and log records while headers are read.
+
+    They quote header values (a malformed patient name, say) and would reach the
+    terminal before any redaction could apply.
+    """
+    pydicom_logger = logging.getLogger("pydicom")
+    disabled = pydicom_logger.disabled
+    pydicom_logger.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        pydicom_logger.disabled = disabled
 
 
 def _walk(top: Path) -> Iterator[Path]:
