@@ -175,7 +175,7 @@ def convert_dicom(
         extra["OtherPatientIDs"] = tuple(str(v) for v in covariates["PatientID"].dropna())
     redactor = Redactor.from_attributes({**scan.identifiers, **extra})
     if not scan.series and not scan.damaged:
-        raise ConvertError(f"{source}: no DICOM files found ({scan.non_dicom} other file(s))")
+        raise ConvertError(f"{source}: no DICOM files found ({scan.other_files} other file(s))")
     root.mkdir(parents=True, exist_ok=True)
     existing = read_existing(root)
     staging = Path(tempfile.mkdtemp(prefix=".mriproc-convert-", dir=root))
@@ -209,7 +209,7 @@ def convert_dicom(
                 timings.append(SeriesTiming(len(item.series.files), item.dcm2niix_s, total))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    rows += _file_rows(scan.damaged, scan.non_dicom, redactor, source)
+    rows += _file_rows(scan.damaged, scan.other_files, redactor, source)
     new_sessions = _update_tables(root, rows, prepared, plan, existing, covariates, redactor)
     report = _write_report(root, rows)
     if mapping_out is not None:
@@ -361,7 +361,7 @@ def _write_series(
             participant=participant if item.classification.converted else None,
             session=session if item.classification.converted else None,
             series_number=series.series_number,
-            description=redactor.text(series.description),
+            description=" ".join(redactor.text(series.description).split()),
             roles=item.classification.roles,
             status=status,
             outputs=tuple(outputs),
@@ -469,17 +469,24 @@ def _place_image(
 
 
 def _file_rows(
-    damaged: Sequence[tuple[Path, str]], non_dicom: int, redactor: Redactor, source: Path
+    damaged: Sequence[tuple[Path, str]], other_files: int, redactor: Redactor, source: Path
 ) -> list[SeriesRow]:
     rows = []
     for path, why in damaged:
         reason = f"{redactor.path(path, source)}: {why}"
         logger.error("DICOM file without a usable series: %s", reason)
         rows.append(SeriesRow(None, None, None, "", (), "failed", (), reason))
-    if non_dicom:
+    if other_files:
         rows.append(
             SeriesRow(
-                None, None, None, "", (), "ignored", (), f"{non_dicom} file(s) that are not DICOM"
+                None,
+                None,
+                None,
+                "",
+                (),
+                "ignored",
+                (),
+                f"{other_files} file(s) that are not DICOM images of a series",
             )
         )
     return rows

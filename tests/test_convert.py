@@ -150,7 +150,7 @@ def test_every_series_is_reported_and_the_good_ones_convert(
     assert "pixel data cut short" in by_number[("sub-001", "9")][2]
     # The damaged file is named, with the identifying folder redacted.
     assert "[redacted]_[redacted]/export/s9/9_" in by_number[("sub-001", "9")][2]
-    assert "2 file(s) that are not DICOM" in set(rows.reason)
+    assert "2 file(s) that are not DICOM images of a series" in set(rows.reason)
     assert "series 8 (T2_TSE_AX): failed: 1 slice(s) missing" in output
 
 

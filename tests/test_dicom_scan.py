@@ -33,15 +33,30 @@ def test_series_are_grouped_by_uid_whatever_the_folders_and_names(tmp_path: Path
     (mixed / "notes.txt").write_text("not DICOM\n")
     (tmp_path / "tree" / "empty").write_bytes(b"")
     (tmp_path / "tree" / "DICM-but-short").write_bytes(b"\0" * 128 + b"DICM")
+    _dicomdir(tmp_path / "tree" / "DICOMDIR")
 
     found = scan(tmp_path / "tree")
 
     assert [(s.series_number, len(s.files)) for s in found.series] == [(2, 12), (3, 6)]
-    assert found.non_dicom == 2
+    assert found.other_files == 3  # with a DICOMDIR
     assert len(found.damaged) == 1  # DICM magic with nothing after it
     assert found.series[0].echo_times_ms == (20.0, 80.0)
     assert found.identifiers["PatientID"] == ("PID-4711X",)
     assert found.identifiers["InstitutionName"] == ("Ospedale Fittizio Neuroradiologia",)
+
+
+def _dicomdir(path: Path) -> None:
+    """A media-directory object: DICOM, but no image and no series."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = MediaStorageDirectoryStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.FileSetID = "EXPORT"
+    ds.save_as(path, enforce_file_format=True)
 
 
 def test_truncated_pixel_data_is_found_without_reading_pixels(tmp_path: Path) -> None:

@@ -1,17 +1,19 @@
 """Running dcm2niix (the binary of its PyPI wheel) on exactly one series.
 
-The series' files are linked under neutral names (``00001.dcm``, ...) into a folder
-of their own, so that dcm2niix sees neither the other files of a mixed folder nor
-the original paths (which often hold patient names or IDs).  Options: sidecars
-anonymised (``-ba y``: no patient name, ID, birth date, accession number or dates),
-built-in gzip (``-z i``: the same bytes on every machine; pigz would differ), the
-user's dcm2niix defaults file ignored (``-g i``), nothing skipped by dcm2niix's own
-rules (``-i n``: mriproc's classification decides).
+The series' files are linked (hard links where possible: they cost least) under
+neutral names (``00001.dcm``, ...) into a folder of their own, so that dcm2niix
+sees neither the other files of a mixed folder nor the original paths (which often
+hold patient names or IDs).  Options: sidecars anonymised (``-ba y``: no patient
+name, ID, birth date, accession number or dates), built-in gzip (``-z i``: the same
+bytes on every machine; pigz would differ), the user's dcm2niix defaults file
+ignored (``-g i``), nothing skipped by dcm2niix's own rules (``-i n``: mriproc's
+classification decides).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -74,6 +76,17 @@ def dcm2niix_command(in_dir: Path, out_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _link(source: Path, link: Path) -> None:
+    """A hard link (cheapest), else a symbolic link (another file system), else a copy."""
+    try:
+        os.link(source, link)
+    except OSError:
+        try:
+            link.symlink_to(source.resolve())
+        except OSError:
+            shutil.copyfile(source, link)
+
+
 def run_dcm2niix(
     files: Sequence[Path], work_dir: Path, *, timeout_s: float = 600.0
 ) -> Dcm2niixResult:
@@ -85,11 +98,7 @@ def run_dcm2niix(
     in_dir.mkdir(parents=True)
     out_dir.mkdir()
     for index, source in enumerate(files, start=1):
-        link = in_dir / f"{index:05d}.dcm"
-        try:
-            link.symlink_to(source.resolve())
-        except OSError:  # file systems without symbolic links
-            shutil.copyfile(source, link)
+        _link(source, in_dir / f"{index:05d}.dcm")
     start = time.perf_counter()
     try:
         completed = subprocess.run(
