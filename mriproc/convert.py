@@ -170,7 +170,10 @@ def convert_dicom(
     if not source.is_dir():
         raise ConvertError(f"{source}: no such folder")
     scan = scan_dicom_tree(source, identifying_attributes=rules.identifying_attributes)
-    extra = {"PatientID": tuple(mapping.values())}
+    extra = {
+        "PatientID": (*mapping.participants, *mapping.baseline_dates),
+        "StudyDate": tuple(mapping.baseline_dates.values()),
+    }
     if covariates is not None and "PatientID" in covariates:
         extra["OtherPatientIDs"] = tuple(str(v) for v in covariates["PatientID"].dropna())
     redactor = Redactor.from_attributes({**scan.identifiers, **extra})
@@ -202,7 +205,7 @@ def convert_dicom(
         timings: list[SeriesTiming] = []
         for item in prepared:
             start = time.perf_counter()
-            item_runs = runs.get(item.series.series_uid, {})
+            item_runs = runs.get(_key(item.series), {})
             rows.append(_write_series(item, plan, root, rules, redactor, matches, item_runs))
             if item.classification.converted and item.problem is None:
                 total = item.prepare_s + time.perf_counter() - start
@@ -408,11 +411,15 @@ def _write_series(
     return row("converted", reason, outputs)
 
 
+def _key(series: DicomSeries) -> tuple[str, str, str]:
+    return (series.patient_id, series.study_uid, series.series_uid)
+
+
 def _run_indices(
     prepared: Sequence[_Series], plan: LabelPlan, matches: Mapping[Path, Path]
-) -> dict[str, dict[str, int]]:
+) -> dict[tuple[str, str, str], dict[str, int]]:
     """BIDS run index per series and role, for roles a session receives more than once."""
-    by_session: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    by_session: dict[tuple[str, str], list[tuple[int, tuple[str, str, str], str]]] = {}
     for item in prepared:
         study = plan.studies.get(item.series.study_uid)
         if not item.images or study is None or study.session is None:
@@ -421,16 +428,17 @@ def _run_indices(
         for role, image in item.images.items():
             if image.nifti in matches:
                 continue  # already in the dataset under its own name
-            key = (item.series.series_number or 0, item.series.series_uid, role)
-            by_session.setdefault(place, []).append(key)
-    runs: dict[str, dict[str, int]] = {}
+            by_session.setdefault(place, []).append(
+                (item.series.series_number or 0, _key(item.series), role)
+            )
+    runs: dict[tuple[str, str, str], dict[str, int]] = {}
     for entries in by_session.values():
         counts = Counter(role for _, _, role in entries)
         seen: Counter[str] = Counter()
-        for _, uid, role in sorted(entries):
+        for _, key, role in sorted(entries):
             if counts[role] > 1:
                 seen[role] += 1
-                runs.setdefault(uid, {})[role] = seen[role]
+                runs.setdefault(key, {})[role] = seen[role]
     return runs
 
 

@@ -343,7 +343,10 @@ def test_simulated_dicom_converts_to_the_simulated_bids(
     for name in converted:
         ours, truth = nib.load(bids / name), nib.load(simulated_trial / name)
         np.testing.assert_array_equal(np.asarray(ours.dataobj), np.asarray(truth.dataobj))
-        np.testing.assert_allclose(ours.affine, truth.affine, atol=1e-4)
+        # The same grid to the bit (sform and qform), not just within a tolerance:
+        # mriproc run's endpoints move with a 1e-5 mm shift (benchmarks/RESULTS.md).
+        np.testing.assert_array_equal(ours.affine, truth.affine)
+        np.testing.assert_array_equal(ours.header.get_qform(), truth.header.get_qform())
     assert (bids / "participants.tsv").read_text().splitlines()[1].startswith("sub-001\t")
     dicom_identifiers = _identifiers_in(simulated_trial / "sourcedata" / "dicom")
     assert find_identifiers(bids, [output], dicom_identifiers) == []
@@ -444,3 +447,34 @@ def test_real_scanner_series_convert_as_dcm2niix_and_are_pre_contrast_t1(
             np.testing.assert_allclose(img.affine, ref.affine, atol=1e-5)
     philips = rows[rows.series_description == "T1W_TSE_Sno_CSno_CSAIno"].reason.iloc[0]
     assert "1 non-image object(s) left out (Raw Data Storage)" in philips
+
+
+def test_repeated_roles_get_runs_and_taken_names_are_not_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = tmp_path / "first"
+    write_series(first / "a", ROSSI, ROSSI_STUDY, 3, "T1_SE_AX")
+    write_series(first / "b", ROSSI, ROSSI_STUDY, 5, "T1_SE_AX_REPEAT")
+    bids = tmp_path / "bids"
+    assert convert(capsys, first, bids)[0] == EXIT_OK
+    anat = bids / "sub-001" / "ses-M00" / "anat"
+    assert sorted(p.name for p in anat.glob("*.nii.gz")) == [
+        "sub-001_ses-M00_run-1_T1w.nii.gz",
+        "sub-001_ses-M00_run-2_T1w.nii.gz",
+    ]
+    # Another T1w of the same day with other pixels, said to be this participant's:
+    # its name is taken, and the file there is not replaced.
+    second = tmp_path / "second"
+    write_series(second / "c", ROSSI, ROSSI_STUDY, 13, "T1_SE_AX")
+    write_series(second / "d", ROSSI, ROSSI_STUDY, 14, "T1_SE_AX")
+    mapping = tmp_path / "map.tsv"
+    mapping.write_text(
+        "field\tvalue\tset\tto\n"
+        f"PatientID\t{ROSSI.patient_id}\tparticipant\t001\n"
+        f"PatientID\t{ROSSI.patient_id}\tbaseline_date\t{ROSSI_STUDY.study_date}\n"
+    )
+    before = {p.name: p.read_bytes() for p in anat.iterdir()}
+    status, output = convert(capsys, second, bids, "--mapping", str(mapping))
+    assert status == EXIT_FAILURE
+    assert "already exist(s) with other images: not overwritten" in output
+    assert {p.name: p.read_bytes() for p in anat.iterdir()} == before

@@ -62,12 +62,6 @@ class ConversionMapping:
         """The role the mapping gives a series, if any."""
         return self.series_roles.get(series_uid) or self.description_roles.get(description.strip())
 
-    def values(self) -> Iterable[str]:
-        """Every PatientID and UID the mapping names (identifying: for redaction)."""
-        yield from self.participants
-        yield from self.baseline_dates
-        yield from self.baseline_dates.values()
-
 
 def _check_value(setting: str, value: str, roles: set[str], where: str) -> None:
     if setting in ("participant", "session") and not value.isalnum():
