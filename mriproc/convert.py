@@ -50,6 +50,7 @@ from mriproc.io.bids_update import (
 from mriproc.io.conversion_mapping import ConversionMapping, write_mapping
 from mriproc.io.dcm2niix import Dcm2niixError, Dcm2niixImage, run_dcm2niix
 from mriproc.io.dicom import DicomSeries, scan_dicom_tree, slice_stack
+from mriproc.progress import Progress
 from mriproc.series_roles import Classification, DicomHeuristics, classify_series
 from mriproc.tables import NA, write_table
 
@@ -183,10 +184,12 @@ def convert_dicom(
     existing = read_existing(root)
     staging = Path(tempfile.mkdtemp(prefix=".mriproc-convert-", dir=root))
     try:
-        prepared = [
-            _prepare(series, rules, mapping, staging / f"{index:04d}", redactor, source)
-            for index, series in enumerate(scan.series)
-        ]
+        progress = Progress(len(scan.series), "convert")
+        prepared = []
+        for index, series in enumerate(scan.series):
+            work = staging / f"{index:04d}"
+            prepared.append(_prepare(series, rules, mapping, work, redactor, source))
+            progress.step(_label(series, redactor))
         reproduced, matches = _reproduced_studies(prepared, existing)
         studies = [
             Study(s.series.patient_id, s.series.study_uid, s.series.study_date)
@@ -503,6 +506,10 @@ def _file_rows(
 # --------------------------------------------------------------------------- tables
 
 
+def _text(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def _age_years(attributes: Mapping[str, Any], study_date: str) -> int | None:
     """Age at the first study from PatientAge (nnnY/M/W/D) or the birth date; 90+ is 90."""
     text = str(attributes.get("PatientAge") or "")
@@ -572,7 +579,7 @@ def _update_tables(
             {
                 "participant_id": f"sub-{participant}",
                 "sex": sex if sex in ("M", "F", "O") else None,
-                "age": _age_years(item.series.attributes, item.series.study_date),
+                "age": _text(_age_years(item.series.attributes, item.series.study_date)),
                 **extra.get(participant, {}),
             }
         )

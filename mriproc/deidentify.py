@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydicom.datadict import dictionary_VR
+
 __all__ = ["REDACTED", "Redactor", "scrub_sidecar"]
 
 REDACTED = "[redacted]"
@@ -74,9 +76,17 @@ class Redactor:
         return self.text(relative.as_posix())
 
 
+def _is_person_name(keyword: str) -> bool:
+    try:
+        return bool(dictionary_VR(keyword) == "PN")
+    except KeyError:
+        return False
+
+
 def _terms(keyword: str, value: str) -> list[str]:
     terms = [value]
-    if keyword.endswith("Name") or "^" in value:
+    if _is_person_name(keyword) or "^" in value:
+        # Each part of a person's name on its own (an institution's words are not).
         terms += [part for part in re.split(r"[\^=\s,]+", value) if part]
     if len(value) == 8 and value.isdigit():  # a DICOM date YYYYMMDD
         y, m, d = value[:4], value[4:6], value[6:]

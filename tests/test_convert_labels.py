@@ -187,3 +187,12 @@ def test_scrub_sidecar_drops_listed_keys_and_identifying_values() -> None:
     )
     assert clean == {"EchoTime": 0.015, "ImageType": ["ORIGINAL", "PRIMARY"]}
     assert dropped == ["PatientPosition", "SeriesDescription"]
+
+
+def test_only_person_names_are_split_into_parts() -> None:
+    redactor = Redactor.from_attributes(
+        {"InstitutionName": ("Prisma Health Hospital",), "OperatorsName": ("Rorden Chris",)}
+    )
+    assert redactor.text("Prisma_fit at Prisma Health Hospital, by chris") == (
+        "Prisma_fit at [redacted], by [redacted]"
+    )
