@@ -28,7 +28,6 @@ EXIT_NOT_BUILT = 3
 logger = logging.getLogger("mriproc")
 
 _NOT_BUILT = {
-    "convert": "DICOM to BIDS conversion",
     "report": "the visual QC report",
 }
 
@@ -160,9 +159,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR")
     convert.add_argument("bids_dir", type=Path, metavar="BIDS_DIR")
-    convert.add_argument("--mapping", type=Path, help="TSV overriding series roles and labels")
-    convert.add_argument("--participants", type=Path, help="TSV of participant covariates")
-    convert.add_argument("--mapping-out", type=Path, help="write PatientID -> label here")
+    convert.add_argument(
+        "--mapping",
+        type=Path,
+        metavar="FILE",
+        help="TSV (field, value, set, to) giving participant labels by PatientID, session "
+        "labels by StudyInstanceUID and series roles by SeriesInstanceUID or SeriesDescription",
+    )
+    convert.add_argument(
+        "--participants",
+        type=Path,
+        metavar="FILE",
+        help="TSV of participant covariates (arm, age, ...) keyed by participant_id or PatientID",
+    )
+    convert.add_argument(
+        "--mapping-out",
+        type=Path,
+        metavar="FILE",
+        help="write the PatientID -> participant mapping (and session labels) here, in the "
+        "--mapping format; must be outside BIDS_DIR",
+    )
+    convert.add_argument(
+        "--heuristics",
+        type=Path,
+        metavar="FILE",
+        help="classification rules (default: the shipped pipelines/dicom/heuristics.yaml)",
+    )
 
     simulate = sub.add_parser("simulate", help="write a simulated MS trial with ground truth")
     simulate.add_argument("output_dir", type=Path, metavar="OUT_DIR")
@@ -317,6 +339,56 @@ def _stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from mriproc.convert import ConvertError, convert_dicom
+    from mriproc.io.conversion_mapping import MappingError, read_mapping
+    from mriproc.series_roles import DUAL_ECHO, SKIP, load_heuristics
+
+    rules = load_heuristics(args.heuristics)
+    try:
+        mapping = (
+            read_mapping(args.mapping, roles=[*rules.roles, DUAL_ECHO, SKIP])
+            if args.mapping
+            else None
+        )
+        covariates = _read_covariates(args.participants) if args.participants else None
+        result = convert_dicom(
+            args.dicom_dir,
+            args.bids_dir,
+            rules=rules,
+            mapping=mapping,
+            covariates=covariates,
+            mapping_out=args.mapping_out,
+        )
+    except (MappingError, ConvertError) as err:
+        logger.error("%s", err)
+        return EXIT_USAGE
+    failed = result.count("failed")
+    sys.stdout.write(
+        f"Converted {result.count('converted')} series ({len(result.new_sessions)} new "
+        f"session(s)); {result.count('exists')} already in the dataset, "
+        f"{result.count('skipped')} skipped (not anatomical MRI), {failed} failed.\n"
+        f"Report: {result.report}\n"
+    )
+    return EXIT_OK if failed == 0 else EXIT_FAILURE
+
+
+def _read_covariates(path: Path) -> Any:
+    import pandas as pd
+
+    from mriproc.convert import ConvertError
+
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
+    except (OSError, ValueError) as err:
+        raise ConvertError(
+            f"{path}: cannot read the participants file ({type(err).__name__})"
+        ) from err
+    if "participant_id" not in table and "PatientID" not in table:
+        raise ConvertError(f"{path}: needs a participant_id or a PatientID column")
+    return table
+
+
 def _validate(args: argparse.Namespace) -> int:
     from mriproc.validate import validate_dataset
 
@@ -429,6 +501,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
+    "convert": _convert,
     "validate": _validate,
     "simulate": _simulate,
     "demo": _demo,

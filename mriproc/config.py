@@ -43,10 +43,14 @@ __all__ = [
     "T2LesionParams",
     "VisitSchedule",
     "available_protocols",
+    "config_from_mapping",
     "load_protocol",
     "load_registration_preset",
+    "read_yaml",
     "resolve_protocol_path",
 ]
+
+_Config = typing.TypeVar("_Config")
 
 TissueClass = Literal["GM", "WM", "CSF", "lesion"]
 ExcludedStructure = Literal["vessels", "dural_sinuses", "choroid_plexus"]
@@ -312,16 +316,20 @@ def resolve_protocol_path(name_or_path: str | Path) -> Path:
     )
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """Parse a YAML configuration file; unreadable or invalid files raise ProtocolError."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ProtocolError(f"{path}: cannot read {what} file: {err}") from err
+    except yaml.YAMLError as err:
+        raise ProtocolError(f"{path}: not valid YAML: {err}") from err
+
+
 def load_protocol(name_or_path: str | Path) -> Protocol:
     """Load and validate a protocol by shipped name or by path."""
     path = resolve_protocol_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise ProtocolError(f"{path}: cannot read protocol file: {err}") from err
-    except yaml.YAMLError as err:
-        raise ProtocolError(f"{path}: not valid YAML: {err}") from err
-    return protocol_from_mapping(data, source=str(path))
+    return protocol_from_mapping(read_yaml(path, "protocol"), source=str(path))
 
 
 def protocol_from_mapping(data: object, *, source: str) -> Protocol:
@@ -332,6 +340,19 @@ def protocol_from_mapping(data: object, *, source: str) -> Protocol:
     protocol = dataclasses.replace(protocol, source=source)
     _check_cross_references(protocol)
     return protocol
+
+
+def config_from_mapping(cls: type[_Config], data: object, *, source: str) -> _Config:
+    """Build the frozen dataclass ``cls`` from parsed YAML, checking keys, types and ranges.
+
+    The same rules as for protocol files (used for other configuration shipped in
+    ``pipelines/``, e.g. the DICOM heuristics): unknown keys, missing keys, wrong
+    types and out-of-range values raise :class:`ProtocolError` naming ``source``.
+    """
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f"{source}: expected a mapping of keys, got {_kind(data)}")
+    built: _Config = _build(cls, data, source=source, where="")
+    return built
 
 
 def _check_cross_references(p: Protocol) -> None:

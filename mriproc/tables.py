@@ -48,6 +48,7 @@ __all__ = [
     "write_errors",
     "write_lesions",
     "write_rater_agreement",
+    "write_table",
 ]
 
 NA = "n/a"  # BIDS spelling of a missing value
@@ -589,3 +590,21 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
             f"{path}: columns {list(frame.columns)} do not match the schema {expected}"
         )
     return frame
+
+
+def write_table(
+    path: str | os.PathLike[str],
+    columns: dict[str, str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    protocol_name: str | None = None,
+) -> Path:
+    """Write any other table of mriproc: TSV cells as in every table, data dictionary beside.
+
+    ``columns`` maps each column name to its description; each row gives one value
+    per column (None is ``n/a``; tabs and newlines are refused).
+    """
+    path = Path(path)
+    atomic_write_text(path, _tsv(list(columns), ([_format_cell(v) for v in row] for row in rows)))
+    _write_sidecar(path, {k: {"Description": v} for k, v in columns.items()}, protocol_name)
+    return path

@@ -1,7 +1,11 @@
-"""Shared test fixtures."""
+"""Shared test fixtures and helpers; ``tests/`` is put on ``sys.path`` so that test
+modules import the helpers (pytest runs with ``--import-mode=importlib``, which does
+not add test folders to the path itself).
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +14,8 @@ import yaml
 
 from mriproc.cli import main
 from mriproc.config import load_protocol
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 RunFast = Callable[..., tuple[int, Path]]
 

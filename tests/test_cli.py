@@ -76,10 +76,9 @@ def test_console_script_version() -> None:
 @pytest.mark.parametrize(
     ("argv", "what"),
     [
-        (["convert", "{tmp}/dicom", "{tmp}/bids"], "DICOM to BIDS conversion"),
         (["report", "{tmp}/out"], "the visual QC report"),
     ],
-    ids=["convert", "report"],
+    ids=["report"],
 )
 def test_not_built_commands_exit_3_and_write_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], what: str

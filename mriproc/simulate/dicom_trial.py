@@ -69,10 +69,14 @@ def write_visit_dicom(
     written: list[Path] = []
     for number, description, roles, agent in series:
         sequences = [SEQUENCES["T1w" if role == "T1w_gad" else role] for role in roles]
+        # The geometry the BIDS export stores (NIfTI keeps the affine in float32): from
+        # the unrounded one, dcm2niix can land one float32 step (~1.5e-5 mm) away,
+        # and the two exports of one scan would not describe the same grid.
+        stored_affine = images[roles[0]][1].astype(np.float32).astype(np.float64)
         written += write_mr_series(
             folder / f"{number:02d}_{description}",
             [images[role][0] for role in roles],
-            images[roles[0]][1],
+            stored_affine,
             patient=patient,
             study=study,
             series_number=number,

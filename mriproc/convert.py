@@ -1,0 +1,666 @@
+"""``mriproc convert``: scanner DICOM to a de-identified BIDS dataset.
+
+Steps: scan the DICOM tree (:mod:`mriproc.io.dicom`); classify every series
+(:mod:`mriproc.series_roles`); check that a series to convert has all its files and
+slices; convert it with dcm2niix into a staging folder inside ``BIDS_DIR``
+(:mod:`mriproc.io.dcm2niix`); label participants and sessions
+(:mod:`mriproc.convert_labels`); move each image to its BIDS name with a scrubbed
+sidecar (:mod:`mriproc.deidentify`); merge ``participants.tsv`` and the
+``sessions.tsv`` files (:mod:`mriproc.io.bids_update`).
+
+Every series ends up in the report ``BIDS_DIR/code/mriproc/convert_series.tsv``
+(BIDS validators ignore ``code/``) as ``converted``, ``exists`` (already in the
+dataset, identical), ``skipped`` (not anatomical MRI, with the reason) or
+``failed`` (with the reason, naming the file); one conversion's rows are appended
+to the earlier ones.  An existing image is never overwritten.  No identifying
+DICOM value reaches the dataset, the report, a log line or an error message; the
+PatientID -> participant mapping is written only to ``mapping_out``, which may not
+lie inside ``BIDS_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from mriproc.convert_labels import LabelPlan, Study, plan_labels
+from mriproc.deidentify import Redactor, scrub_sidecar
+from mriproc.io.atomic import atomic_write_text
+from mriproc.io.bids import bids_path
+from mriproc.io.bids_update import (
+    ExistingDataset,
+    add_participants,
+    add_sessions,
+    ensure_dataset_description,
+    read_existing,
+    same_image,
+)
+from mriproc.io.conversion_mapping import ConversionMapping, write_mapping
+from mriproc.io.dcm2niix import Dcm2niixError, Dcm2niixImage, run_dcm2niix
+from mriproc.io.dicom import DicomSeries, scan_dicom_tree, slice_stack
+from mriproc.progress import Progress
+from mriproc.series_roles import Classification, DicomHeuristics, classify_series
+from mriproc.tables import NA, write_table
+
+__all__ = [
+    "REPORT",
+    "REPORT_COLUMNS",
+    "ConvertError",
+    "ConvertResult",
+    "SeriesRow",
+    "convert_dicom",
+]
+
+logger = logging.getLogger(__name__)
+
+REPORT = Path("code") / "mriproc" / "convert_series.tsv"
+REPORT_COLUMNS = {
+    "conversion": "Which run of mriproc convert into this dataset wrote the row (1, 2, ...).",
+    "participant_id": "Participant label with its sub- prefix (n/a before labelling).",
+    "session": "Session label with its ses- prefix.",
+    "series_number": "DICOM SeriesNumber.",
+    "series_description": "DICOM SeriesDescription (identifying values redacted).",
+    "roles": "Contrast roles given to the series (PDw,T2w for a split dual echo).",
+    "status": "converted, exists (already in the dataset, identical), skipped or failed.",
+    "outputs": "BIDS images of the series, relative to the dataset root.",
+    "reason": "Why the series got its roles, was skipped or failed.",
+}
+Status = Literal["converted", "exists", "skipped", "failed", "ignored"]
+
+
+class ConvertError(ValueError):
+    """Nothing can be converted (no DICOM, unusable arguments); nothing was written."""
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """One row of the conversion report (all text already de-identified)."""
+
+    participant: str | None
+    session: str | None
+    series_number: int | None
+    description: str
+    roles: tuple[str, ...]
+    status: Status
+    outputs: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class SeriesTiming:
+    """Wall time of one converted series: dcm2niix alone and mriproc's whole handling."""
+
+    files: int
+    dcm2niix_s: float
+    total_s: float
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion did."""
+
+    rows: tuple[SeriesRow, ...]
+    report: Path
+    timings: tuple[SeriesTiming, ...]
+    new_sessions: tuple[str, ...]
+
+    def count(self, status: Status) -> int:
+        """Series with ``status``."""
+        return sum(1 for row in self.rows if row.status == status)
+
+
+@dataclass
+class _Series:
+    """A series on its way through the conversion."""
+
+    series: DicomSeries
+    classification: Classification
+    images: dict[str, Dcm2niixImage] = field(default_factory=dict)
+    problem: str | None = None
+    dcm2niix_s: float = 0.0
+    prepare_s: float = 0.0
+
+
+def convert_dicom(
+    dicom_dir: str | os.PathLike[str],
+    bids_dir: str | os.PathLike[str],
+    *,
+    rules: DicomHeuristics,
+    mapping: ConversionMapping | None = None,
+    covariates: pd.DataFrame | None = None,
+    mapping_out: str | os.PathLike[str] | None = None,
+) -> ConvertResult:
+    """Convert every series below ``dicom_dir`` into the BIDS dataset ``bids_dir``.
+
+    Parameters
+    ----------
+    dicom_dir
+        Folder tree of DICOM files (any names and depth, other files ignored).
+    bids_dir
+        BIDS dataset to create or add to.
+    rules
+        Classification and de-identification rules (``load_heuristics()``).
+    mapping
+        Labels and roles chosen by the user (``read_mapping()``).
+    covariates
+        Participant covariates for ``participants.tsv``: a ``participant_id`` or a
+        ``PatientID`` column and any others (``arm``, ``age``, ...).
+    mapping_out
+        Where to write the PatientID -> participant mapping (outside ``bids_dir``).
+    """
+    source, root = Path(dicom_dir), Path(bids_dir)
+    mapping_given = mapping is not None
+    mapping = mapping or ConversionMapping()
+    if mapping_out is not None and Path(mapping_out).resolve().is_relative_to(root.resolve()):
+        raise ConvertError(
+            "--mapping-out must not lie inside BIDS_DIR: it holds PatientIDs, which the "
+            "BIDS dataset must never contain"
+        )
+    if not source.is_dir():
+        raise ConvertError(f"{source}: no such folder")
+    scan = scan_dicom_tree(source, identifying_attributes=rules.identifying_attributes)
+    extra = {
+        "PatientID": (*mapping.participants, *mapping.baseline_dates),
+        "StudyDate": tuple(mapping.baseline_dates.values()),
+    }
+    if covariates is not None and "PatientID" in covariates:
+        extra["OtherPatientIDs"] = tuple(str(v) for v in covariates["PatientID"].dropna())
+    redactor = Redactor.from_attributes({**scan.identifiers, **extra})
+    if not scan.series and not scan.damaged:
+        raise ConvertError(f"{source}: no DICOM files found ({scan.other_files} other file(s))")
+    root.mkdir(parents=True, exist_ok=True)
+    existing = read_existing(root)
+    staging = Path(tempfile.mkdtemp(prefix=".mriproc-convert-", dir=root))
+    try:
+        progress = Progress(len(scan.series), "convert")
+        prepared = []
+        for index, series in enumerate(scan.series):
+            work = staging / f"{index:04d}"
+            prepared.append(_prepare(series, rules, mapping, work, redactor, source))
+            progress.step(_label(series, redactor))
+        reproduced, matches = _reproduced_studies(prepared, existing)
+        studies = [
+            Study(s.series.patient_id, s.series.study_uid, s.series.study_date)
+            for s in prepared
+            if s.classification.converted
+        ]
+        plan = plan_labels(
+            list(dict.fromkeys(studies)),
+            mapping=mapping,
+            reproduced=reproduced,
+            existing_sessions=existing.sessions,
+            new_participants_allowed=mapping_given or not existing.sessions,
+        )
+        runs = _run_indices(prepared, plan, matches)
+        rows: list[SeriesRow] = []
+        timings: list[SeriesTiming] = []
+        for item in prepared:
+            start = time.perf_counter()
+            item_runs = runs.get(_key(item.series), {})
+            rows.append(_write_series(item, plan, root, rules, redactor, matches, item_runs))
+            if item.classification.converted and item.problem is None:
+                total = item.prepare_s + time.perf_counter() - start
+                timings.append(SeriesTiming(len(item.series.files), item.dcm2niix_s, total))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    rows += _file_rows(scan.damaged, scan.other_files, redactor, source)
+    new_sessions = _update_tables(root, rows, prepared, plan, existing, covariates, redactor)
+    report = _write_report(root, rows)
+    if mapping_out is not None:
+        write_mapping(mapping_out, _mapping_record(mapping, plan, prepared))
+    return ConvertResult(
+        rows=tuple(rows), report=report, timings=tuple(timings), new_sessions=new_sessions
+    )
+
+
+# --------------------------------------------------------------------------- per series
+
+
+def _label(series: DicomSeries, redactor: Redactor) -> str:
+    number = series.series_number
+    what = redactor.text(series.description) or "no description"
+    return f"series {number if number is not None else '?'} ({what})"
+
+
+def _prepare(
+    series: DicomSeries,
+    rules: DicomHeuristics,
+    mapping: ConversionMapping,
+    work: Path,
+    redactor: Redactor,
+    source: Path,
+) -> _Series:
+    start = time.perf_counter()
+    override = mapping.role_of(series.series_uid, series.description)
+    item = _Series(series, classify_series(series, rules, override=override))
+    if not item.classification.converted:
+        return item
+    item.problem = _completeness_problem(series, redactor, source)
+    if item.problem is None:
+        try:
+            result = run_dcm2niix(series.files, work)
+            item.dcm2niix_s = result.seconds
+            for line in result.output:
+                logger.debug("dcm2niix: %s", redactor.text(line))
+            item.images, item.problem = _assign_images(result.images, item.classification.roles)
+        except Dcm2niixError as err:
+            for line in err.output:
+                logger.debug("dcm2niix: %s", redactor.text(line))
+            item.problem = redactor.text(str(err))
+        except OSError as err:
+            item.problem = redactor.text(f"{type(err).__name__}: {err}")
+    item.prepare_s = time.perf_counter() - start
+    return item
+
+
+def _completeness_problem(series: DicomSeries, redactor: Redactor, source: Path) -> str | None:
+    if series.bad_files:
+        listed = "; ".join(
+            f"{redactor.path(path, source)}: {why}" for path, why in series.bad_files
+        )
+        return f"{len(series.bad_files)} damaged file(s), series not converted: {listed}"
+    stack = slice_stack(series.slices)
+    counts = sorted(set(stack.slices_per_echo.values()))
+    if len(counts) > 1:
+        per_echo = ", ".join(
+            f"{n} at TE {echo:g} ms" if echo is not None else f"{n} without an echo time"
+            for echo, n in stack.slices_per_echo.items()
+        )
+        return f"the echoes have different numbers of slices ({per_echo}): a slice is missing"
+    if stack.gaps:
+        where, gap, usual = stack.gaps[0]
+        missing = sum(round(g / u) - 1 for _, g, u in stack.gaps)
+        return (
+            f"{missing} slice(s) missing: a gap of {gap:.3g} mm after slice position "
+            f"{where:.2f} mm where the spacing is {usual:.3g} mm"
+        )
+    return None
+
+
+def _assign_images(
+    images: Sequence[Dcm2niixImage], roles: Sequence[str]
+) -> tuple[dict[str, Dcm2niixImage], str | None]:
+    if len(images) != len(roles):
+        return {}, (
+            f"dcm2niix wrote {len(images)} image(s) for the {len(roles)} expected "
+            f"({', '.join(roles)}): not converted"
+        )
+    if len(roles) == 1:
+        return {roles[0]: images[0]}, None
+    by_echo = sorted(images, key=lambda i: (i.echo_time_ms is None, i.echo_time_ms or 0.0))
+    times = [i.echo_time_ms for i in by_echo]
+    if None in times or len(set(times)) != len(times):
+        return {}, f"cannot tell the echoes apart (echo times {times})"
+    return dict(zip(roles, by_echo, strict=True)), None  # roles are shortest echo first
+
+
+def _reproduced_studies(
+    prepared: Sequence[_Series], existing: ExistingDataset
+) -> tuple[dict[str, tuple[str, str]], dict[Path, Path]]:
+    """Studies whose images the dataset already holds: study -> (participant, session)."""
+    matches: dict[Path, Path] = {}
+    votes: dict[str, Counter[tuple[str, str]]] = {}
+    for item in prepared:
+        for image in item.images.values():
+            found = existing.find_same_image(image.nifti)
+            if found is None:
+                continue
+            matches[image.nifti] = found
+            relative = found.relative_to(existing.root).parts
+            place = (relative[0].removeprefix("sub-"), relative[1].removeprefix("ses-"))
+            votes.setdefault(item.series.study_uid, Counter())[place] += 1
+    return {study: count.most_common(1)[0][0] for study, count in votes.items()}, matches
+
+
+def _targets(
+    item: _Series, plan: LabelPlan, root: Path, rules: DicomHeuristics, runs: Mapping[str, int]
+) -> dict[str, Path]:
+    participant = plan.participants[item.series.patient_id]
+    session = plan.studies[item.series.study_uid].session
+    assert session is not None
+    out = {}
+    for role in item.images:
+        spec = rules.roles[role]
+        run = runs.get(role)
+        out[role] = bids_path(
+            root,
+            participant,
+            session,
+            suffix=spec.suffix,
+            ce=spec.ce,
+            run=str(run) if run else None,
+        )
+    return out
+
+
+def _write_series(
+    item: _Series,
+    plan: LabelPlan,
+    root: Path,
+    rules: DicomHeuristics,
+    redactor: Redactor,
+    matches: Mapping[Path, Path],
+    runs: Mapping[str, int],
+) -> SeriesRow:
+    series = item.series
+    participant = plan.participants.get(series.patient_id)
+    study = plan.studies.get(series.study_uid)
+    session = study.session if study is not None else None
+
+    def row(status: Status, reason: str, outputs: Sequence[str] = ()) -> SeriesRow:
+        text = redactor.text(reason)
+        log = logger.error if status == "failed" else logger.info
+        log("%s: %s: %s", _where(participant, session, series, redactor), status, text)
+        return SeriesRow(
+            participant=participant if item.classification.converted else None,
+            session=session if item.classification.converted else None,
+            series_number=series.series_number,
+            description=" ".join(redactor.text(series.description).split()),
+            roles=item.classification.roles,
+            status=status,
+            outputs=tuple(outputs),
+            reason=text,
+        )
+
+    if not item.classification.converted:
+        note = f"; {len(series.bad_files)} damaged file(s)" if series.bad_files else ""
+        return row("skipped", item.classification.reason + note)
+    if item.problem is not None:
+        return row("failed", item.problem)
+    if study is None or study.problem is not None or session is None:
+        return row("failed", study.problem if study is not None and study.problem else "no session")
+    written, present, conflicts = [], [], []
+    for role, target in _targets(item, plan, root, rules, runs).items():
+        image = item.images[role]
+        relative = target.relative_to(root).as_posix()
+        if image.nifti in matches:
+            present.append(matches[image.nifti].relative_to(root).as_posix())
+            continue
+        if target.exists():
+            if same_image(target, image.nifti):
+                present.append(relative)
+            else:
+                conflicts.append(relative)
+            continue
+        _place_image(image, target, item.series, rules, redactor)
+        written.append(relative)
+    outputs = written + present
+    if conflicts:
+        return row(
+            "failed",
+            f"{', '.join(conflicts)} already exist(s) with other images: not overwritten",
+            outputs,
+        )
+    if not written:
+        return row("exists", "already in the dataset with the same images", outputs)
+    reason = item.classification.reason
+    if series.other_objects:
+        kinds = ", ".join(sorted(set(series.other_objects)))
+        reason += f"; {len(series.other_objects)} non-image object(s) left out ({kinds})"
+    if present:
+        reason += f"; {', '.join(present)} was already there"
+    return row("converted", reason, outputs)
+
+
+def _key(series: DicomSeries) -> tuple[str, str, str]:
+    return (series.patient_id, series.study_uid, series.series_uid)
+
+
+def _run_indices(
+    prepared: Sequence[_Series], plan: LabelPlan, matches: Mapping[Path, Path]
+) -> dict[tuple[str, str, str], dict[str, int]]:
+    """BIDS run index per series and role, for roles a session receives more than once."""
+    by_session: dict[tuple[str, str], list[tuple[int, tuple[str, str, str], str]]] = {}
+    for item in prepared:
+        study = plan.studies.get(item.series.study_uid)
+        if not item.images or study is None or study.session is None:
+            continue
+        place = (plan.participants[item.series.patient_id], study.session)
+        for role, image in item.images.items():
+            if image.nifti in matches:
+                continue  # already in the dataset under its own name
+            by_session.setdefault(place, []).append(
+                (item.series.series_number or 0, _key(item.series), role)
+            )
+    runs: dict[tuple[str, str, str], dict[str, int]] = {}
+    for entries in by_session.values():
+        counts = Counter(role for _, _, role in entries)
+        seen: Counter[str] = Counter()
+        for _, key, role in sorted(entries):
+            if counts[role] > 1:
+                seen[role] += 1
+                runs.setdefault(key, {})[role] = seen[role]
+    return runs
+
+
+def _where(
+    participant: str | None, session: str | None, series: DicomSeries, redactor: Redactor
+) -> str:
+    place = f"sub-{participant} ses-{session} " if participant and session else ""
+    return place + _label(series, redactor)
+
+
+def _place_image(
+    image: Dcm2niixImage,
+    target: Path,
+    series: DicomSeries,
+    rules: DicomHeuristics,
+    redactor: Redactor,
+) -> None:
+    sidecar, dropped = scrub_sidecar(image.sidecar, redactor, rules.sidecar_remove)
+    agent = str(series.attributes.get("ContrastBolusAgent") or "")
+    absent = re.search(rules.contrast_agent_absent, agent, re.IGNORECASE)
+    if not absent and not redactor.found(agent):
+        sidecar["ContrastBolusAgent"] = agent  # dcm2niix does not copy it
+    if dropped:
+        logger.info(
+            "%s: sidecar keys left out (identifying values): %s", target.name, ", ".join(dropped)
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        target.with_name(target.name.removesuffix(".nii.gz") + ".json"),
+        json.dumps(sidecar, indent=2) + "\n",
+    )
+    # dcm2niix wrote the image completely before returning; the rename is atomic
+    # (the staging folder is inside the dataset, on the same file system).
+    image.nifti.chmod(0o644)
+    image.nifti.replace(target)
+
+
+def _file_rows(
+    damaged: Sequence[tuple[Path, str]], other_files: int, redactor: Redactor, source: Path
+) -> list[SeriesRow]:
+    rows = []
+    for path, why in damaged:
+        reason = f"{redactor.path(path, source)}: {why}"
+        logger.error("DICOM file without a usable series: %s", reason)
+        rows.append(SeriesRow(None, None, None, "", (), "failed", (), reason))
+    if other_files:
+        rows.append(
+            SeriesRow(
+                None,
+                None,
+                None,
+                "",
+                (),
+                "ignored",
+                (),
+                f"{other_files} file(s) that are not DICOM images of a series",
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _text(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _age_years(attributes: Mapping[str, Any], study_date: str) -> int | None:
+    """Age at the first study from PatientAge (nnnY/M/W/D) or the birth date; 90+ is 90."""
+    text = str(attributes.get("PatientAge") or "")
+    age: float | None = None
+    if len(text) == 4 and text[:3].isdigit() and text[3] in "YMWD":
+        age = int(text[:3]) / {"Y": 1, "M": 12, "W": 52.1775, "D": 365.25}[text[3]]
+    birth = str(attributes.get("PatientBirthDate") or "")
+    if not age and len(birth) == 8 and birth.isdigit() and len(study_date) == 8:
+        born, seen = int(birth), int(study_date)
+        age = (seen - born) // 10000  # whole years: YYYYMMDD arithmetic
+    if not age or age < 0:
+        return None
+    return min(int(age), 90)  # HIPAA: ages over 89 are one category
+
+
+def _covariates_by_label(
+    covariates: pd.DataFrame | None, plan: LabelPlan, redactor: Redactor
+) -> dict[str, dict[str, Any]]:
+    if covariates is None:
+        return {}
+    table = covariates.copy()
+    if "PatientID" in table:
+        table["participant_id"] = [plan.participants.get(str(p)) for p in table["PatientID"]]
+        table = table.drop(columns=["PatientID"]).dropna(subset=["participant_id"])
+    identifying = [
+        c
+        for c in table.columns
+        if c != "participant_id" and any(redactor.found(str(v)) for v in table[c])
+    ]
+    for column in identifying:
+        logger.warning("participants file: column %r holds identifying values; left out", column)
+    table = table.drop(columns=identifying)
+    by_label: dict[str, dict[str, Any]] = {}
+    for record in table.to_dict(orient="records"):
+        values = {str(k): v for k, v in record.items()}
+        by_label[str(values.pop("participant_id")).removeprefix("sub-")] = values
+    return by_label
+
+
+def _update_tables(
+    root: Path,
+    rows: Sequence[SeriesRow],
+    prepared: Sequence[_Series],
+    plan: LabelPlan,
+    existing: ExistingDataset,
+    covariates: pd.DataFrame | None,
+    redactor: Redactor,
+) -> tuple[str, ...]:
+    """participants.tsv, sessions.tsv and dataset_description.json; returns the new sessions."""
+    written = {(r.participant, r.session) for r in rows if r.status == "converted"}
+    if not written:
+        return ()
+    ensure_dataset_description(root, "mriproc convert: BIDS dataset from DICOM")
+    listed = set()
+    if existing.participants is not None and "participant_id" in existing.participants:
+        listed = {str(p).removeprefix("sub-") for p in existing.participants["participant_id"]}
+    patient_of = {label: patient for patient, label in plan.participants.items()}
+    extra = _covariates_by_label(covariates, plan, redactor)
+    first_series: dict[str, _Series] = {}
+    for item in sorted(prepared, key=lambda i: i.series.study_date):
+        first_series.setdefault(item.series.patient_id, item)
+    new_participants = []
+    for participant in sorted({p for p, _ in written if p is not None} - listed):
+        item = first_series[patient_of[participant]]
+        sex = str(item.series.attributes.get("PatientSex") or "")
+        new_participants.append(
+            {
+                "participant_id": f"sub-{participant}",
+                "sex": sex if sex in ("M", "F", "O") else None,
+                "age": _text(_age_years(item.series.attributes, item.series.study_date)),
+                **extra.get(participant, {}),
+            }
+        )
+    if new_participants:
+        add_participants(root, new_participants)
+    new_sessions = []
+    for participant in sorted({p for p, _ in written if p is not None}):
+        known = existing.sessions.get(participant, {})
+        sessions = sorted(
+            {s for p, s in written if p == participant and s is not None} - set(known)
+        )
+        labels = {label.session: label for label in plan.studies.values()}
+        add_sessions(
+            root,
+            participant,
+            [
+                {
+                    "session_id": f"ses-{s}",
+                    "visit_month": labels[s].visit_month,
+                    "days_from_baseline": labels[s].days,
+                }
+                for s in sessions
+            ],
+        )
+        new_sessions += [f"sub-{participant}/ses-{s}" for s in sessions]
+    return tuple(new_sessions)
+
+
+def _write_report(root: Path, rows: Sequence[SeriesRow]) -> Path:
+    path = root / REPORT
+    earlier: list[list[str]] = []
+    conversion = 1
+    if path.is_file():
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        if list(table.columns) == list(REPORT_COLUMNS):
+            earlier = table.values.tolist()
+            conversion = 1 + max((int(c) for c in table["conversion"] if c.isdigit()), default=0)
+    order = {"failed": 0, "converted": 1, "exists": 2, "skipped": 3, "ignored": 4}
+
+    def key(r: SeriesRow) -> tuple[Any, ...]:
+        return (
+            r.participant or "~",
+            r.session or "",
+            r.series_number or 0,
+            r.description,
+            order[r.status],
+        )
+
+    new = [
+        [
+            conversion,
+            f"sub-{r.participant}" if r.participant else None,
+            f"ses-{r.session}" if r.session else None,
+            r.series_number,
+            r.description or None,
+            ",".join(r.roles) or None,
+            r.status,
+            ",".join(r.outputs) or None,
+            " ".join(r.reason.split()),
+        ]
+        for r in sorted(rows, key=key)
+    ]
+    return write_table(path, REPORT_COLUMNS, [*earlier, *new])
+
+
+def _mapping_record(
+    mapping: ConversionMapping, plan: LabelPlan, prepared: Sequence[_Series]
+) -> ConversionMapping:
+    """The input mapping plus every label this run gave (for ``--mapping-out``)."""
+    record = ConversionMapping(
+        participants={**mapping.participants, **plan.participants},
+        baseline_dates={**mapping.baseline_dates, **plan.baselines},
+        sessions=dict(mapping.sessions),
+        series_roles=dict(mapping.series_roles),
+        description_roles=dict(mapping.description_roles),
+        notes=dict(mapping.notes),
+    )
+    for item in prepared:
+        study = plan.studies.get(item.series.study_uid)
+        if study is not None and study.session is not None:
+            record.sessions.setdefault(item.series.study_uid, study.session)
+            note = f"StudyDate {item.series.study_date or NA}"
+            record.notes.setdefault(("StudyInstanceUID", item.series.study_uid, "session"), note)
+    return record

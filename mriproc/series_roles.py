@@ -1,0 +1,252 @@
+"""Which BIDS contrast a DICOM series is: rules from ``pipelines/dicom/heuristics.yaml``.
+
+:func:`classify_series` gives every series either its roles (``PDw`` and ``T2w`` for
+the two echoes of a dual-echo series, else one of ``T1w``, ``T1w_gad``, ``T2w``,
+``PDw``, ``FLAIR``) or the reason it is not converted (not MR, a localiser,
+diffusion, functional, derived, 4-D, too few slices, an unknown weighting), and in
+both cases a one-line explanation for the conversion report.  The rules are data
+(:class:`DicomHeuristics`, loaded by :func:`load_heuristics`); the mapping file
+overrides them for single series.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from mriproc.config import ContrastSpec, ProtocolError, config_from_mapping, read_yaml
+from mriproc.io.dicom import DicomSeries, slice_stack
+
+__all__ = [
+    "DUAL_ECHO",
+    "SKIP",
+    "Classification",
+    "DicomHeuristics",
+    "classify_series",
+    "load_heuristics",
+]
+
+DUAL_ECHO = "PDw_T2w"  # mapping-file role of a dual-echo series (split by echo time)
+SKIP = "skip"  # mapping-file role of a series that is not converted
+
+
+@dataclass(frozen=True, slots=True)
+class SkipRule:
+    """Series that are not anatomical MRI; any one matching condition is enough."""
+
+    reason: str
+    description: str | None = None  # regex on SeriesDescription
+    sequence: str | None = None  # regex on ScanningSequence + SequenceName
+    image_type: tuple[str, ...] = ()  # any of these values in ImageType
+    image_type_first: tuple[str, ...] = ()  # ImageType's first value is one of these
+
+
+@dataclass(frozen=True, slots=True)
+class TimingRules:
+    """Weighting from echo, repetition and inversion times (ms)."""
+
+    flair_min_inversion_ms: float = field(metadata={"min": 0.0, "max": 10000.0})
+    t1_inversion_ms: tuple[float, ...] = field(metadata={"min_len": 2})
+    t1_max_echo_ms: float = field(metadata={"min": 0.0, "max": 1000.0})
+    t1_max_repetition_ms: float = field(metadata={"min": 0.0, "max": 20000.0})
+    t2_min_echo_ms: float = field(metadata={"min": 0.0, "max": 1000.0})
+    pd_max_echo_ms: float = field(metadata={"min": 0.0, "max": 1000.0})
+    long_repetition_min_ms: float = field(metadata={"min": 0.0, "max": 20000.0})
+
+
+@dataclass(frozen=True, slots=True)
+class DicomHeuristics:
+    """Every rule of ``mriproc convert`` (``pipelines/dicom/heuristics.yaml``)."""
+
+    modalities: tuple[str, ...] = field(metadata={"min_len": 1})
+    skip: tuple[SkipRule, ...]
+    min_slices: int = field(metadata={"min": 1, "max": 1000})
+    timing: TimingRules
+    keywords: dict[str, str]
+    contrast_agent_absent: str
+    post_contrast_description: str
+    pre_contrast_description: str
+    roles: dict[str, ContrastSpec]
+    identifying_attributes: tuple[str, ...] = field(metadata={"min_len": 1})
+    sidecar_remove: tuple[str, ...]
+    source: str = field(default="", metadata={"yaml": False})
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Roles of a series (empty: not converted) and why, in one line."""
+
+    roles: tuple[str, ...]
+    reason: str
+
+    @property
+    def converted(self) -> bool:
+        """True when the series becomes one or more BIDS images."""
+        return bool(self.roles)
+
+
+def load_heuristics(path: str | Path | None = None) -> DicomHeuristics:
+    """The shipped heuristics, or those of the YAML file ``path`` (checked like a protocol).
+
+    >>> load_heuristics().roles["T1w_gad"]
+    ContrastSpec(suffix='T1w', ce='gadolinium')
+    """
+    if path is None:
+        path = Path(str(resources.files("mriproc.pipelines").joinpath("dicom", "heuristics.yaml")))
+    path = Path(path)
+    rules = config_from_mapping(DicomHeuristics, read_yaml(path, "heuristics"), source=str(path))
+    patterns = {
+        "contrast_agent_absent": rules.contrast_agent_absent,
+        "post_contrast_description": rules.post_contrast_description,
+        "pre_contrast_description": rules.pre_contrast_description,
+        **{f"keywords.{k}": v for k, v in rules.keywords.items()},
+        **{f"skip[{i}].description": r.description for i, r in enumerate(rules.skip)},
+        **{f"skip[{i}].sequence": r.sequence for i, r in enumerate(rules.skip)},
+    }
+    for key, pattern in patterns.items():
+        if pattern is None:
+            continue
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ProtocolError(f"{path}: {key}: not a valid regular expression ({err})") from err
+    for key in (*rules.keywords, "T1w_gad", "T1w", "T2w", "PDw", "FLAIR"):
+        if key not in rules.roles:
+            raise ProtocolError(f"{path}: roles: {key!r} is missing")
+    lo, hi = rules.timing.t1_inversion_ms[:2]
+    if len(rules.timing.t1_inversion_ms) != 2 or lo > hi:
+        raise ProtocolError(f"{path}: timing.t1_inversion_ms: give [low, high]")
+    return dataclasses.replace(rules, source=str(path))
+
+
+def _search(pattern: str | None, text: str) -> bool:
+    return pattern is not None and re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g} ms"
+
+
+def classify_series(
+    series: DicomSeries, rules: DicomHeuristics, *, override: str | None = None
+) -> Classification:
+    """The roles of ``series`` (see the module docstring); ``override`` from a mapping file."""
+    attrs = series.attributes
+    modality = str(attrs.get("Modality") or "")
+    if modality not in rules.modalities:
+        return Classification((), f"modality {modality or 'unknown'} is not converted")
+    if not series.files:
+        what = ", ".join(sorted(set(series.other_objects))) or "no readable image"
+        return Classification((), f"no images ({what})")
+    echoes = series.echo_times_ms
+    if override == SKIP:
+        return Classification((), "skipped by the mapping file")
+    if override is not None:
+        wanted = 2 if override == DUAL_ECHO else 1
+        if len(echoes) != wanted:
+            return Classification(
+                (),
+                f"the mapping file says {override}, which needs {wanted} echo time(s), "
+                f"but the series has {len(echoes)}",
+            )
+        roles = ("PDw", "T2w") if override == DUAL_ECHO else (override,)
+        return Classification(roles, "role from the mapping file")
+    description = series.description
+    sequence = " ".join(
+        str(v) for v in (attrs.get("ScanningSequence"), attrs.get("SequenceName")) if v
+    )
+    image_type = [str(v).upper() for v in _as_list(attrs.get("ImageType"))]
+    for rule in rules.skip:
+        if (
+            _search(rule.description, description)
+            or _search(rule.sequence, sequence)
+            or any(v.upper() in image_type for v in rule.image_type)
+            or (image_type[:1] and image_type[0] in [v.upper() for v in rule.image_type_first])
+        ):
+            return Classification((), rule.reason)
+    stack = slice_stack(series.slices)
+    if stack.orientations > 1:
+        return Classification((), f"localiser (slices in {stack.orientations} orientations)")
+    if stack.volumes > 1:
+        return Classification(
+            (), f"{stack.volumes} volumes per slice position (diffusion, functional or dynamic)"
+        )
+    fewest = min(stack.slices_per_echo.values())
+    if fewest < rules.min_slices:
+        return Classification((), f"only {fewest} slice(s) per echo (not a volume)")
+    if len(echoes) == 2:
+        return _dual_echo(echoes, rules)
+    if len(echoes) > 2:
+        return Classification((), f"multi-echo series ({len(echoes)} echo times), not a dual echo")
+    return _single_echo(series, description, rules)
+
+
+def _as_list(value: object) -> list[object]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _dual_echo(echoes: tuple[float, ...], rules: DicomHeuristics) -> Classification:
+    short, long = echoes
+    timing = rules.timing
+    if short <= timing.pd_max_echo_ms and long >= timing.t2_min_echo_ms:
+        return Classification(
+            ("PDw", "T2w"), f"dual echo: PDw at TE {_ms(short)}, T2w at TE {_ms(long)}"
+        )
+    return Classification(
+        (), f"two echoes (TE {_ms(short)}, {_ms(long)}) that are not a PD/T2 dual echo"
+    )
+
+
+def _single_echo(series: DicomSeries, description: str, rules: DicomHeuristics) -> Classification:
+    attrs = series.attributes
+    t = rules.timing
+    te = series.echo_times_ms[0] if series.echo_times_ms else None
+    tr_value = attrs.get("RepetitionTime")
+    tr = float(tr_value) if isinstance(tr_value, int | float) else None
+    ti_value = attrs.get("InversionTime")
+    ti = float(ti_value) if isinstance(ti_value, int | float) else None
+    timing = f"TE {_ms(te)}, TR {_ms(tr)}" + (f", TI {_ms(ti)}" if ti else "")
+    role: str | None = None
+    if te is not None and ti is not None and ti >= t.flair_min_inversion_ms:
+        role = "FLAIR" if te >= t.t2_min_echo_ms else None
+    elif te is not None and te <= t.t1_max_echo_ms:
+        low, high = t.t1_inversion_ms[:2]
+        if (ti is not None and low <= ti <= high) or (
+            tr is not None and tr <= t.t1_max_repetition_ms
+        ):
+            role = "T1w"
+        elif tr is not None and tr >= t.long_repetition_min_ms and te <= t.pd_max_echo_ms:
+            role = "PDw"
+    elif te is not None and tr is not None and tr >= t.long_repetition_min_ms:
+        if te >= t.t2_min_echo_ms:
+            role = "T2w"
+        elif te <= t.pd_max_echo_ms:
+            role = "PDw"
+    why = f"{role} from timing ({timing})"
+    if role is None:
+        role = next((r for r, p in rules.keywords.items() if _search(p, description)), None)
+        why = f"{role} from the description (timing {timing} does not decide)"
+    if role is None:
+        return Classification(
+            (), f"weighting not recognised ({timing}); give its role in a mapping file"
+        )
+    if role == "T1w":
+        post = _post_contrast(str(attrs.get("ContrastBolusAgent") or ""), description, rules)
+        if post:
+            return Classification(("T1w_gad",), f"{why}; post-contrast: {post}")
+    return Classification((role,), why)
+
+
+def _post_contrast(agent: str, description: str, rules: DicomHeuristics) -> str | None:
+    if not re.search(rules.contrast_agent_absent, agent, re.IGNORECASE):
+        return "ContrastBolusAgent is set"
+    if _search(rules.post_contrast_description, description) and not _search(
+        rules.pre_contrast_description, description
+    ):
+        return "the description says so"
+    return None

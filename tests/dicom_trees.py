@@ -1,0 +1,127 @@
+"""Small DICOM series for the conversion tests, written by mriproc's own DICOM writer.
+
+Imported by the test modules (``tests/`` is on ``sys.path`` through ``conftest.py``).
+Each series is a few slices of random integers, so that dcm2niix runs in
+milliseconds while every code path of ``mriproc convert`` is real.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+from mriproc.io.dicom_write import PatientInfo, StudyInfo, write_mr_series
+
+ROSSI = PatientInfo(
+    name="ROSSI^ANNA^QWERTY", patient_id="PID-4711X", birth_date="19710203", sex="F"
+)
+NOWAK = PatientInfo(name="NOWAK^JAN^ZXCVB", patient_id="PID-9815Y", birth_date="19650811", sex="M")
+INSTITUTION = "Ospedale Fittizio Neuroradiologia"
+
+
+def study(date: str, accession: str, seed: str) -> StudyInfo:
+    """A study on ``date`` (YYYYMMDD) with identifying fields."""
+    return StudyInfo(
+        study_date=date,
+        study_time="093000",
+        accession_number=accession,
+        institution_name=INSTITUTION,
+        study_description="MRI BRAIN",
+        uid_seed=seed,
+    )
+
+
+def axial_affine() -> np.ndarray:
+    """LAS 0.94 x 0.94 x 5 mm (the voxel order dcm2niix returns for 2-D series)."""
+    affine = np.diag([-0.9375, 0.9375, 5.0, 1.0])
+    affine[:3, 3] = [20.0, -15.0, -10.0]
+    return affine
+
+
+def write_series(
+    folder: Path,
+    patient: PatientInfo,
+    info: StudyInfo,
+    number: int,
+    description: str,
+    *,
+    echo_times_ms: Sequence[float] = (15.0,),
+    repetition_time_ms: float = 550.0,
+    inversion_time_ms: float | None = None,
+    contrast_agent: str | None = None,
+    shape: tuple[int, int, int] = (24, 20, 6),
+    transfer_syntax: str = "explicit_little",
+) -> list[Path]:
+    """One series (one volume per echo time) in ``folder``; returns its files."""
+    rng = np.random.default_rng(number)
+    volumes = [rng.integers(1, 3000, shape).astype(np.float32) for _ in echo_times_ms]
+    return write_mr_series(
+        folder,
+        volumes,
+        axial_affine(),
+        patient=patient,
+        study=info,
+        series_number=number,
+        series_description=description,
+        echo_times_ms=list(echo_times_ms),
+        repetition_time_ms=repetition_time_ms,
+        inversion_time_ms=inversion_time_ms,
+        contrast_agent=contrast_agent,
+        transfer_syntax=transfer_syntax,  # type: ignore[arg-type]
+        uid_seed=f"{info.uid_seed}-{number}",
+    )
+
+
+def set_attribute(files: Sequence[Path], keyword: str, value: object) -> None:
+    """Change one attribute in every file (e.g. Modality of a non-MR series)."""
+    for path in files:
+        ds = pydicom.dcmread(path)
+        setattr(ds, keyword, value)
+        ds.save_as(path, enforce_file_format=True)
+
+
+def scramble_into(files: Sequence[Path], folder: Path, prefix: str) -> list[Path]:
+    """Move files into ``folder`` under names that say nothing (as PACS exports do)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for index, path in enumerate(files):
+        target = folder / f"{prefix}{index * 7919 % 1000:03d}"
+        shutil.move(path, target)
+        moved.append(target)
+    return moved
+
+
+def truncate(path: Path, keep_bytes: int) -> None:
+    """Cut a file short, as an interrupted copy does."""
+    data = path.read_bytes()
+    path.write_bytes(data[:keep_bytes])
+
+
+def identifiers_of(patient: PatientInfo, *dates: str) -> list[str]:
+    """Every identifying string of ``patient`` and the study dates (never in the output)."""
+    parts = [p for p in patient.name.split("^") if len(p) >= 3]
+    iso = [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in dates]
+    return [patient.name, *parts, patient.patient_id, patient.birth_date, INSTITUTION, *dates, *iso]
+
+
+def find_identifiers(root: Path, texts: Sequence[str], identifiers: Sequence[str]) -> list[str]:
+    """Where an identifier occurs (case-insensitive) in files below ``root`` or in ``texts``."""
+    found = []
+    needles = [i.lower().encode() for i in identifiers]
+    sources: list[tuple[str, bytes]] = [(f"text {k}", t.encode()) for k, t in enumerate(texts)]
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.name.endswith(".gz"):
+                data = gzip.decompress(data)
+            sources.append((str(path.relative_to(root)), data))
+        sources.append((f"name {path.relative_to(root)}", str(path.relative_to(root)).encode()))
+    for where, data in sources:
+        lowered = data.lower()
+        found += [f"{where}: {n.decode()}" for n in needles if n in lowered]
+    return found
