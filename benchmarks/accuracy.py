@@ -136,17 +136,17 @@ def main() -> int:
     return 0
 
 
+def _pooled(scored: pd.DataFrame, *columns: str) -> LesionwiseScore:
+    """Lesion-wise counts summed over scans (truth, found, truth detected, found correct)."""
+    return LesionwiseScore(*(int(scored[c].sum()) for c in columns))
+
+
 def lesion_summary(truth: pd.DataFrame, result: pd.DataFrame, per_visit: pd.DataFrame) -> str:
     """The lesion targets: pooled lesion-wise F1, volume ICC, CEL counts, mask Dice."""
     lines = []
     if "lesions_true" in per_visit and per_visit["lesions_true"].notna().any():
         scored = per_visit.dropna(subset=["lesions_true"])
-        pooled = LesionwiseScore(
-            *(
-                int(scored[c].sum())
-                for c in ("lesions_true", "lesions_found", "true_detected", "found_correct")
-            )
-        )
+        pooled = _pooled(scored, "lesions_true", "lesions_found", "true_detected", "found_correct")
         lines.append(
             f"- T2 lesions: voxel Dice median {scored['t2lesion_dice'].median():.3f} "
             f"(min {scored['t2lesion_dice'].min():.3f}); lesion-wise F1 {pooled.f1:.3f} "
@@ -166,11 +166,8 @@ def lesion_summary(truth: pd.DataFrame, result: pd.DataFrame, per_visit: pd.Data
 
     if "changed_true" in per_visit and per_visit["changed_true"].notna().any():
         scored = per_visit.dropna(subset=["changed_true"])
-        pooled = LesionwiseScore(
-            *(
-                int(scored[c].sum())
-                for c in ("changed_true", "changed_found", "changed_detected", "changed_correct")
-            )
+        pooled = _pooled(
+            scored, "changed_true", "changed_found", "changed_detected", "changed_correct"
         )
         lines.append(
             f"- new/enlarging lesions (vs previous): lesion-wise F1 {pooled.f1:.3f} "

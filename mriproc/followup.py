@@ -152,67 +152,49 @@ def followup_changes(
     out_dir.mkdir(parents=True, exist_ok=True)
     outcome = FollowupOutcome()
     channels = tuple(protocol.t2_lesions.channels)
-    own_grid = read_image(followup["reading"])
-    own_labels = (
-        np.asarray(read_image(followup["lesions"]).dataobj).astype(np.int32)
-        if ("lesions" in followup)
-        else None
-    )
-
-    versus = {"previous": (previous, to_previous), "baseline": (baseline, to_baseline)}
     names = {
         "previous": ("new_t2_count", "enlarging_t2_count"),
         "baseline": ("new_t2_count_vs_baseline", "enlarging_t2_count_vs_baseline"),
     }
-    changes: dict[str, LesionChanges] = {}
-    for key, (earlier, record) in versus.items():
-        pair = _Pair(earlier, followup, record)
+    # At the first follow-up the previous visit is baseline: one pair, analysed once.
+    pairs: dict[str, _Pair] = {}
+    results: dict[str, LesionChanges | str] = {}  # the changes, or why there are none
+    for key, earlier, record in (
+        ("previous", previous, to_previous),
+        ("baseline", baseline, to_baseline),
+    ):
+        same = key == "baseline" and str(to_baseline) == str(to_previous)
+        pairs[key] = pairs["previous"] if same else _Pair(earlier, followup, record)
         outcome.registration[key] = {
-            "earlier_to_later_ras": pair.record["earlier_to_later_ras"],
-            "asymmetry_mm": pair.record["asymmetry_mm"],
+            "earlier_to_later_ras": pairs[key].record["earlier_to_later_ras"],
+            "asymmetry_mm": pairs[key].record["asymmetry_mm"],
         }
-        missing = [
-            name
-            for name, bundle in (("earlier", earlier), ("follow-up", followup))
-            if "lesions" not in bundle
-        ]
-        if missing:
-            reason = "no T2 lesion mask at the " + " and ".join(missing) + " visit"
-            outcome.not_available.update(dict.fromkeys(names[key], reason))
+        results[key] = results["previous"] if same else _changes(pairs[key], channels, protocol)
+        result = results[key]
+        if isinstance(result, str):
+            outcome.not_available.update(dict.fromkeys(names[key], result))
             continue
-        try:
-            found = lesion_changes(
-                _lesion_visit(pair, "earlier", channels),
-                _lesion_visit(pair, "later", channels),
-                pair.zooms,
-                params=protocol.new_enlarging,
-                nawm_min_wm_fraction=protocol.t2_lesions.nawm_min_wm_fraction,
-            )
-        except LongitudinalError as err:
-            outcome.not_available.update(dict.fromkeys(names[key], f"lesion change failed: {err}"))
-            continue
-        changes[key] = found
-        outcome.categories[key] = found.category_of()
+        outcome.categories[key] = result.category_of()
         new_name, enlarging_name = names[key]
-        outcome.measures[new_name] = float(found.count("new"))
-        outcome.measures[enlarging_name] = float(found.count("enlarging"))
-        if key == "previous":
-            outcome.links = sorted(
-                (e, lat) for g in found.groups for e in g.earlier for lat in g.later
-            )
-    if own_labels is not None:
-        for key, found in changes.items():
+        outcome.measures[new_name] = float(result.count("new"))
+        outcome.measures[enlarging_name] = float(result.count("enlarging"))
+    found = results["previous"]
+    if not isinstance(found, str):
+        outcome.links = sorted((e, lat) for g in found.groups for e in g.earlier for lat in g.later)
+    if outcome.categories:
+        own = read_image(followup["lesions"])
+        own_labels = np.asarray(own.dataobj).astype(np.int32)
+        for key, categories in outcome.categories.items():
             suffix = "" if key == "previous" else "vsbaseline"
-            categories = found.category_of()
             for category in ("new", "enlarging"):
                 chosen = [label for label, c in categories.items() if c == category]
                 mask = np.isin(own_labels, chosen).astype(np.uint8)
                 name = f"{category}lesion{suffix}"
-                outcome.images[name] = save_image(mask, own_grid.affine, out_dir / f"{name}.nii.gz")
+                outcome.images[name] = save_image(mask, own.affine, out_dir / f"{name}.nii.gz")
 
     _active_scan(outcome, _record(followup), protocol)
 
-    pair = _Pair(baseline, followup, to_baseline)
+    pair = pairs["baseline"]
     classes = tuple(protocol.pcf.parenchyma_classes)
     try:
         change = brain_change(
@@ -227,6 +209,27 @@ def followup_changes(
     else:
         outcome.measures.update(pbvc=change.pbvc, pcf_change_pct=change.pcf_change_pct)
     return outcome
+
+
+def _changes(pair: _Pair, channels: tuple[str, ...], protocol: Protocol) -> LesionChanges | str:
+    """The pair's lesion changes, or why they cannot be found."""
+    missing = [
+        name
+        for name, which in (("earlier", "earlier"), ("follow-up", "later"))
+        if "lesions" not in pair.bundles[which]
+    ]
+    if missing:
+        return "no T2 lesion mask at the " + " and ".join(missing) + " visit"
+    try:
+        return lesion_changes(
+            _lesion_visit(pair, "earlier", channels),
+            _lesion_visit(pair, "later", channels),
+            pair.zooms,
+            params=protocol.new_enlarging,
+            nawm_min_wm_fraction=protocol.t2_lesions.nawm_min_wm_fraction,
+        )
+    except LongitudinalError as err:
+        return f"lesion change failed: {err}"
 
 
 def _active_scan(outcome: FollowupOutcome, record: Mapping[str, Any], protocol: Protocol) -> None:

@@ -72,7 +72,7 @@ def write_longitudinal_outputs(
             content["categories"] = outcome.get("categories", {}).get("previous", {})
             content["categories_vs_baseline"] = outcome.get("categories", {}).get("baseline", {})
             content["registration"] = outcome["registration"]
-            reading = visit_records[index].get("sources", {})
+            sources = visit_records[index].get("sources", {})
             for key, path in sorted(outcome.get("images", {}).items()):
                 image = read_image(path)
                 write_derivative(
@@ -83,7 +83,7 @@ def write_longitudinal_outputs(
                     image.affine,
                     suffix="mask",
                     desc=key,
-                    sources=sorted(reading.values()),
+                    sources=sorted(sources.values()),
                     metadata={"Description": _MASKS[key]},
                 )
         target = longitudinal_record_path(root, participant, session)
