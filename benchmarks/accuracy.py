@@ -29,9 +29,14 @@ from mriproc.evaluation import LesionwiseScore, compare_endpoints, icc_agreement
 from mriproc.tables import read_table
 
 
-def simulate(work: Path, seed: int, subjects: int, resolution: str) -> Path:
-    """The simulated trial of ``seed`` (reused when already in ``work``)."""
-    bids = work / f"sim-seed{seed}-n{subjects}-{resolution}"
+def simulate(work: Path, seed: int, subjects: int, resolution: str, arms: str = "") -> Path:
+    """The simulated trial of ``seed`` (reused when already in ``work``).
+
+    ``arms`` (comma-separated) overrides the simulator's default arms, e.g. ``rescan``
+    for null pairs (no biological change between visits).
+    """
+    tag = f"-{arms.replace(',', '_')}" if arms else ""
+    bids = work / f"sim-seed{seed}-n{subjects}-{resolution}{tag}"
     if not (bids / "derivatives" / "groundtruth" / "endpoints.tsv").is_file():
         command = [
             sys.executable,
@@ -45,6 +50,7 @@ def simulate(work: Path, seed: int, subjects: int, resolution: str) -> Path:
             str(seed),
             "--resolution",
             resolution,
+            *(["--arms", arms] if arms else []),
         ]
         subprocess.run(command, check=True)
     return bids
@@ -93,6 +99,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/mriproc-bench"))
     parser.add_argument("--levels", default="participant", help="comma-separated run levels")
     parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--arms", default="", help="simulated arms (rescan: null pairs)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("TRUTH", "RESULT"))
     args = parser.parse_args()
 
@@ -103,8 +110,8 @@ def main() -> int:
 
     truths, results, images = [], [], []
     for seed in (int(s) for s in args.seeds.split(",")):
-        bids = simulate(args.work, seed, args.subjects, args.resolution)
-        out = args.work / f"out-seed{seed}-n{args.subjects}-{args.resolution}-{args.protocol}"
+        bids = simulate(args.work, seed, args.subjects, args.resolution, args.arms)
+        out = args.work / f"out-{bids.name.removeprefix('sim-')}-{args.protocol}"
         status = run_mriproc(bids, out, args.protocol, args.levels.split(","), args.nprocs)
         if status == 1:  # some scans failed: they show as missing rows below
             print(f"mriproc run reported failures on seed {seed} (see errors.tsv)", file=sys.stderr)
@@ -134,6 +141,42 @@ def main() -> int:
     print()
     print(lesion_summary(truth_all, result_all, per_visit))
     return 0
+
+
+# Null-pair targets (issue 6): |PBVC| <= 0.1 %, |PCF change| <= 0.3 %, no new lesion.
+NULL_PAIR_LIMITS = {"pbvc": 0.1, "pcf_change_pct": 0.3, "new_t2_count": 0.0}
+
+
+def null_pair_lines(truth: pd.DataFrame, result: pd.DataFrame) -> list[str]:
+    """For follow-ups whose truth has no change at all: how many stay within the limits."""
+    keys = ["participant_id", "session"]
+    wide_truth = truth[truth.endpoint.isin(list(NULL_PAIR_LIMITS))].pivot_table(
+        index=keys, columns="endpoint", values="value"
+    )
+    if wide_truth.empty or not set(NULL_PAIR_LIMITS) <= set(wide_truth.columns):
+        return []
+    null = wide_truth[(wide_truth[list(NULL_PAIR_LIMITS)] == 0).all(axis=1)].index
+    if not len(null):
+        return []
+    wide = (
+        result[result.endpoint.isin(list(NULL_PAIR_LIMITS))]
+        .pivot_table(index=keys, columns="endpoint", values="value")
+        .reindex(index=null, columns=list(NULL_PAIR_LIMITS))
+    )
+    within = pd.DataFrame(
+        {e: wide[e].abs() <= limit for e, limit in NULL_PAIR_LIMITS.items()}, index=wide.index
+    )
+    parts = [
+        f"{e} within {limit:g}: {int(within[e].sum())}/{len(within)}"
+        f" (median |{e}| {wide[e].abs().median():.3f})"
+        for e, limit in NULL_PAIR_LIMITS.items()
+    ]
+    return [
+        f"- null pairs ({len(within)} follow-ups without change): "
+        + "; ".join(parts)
+        + f"; all three in {int(within.all(axis=1).sum())}/{len(within)}"
+        " (NA counts as outside)"
+    ]
 
 
 def _pooled(scored: pd.DataFrame, *columns: str) -> LesionwiseScore:
@@ -182,6 +225,7 @@ def lesion_summary(truth: pd.DataFrame, result: pd.DataFrame, per_visit: pd.Data
                 f"- {endpoint}: absolute error median {error.median():.3f}, max {error.max():.3f} "
                 f"percentage points over {len(change)} follow-ups"
             )
+    lines.extend(null_pair_lines(truth, result))
     volume = paired("t2_lesion_volume")
     if len(volume) > 2:
         icc = icc_agreement(volume["value_truth"], volume["value_result"])

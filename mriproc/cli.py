@@ -193,7 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--arms",
         type=_names,
         default=("placebo", "ivig"),
-        help="comma-separated arm names; subjects are allocated in turn (default: placebo,ivig)",
+        help=(
+            "comma-separated arm names; subjects are allocated in turn (default: "
+            "placebo,ivig); an arm named rescan has no biological change (null pairs)"
+        ),
     )
     simulate.add_argument(
         "--visits", type=_months, default=(0, 12, 24), help="visit months from 0 (default: 0,12,24)"

@@ -165,6 +165,29 @@ def test_pbvc_equals_the_volume_change_of_the_deformed_brain(trial: Path, esims:
         assert -3.0 < fine_pbvc < 2.0
 
 
+def test_rescan_arm_has_no_biological_change(esims: Protocol) -> None:
+    """Null pairs: a rescan subject's follow-up holds the baseline brain, lesion for lesion."""
+    spec = TrialSpec(n_subjects=1, arms=("rescan",), months=(0, 12), seed=11)
+    template = load_template()
+    subject = draw_subject(
+        template,
+        label="001",
+        arm="rescan",
+        model=spec.arm_model("rescan"),
+        months=(0.0, 12.0),
+        rng=np.random.default_rng([spec.seed, 0]),
+    )
+    assert subject.atrophy(1) is None
+    assert subject.lesions, "the rescan subject still has its baseline lesions"
+    for lesion in subject.lesions:
+        assert lesion.scale == (1.0, 1.0)
+        assert lesion.category == ("baseline", "stable")
+        assert lesion.enhancement[1] == "none"
+    baseline, rescan = (visit_state(template, subject, v) for v in (0, 1))
+    for name, fractions in baseline.fractions.items():
+        np.testing.assert_array_equal(fractions, rescan.fractions[name], err_msg=name)
+
+
 def test_contrast_follows_tissue_physics(trial: Path) -> None:
     p, s = "001", "M12"
     root = truth_dir(trial)

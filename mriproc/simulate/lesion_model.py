@@ -92,8 +92,14 @@ def draw_lesions(
     p_shrinking: float = 0.06,
     p_black_hole: float = 0.3,
     p_baseline_enhancing: float = 0.04,
+    evolve: bool = True,
 ) -> list[SimLesion]:
-    """Draw a subject's lesions and their evolution over ``n_visits`` visits."""
+    """Draw a subject's lesions and their evolution over ``n_visits`` visits.
+
+    ``evolve`` False: every lesion keeps its baseline size and stops enhancing after
+    baseline (the random draws are made all the same, so the lesions are placed as
+    with ``evolve`` True).
+    """
     candidates = _candidates(template)
     inv_affine = np.linalg.inv(template.affine)
     placed: list[tuple[npt.NDArray[np.float64], float]] = []  # centre, radius of every lesion
@@ -157,6 +163,8 @@ def draw_lesions(
                 else:
                     size *= float(rng.uniform(0.985, 1.015))  # volume within +-5 %
                     category[visit] = "stable"
+                if not evolve:
+                    size, category[visit], enhancement[visit] = 1.0, "stable", "none"
             scale[visit] = size
         black_hole = first_visit == 0 and diameter >= 6.0 and rng.random() < p_black_hole
         lesions.append(

@@ -27,11 +27,17 @@ PARENCHYMA = ("GM", "WM", *LESION_TISSUES)
 
 @dataclass(frozen=True)
 class ArmModel:
-    """Arm-specific disease course: atrophy (%/year, mean and SD) and new lesions/year."""
+    """Arm-specific disease course: atrophy (%/year, mean and SD) and new lesions/year.
+
+    ``lesions_evolve`` False keeps every lesion exactly as it is at baseline (no
+    enlarging, shrinking or size jitter): with no atrophy and no new lesions, the
+    follow-ups are rescans of an unchanged brain (null pairs).
+    """
 
     atrophy_pct_per_year: float
     atrophy_sd_pct_per_year: float
     new_lesions_per_year: float
+    lesions_evolve: bool = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,6 +130,7 @@ def draw_subject(
         n_baseline=int(np.clip(rng.lognormal(np.log(40), 0.5), 5, 100)),
         new_per_visit=new_per_visit,
         rng=rng,
+        evolve=model.lesions_evolve,
     )
     return SimSubject(
         label=label,

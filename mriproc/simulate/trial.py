@@ -65,6 +65,14 @@ DEFAULT_ARM_MODELS: dict[str, ArmModel] = {
     "treatment": ArmModel(
         atrophy_pct_per_year=-0.31, atrophy_sd_pct_per_year=0.45, new_lesions_per_year=1.0
     ),
+    # No biological change at all: every follow-up rescans the baseline brain (new
+    # noise, pose and bias field), for the null-pair (scan-rescan) checks.
+    "rescan": ArmModel(
+        atrophy_pct_per_year=0.0,
+        atrophy_sd_pct_per_year=0.0,
+        new_lesions_per_year=0.0,
+        lesions_evolve=False,
+    ),
 }
 GROUND_TRUTH = Path("derivatives") / "groundtruth"
 
@@ -97,10 +105,11 @@ class TrialSpec:
             raise ValueError("snr must be positive")
 
     def arm_model(self, arm: str) -> ArmModel:
-        """An arm's disease model: explicit, else the placebo or the treatment default."""
+        """An arm's disease model: explicit, else the default of its name (``placebo``,
+        ``rescan``), else the treatment default."""
         if arm in self.arm_models:
             return self.arm_models[arm]
-        return DEFAULT_ARM_MODELS["placebo" if arm == "placebo" else "treatment"]
+        return DEFAULT_ARM_MODELS.get(arm, DEFAULT_ARM_MODELS["treatment"])
 
 
 def session_label(month: int) -> str:
