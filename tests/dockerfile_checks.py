@@ -266,6 +266,10 @@ def check_dockerfile(
     if len(stages) < 2:
         problems.append("not a multi-stage build")
 
+    # Parser directives are only read above any other line, comment or instruction.
+    syntax = re.search(r"\A(?:#\s*\w+\s*=.*\n)*?#\s*syntax\s*=\s*(\S+)", text)
+    if syntax and not _DIGEST.search(syntax.group(1)):
+        problems.append(f"the syntax directive pulls {syntax.group(1)!r}, not pinned by digest")
     for stage in stages:
         if stage.base in names:
             continue

@@ -157,6 +157,10 @@ BROKEN: dict[str, tuple[Callable[[str], str], str]] = {
         _replace("FROM build AS test", "FROM build AS checks"),
         "no 'test' stage",
     ),
+    "unpinned syntax frontend": (
+        lambda t: "# syntax=docker/dockerfile:1\n" + t,
+        "the syntax directive pulls 'docker/dockerfile:1', not pinned by digest",
+    ),
     "single stage": (
         lambda t: "FROM python:3.11.10-slim-bookworm@sha256:" + "0" * 64 + "\nUSER 1000\n",
         "not a multi-stage build",
