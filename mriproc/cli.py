@@ -18,7 +18,15 @@ from typing import Any
 from mriproc import __version__
 from mriproc.config import ProtocolError, available_protocols, load_protocol
 
-__all__ = ["EXIT_FAILURE", "EXIT_NOT_BUILT", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_NOT_BUILT",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "bids_apps_argv",
+    "build_parser",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -251,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("mriproc-demo"),
         help="folder for the demo (default: ./mriproc-demo)",
     )
+    for command in sub.choices.values():  # -v also after the command, as BIDS-Apps place it
+        command.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+        )
     return parser
 
 
@@ -513,11 +525,49 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+_ANALYSIS_LEVELS = ("participant", "group")
+
+
+def bids_apps_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the BIDS-Apps form ``BIDS_DIR OUT_DIR participant|group ...`` as ``run``.
+
+    BIDS-Apps runners (and containers whose entry point is ``mriproc``) call the app
+    with the three positional arguments and no subcommand.  Anything else, including
+    options before the subcommand such as ``-v``, is returned unchanged.
+
+    >>> bids_apps_argv(["/data", "/out", "participant", "--nprocs", "2"])
+    ['run', '/data', '/out', 'participant', '--nprocs', '2']
+    >>> bids_apps_argv(["validate", "/data"])
+    ['validate', '/data']
+    """
+    argv = list(argv)
+    start = 0  # -v/--verbose may come first: mriproc -v BIDS_DIR OUT_DIR participant
+    while start < len(argv) and (argv[start] == "--verbose" or _is_verbose_flag(argv[start])):
+        start += 1
+    rest = argv[start:]
+    if (
+        len(rest) >= 3
+        and rest[0] not in _COMMANDS
+        and not rest[0].startswith("-")
+        and rest[2] in _ANALYSIS_LEVELS
+    ):
+        return [*argv[:start], "run", *rest]
+    return argv
+
+
+def _is_verbose_flag(arg: str) -> bool:
+    return len(arg) > 1 and arg[0] == "-" and set(arg[1:]) == {"v"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``mriproc`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    """Run ``mriproc`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
+
+    Besides ``mriproc COMMAND ...`` it accepts the BIDS-Apps form
+    ``mriproc BIDS_DIR OUT_DIR participant|group [options]`` (:func:`bids_apps_argv`).
+    """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(bids_apps_argv(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse exits on --help, --version and usage errors
         return int(exc.code or 0)
     _setup_logging(args.verbose)

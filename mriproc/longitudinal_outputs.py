@@ -20,6 +20,7 @@ from mriproc.followup import track_lesions
 from mriproc.io.atomic import atomic_write_text
 from mriproc.io.bids import bids_path
 from mriproc.io.derivatives import write_derivative
+from mriproc.provenance import generated_by
 from mriproc.visit import read_image
 
 __all__ = ["longitudinal_record_path", "write_longitudinal_outputs"]
@@ -45,8 +46,14 @@ def write_longitudinal_outputs(
     sessions: list[str],
     records: list[str],
     results: list[str],
+    *,
+    protocol_name: str | None = None,
 ) -> list[Path]:
-    """Track lesions over ``sessions`` (baseline first) and write their records and masks."""
+    """Track lesions over ``sessions`` (baseline first) and write their records and masks.
+
+    Every record names what generated it (``GeneratedBy``: mriproc's version,
+    ``protocol_name`` and the lock-file hash).
+    """
     root = Path(output_dir)
     visit_records = [json.loads(Path(r).read_text()) for r in records]
     outcomes: list[dict[str, Any]] = [json.loads(Path(r).read_text()) for r in results]
@@ -61,7 +68,8 @@ def write_longitudinal_outputs(
     written = []
     for index, session in enumerate(sessions):
         content: dict[str, Any] = {
-            "lesion_ids": {str(k): v for k, v in sorted(identities[index].items())}
+            "lesion_ids": {str(k): v for k, v in sorted(identities[index].items())},
+            "GeneratedBy": generated_by(protocol_name=protocol_name),
         }
         if index == 0:
             content["categories"] = dict.fromkeys(content["lesion_ids"], "baseline")

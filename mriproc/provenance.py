@@ -1,14 +1,19 @@
-"""Provenance recorded beside every output: software versions and the protocol used."""
+"""Provenance recorded beside every output: software versions, the protocol used and
+the lock file the environment was installed from."""
 
 from __future__ import annotations
 
+import hashlib
 import platform
+import sys
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from mriproc import __version__
 
-__all__ = ["generated_by", "software_versions"]
+__all__ = ["generated_by", "lock_file", "lock_file_sha256", "software_versions"]
 
 # Distributions whose versions can change a number in the outputs.
 _RELEVANT_DISTRIBUTIONS = (
@@ -26,6 +31,32 @@ _RELEVANT_DISTRIBUTIONS = (
     "statsmodels",
 )
 
+LOCK_NAME = "requirements.lock"
+
+
+def lock_file() -> Path | None:
+    """The ``requirements.lock`` this installation came from, when it can be found.
+
+    Looked for, in order: ``<sys.prefix>/share/mriproc/requirements.lock`` (the
+    container image copies the lock it installed from there) and the source tree
+    mriproc is imported from (a clone or an editable install: the folder above the
+    package that also holds ``pyproject.toml``).  A plain ``pip install`` from an
+    index has neither, and the hash is then recorded as ``unknown``.
+    """
+    installed = Path(sys.prefix) / "share" / "mriproc" / LOCK_NAME
+    source_tree = Path(__file__).resolve().parents[1]
+    candidates = [installed]
+    if (source_tree / "pyproject.toml").is_file():
+        candidates.append(source_tree / LOCK_NAME)
+    return next((path for path in candidates if path.is_file()), None)
+
+
+@cache
+def lock_file_sha256() -> str:
+    """SHA-256 (hex) of :func:`lock_file`, or ``"unknown"`` when there is none."""
+    path = lock_file()
+    return "unknown" if path is None else hashlib.sha256(path.read_bytes()).hexdigest()
+
 
 def software_versions() -> dict[str, str]:
     """Versions of mriproc, Python and the libraries that compute its numbers."""
@@ -39,7 +70,12 @@ def software_versions() -> dict[str, str]:
 
 
 def generated_by(*, protocol_name: str | None = None) -> list[dict[str, Any]]:
-    """A BIDS ``GeneratedBy`` entry for mriproc, naming the protocol when there is one."""
+    """A BIDS ``GeneratedBy`` entry for mriproc, naming the protocol when there is one.
+
+    Besides BIDS's ``Name``, ``Version`` and ``CodeURL`` it records ``Protocol`` and
+    ``RequirementsLockSHA256`` (:func:`lock_file_sha256`): with the version, the hash
+    names the exact library versions the numbers were computed with.
+    """
     entry: dict[str, Any] = {
         "Name": "mriproc",
         "Version": __version__,
@@ -47,4 +83,5 @@ def generated_by(*, protocol_name: str | None = None) -> list[dict[str, Any]]:
     }
     if protocol_name is not None:
         entry["Protocol"] = protocol_name
+    entry["RequirementsLockSHA256"] = lock_file_sha256()
     return [entry]

@@ -142,6 +142,9 @@ def run_participants(
                 "crashfile_format": "pklz",
                 "stop_on_first_crash": "false",
                 "hash_method": "content",
+                # Nipype asks a web service for its latest version otherwise: no network
+                # at run time (containers run with --network none).
+                "check_version": "false",
             },
             "logging": {"workflow_level": "WARNING", "interface_level": "WARNING"},
         }

@@ -318,6 +318,7 @@ def write_visit_outputs(
     not_available: dict[str, str] | None = None,
     lesion_list: str | Path | None = None,
     rater: dict[str, Any] | None = None,
+    protocol_name: str | None = None,
 ) -> Path:
     """Write one visit's derivatives (BIDS names, sidecars) and its measures record.
 
@@ -329,11 +330,13 @@ def write_visit_outputs(
     holds the endpoint values, the reason for each endpoint that could not be
     computed (``not_available``), the lesions (``lesions``: label, volume,
     centroid, enhancing, black hole), the QC figures and, when a rater's T2 lesion mask
-    was used, its agreement with the automated one (``rater``); the endpoint tables are
-    assembled from the records of every visit.
+    was used, its agreement with the automated one (``rater``) and ``GeneratedBy`` (mriproc's
+    version, ``protocol_name`` and the lock-file hash); the endpoint tables are assembled
+    from the records of every visit.
     """
     from mriproc.io.bids import bids_path
     from mriproc.io.derivatives import write_derivative
+    from mriproc.provenance import generated_by
 
     root = Path(output_dir)
     reading_source = sources[reading_space]
@@ -393,6 +396,7 @@ def write_visit_outputs(
         "lesions": [] if lesion_list is None else json.loads(Path(lesion_list).read_text()),
         "qc": qc,
         "sources": sources,
+        "GeneratedBy": generated_by(protocol_name=protocol_name),
     }
     if rater:
         content["rater"] = rater

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mriproc.longitudinal import (
     LongitudinalError,
     lesion_changes,
 )
+from mriproc.provenance import generated_by
 from mriproc.simulate import TrialSpec, simulate_trial
 
 ZOOMS = (1.0, 1.0, 3.0)
@@ -177,3 +179,12 @@ def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
     new_mask = nib.load(anat / "sub-001_ses-M12_desc-newlesion_mask.nii.gz")
     new_count = follow.set_index("endpoint").loc["new_t2_count", "value"]
     assert (np.asarray(new_mask.dataobj).sum() > 0) == (new_count > 0)
+    # Provenance: every record and the dataset description name version, protocol, lock.
+    generated = generated_by(protocol_name="esims")
+    assert generated[0]["RequirementsLockSHA256"] != "unknown"
+    for record in (
+        anat / "sub-001_ses-M12_desc-visit_measures.json",
+        anat / "sub-001_ses-M12_desc-longitudinal_measures.json",
+        out / "dataset_description.json",
+    ):
+        assert json.loads(record.read_text())["GeneratedBy"] == generated, record

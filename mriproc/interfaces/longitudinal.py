@@ -144,6 +144,7 @@ class _LongitudinalOutputsInputSpec(BaseInterfaceInputSpec):
     images = traits.List(
         traits.Dict(traits.Str, File(exists=True)), desc="their change masks (kept by Nipype)"
     )
+    protocol = traits.Str(mandatory=True, desc="protocol name or file (named in the records)")
 
 
 class _LongitudinalOutputsOutputSpec(TraitedSpec):
@@ -163,6 +164,7 @@ class LongitudinalOutputs(SimpleInterface):
             list(self.inputs.sessions),
             list(self.inputs.records),
             list(self.inputs.results),
+            protocol_name=load_protocol(self.inputs.protocol).name,
         )
         self._results["records"] = [str(p) for p in written]
         return runtime

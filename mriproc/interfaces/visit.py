@@ -281,6 +281,7 @@ class VisitOutputs(SimpleInterface):
             lesion_list=self.inputs.lesion_list or None,
             rater=dict(self.inputs.rater),
             qc={f"nmi_{r}": q for r, q in zip(roles, self.inputs.qualities, strict=True)},
+            protocol_name=protocol.name,
         )
         self._results["record"] = str(record)
         return runtime

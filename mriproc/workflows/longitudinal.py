@@ -76,7 +76,10 @@ def init_longitudinal_wf(
 
     outputs = pe.Node(
         LongitudinalOutputs(
-            output_dir=str(output_dir), participant=participant, sessions=list(sessions)
+            output_dir=str(output_dir),
+            participant=participant,
+            sessions=list(sessions),
+            protocol=protocol_ref,
         ),
         name="outputs",
     )
