@@ -76,18 +76,27 @@ class _Stages:
         self.stream.flush()
 
 
-def _visit_progress(total: int, stream: TextIO) -> Callable[[Any, str], None]:
+class _Steps:
+    """Steps of a stage: a redrawn line on a terminal (:class:`Progress`), else one line each."""
+
+    def __init__(self, total: int, label: str, stream: TextIO) -> None:
+        self.progress = Progress(total, label, stream=stream)
+        self.stream = stream
+
+    def step(self, what: str) -> None:
+        self.progress.step(what)
+        if not self.progress.interactive:  # Progress only logs off a terminal
+            self.stream.write(f"  {self.progress.done}/{self.progress.total} {what}\n")
+            self.stream.flush()
+
+
+def _workflow_progress(steps: _Steps) -> Callable[[Any, str], None]:
     """A Nipype ``status_callback`` that counts finished visits and longitudinal stages."""
-    progress = Progress(total, "run", stream=stream)
-    terminal = not progress.interactive
 
     def callback(node: Any, status: str) -> None:
         if status in ("end", "exception") and node.name == "outputs":
-            what = node.fullname.split(".")[-2] + (" FAILED" if status == "exception" else "")
-            progress.step(what)
-            if terminal:  # Progress logs off a terminal; the demo always shows the step
-                stream.write(f"  {progress.done}/{progress.total} {what}\n")
-                stream.flush()
+            workflow = node.fullname.split(".")[-2]
+            steps.step(workflow + (" FAILED" if status == "exception" else ""))
 
     return callback
 
@@ -112,7 +121,15 @@ def run_demo(out: Path, *, stream: TextIO, progress_stream: TextIO | None = None
         f"Simulating {spec.n_subjects} participants ({', '.join(spec.arms)}) x "
         f"{len(spec.months)} visits with ground truth into {bids_dir}"
     )
-    simulate_trial(bids_dir, spec, protocol)
+    simulated = _Steps(n_visits, "simulate", progress_stream or stream)
+    simulate_trial(
+        bids_dir,
+        spec,
+        protocol,
+        on_visit=lambda subject, visit, _: simulated.step(
+            f"sub-{subject.label} M{spec.months[visit]:02d} ({subject.arm})"
+        ),
+    )
     stages.begin("Validating the dataset")
     validation = validate_dataset(bids_dir, protocol)
     stream.write("\n".join(validation.lines()[-1:]) + "\n")
@@ -121,7 +138,9 @@ def run_demo(out: Path, *, stream: TextIO, progress_stream: TextIO | None = None
         "(mriproc run ... participant, fast registration preset)"
     )
     protocol_file = protocol_with_preset("esims", "fast", run_dir / "esims_fast.yaml")
-    callback = _visit_progress(n_visits + spec.n_subjects, progress_stream or stream)
+    callback = _workflow_progress(
+        _Steps(n_visits + spec.n_subjects, "run", progress_stream or stream)
+    )
     result = run_participants(
         bids_dir,
         output_dir,

@@ -159,7 +159,8 @@ def _visit_section(
 
 
 def _arms(endpoints: pd.DataFrame) -> list[str]:
-    present = sorted({str(a) for a in endpoints["arm"].dropna()})
+    """Arms in the order of ``mriproc stats``: placebo (the reference) first, then sorted."""
+    present = sorted({str(a) for a in endpoints["arm"].dropna()}, key=lambda a: (a != "placebo", a))
     return present + ([NO_ARM] if endpoints["arm"].isna().any() else [])
 
 

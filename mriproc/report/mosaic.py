@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 from matplotlib.lines import Line2D
 from nibabel.spatialimages import SpatialImage
+from scipy import ndimage
 from skimage.feature import canny
 
 from mriproc.report.png import new_figure, png_bytes
@@ -46,6 +47,8 @@ LESION_COLOURS = {
 }
 EDGE_COLOUR = (1.0, 0.85, 0.0)
 N_SLICES = 6
+_EDGE_SIGMA = 1.0
+_PANEL_INCHES = 2.0
 
 
 class ImageError(ValueError):
@@ -150,17 +153,25 @@ def _crop(image: np.ndarray, brain: np.ndarray | None, margin: int = 6) -> tuple
     )
 
 
-def _edges(plane: np.ndarray) -> np.ndarray:
-    """Canny edges of one slice, thresholds as quantiles so any intensity scale works."""
-    if not np.isfinite(plane).all() or plane.max() <= plane.min():
+def _edges(plane: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Canny edges of one slice inside ``region`` (the brain and a rim around it).
+
+    Thresholds are quantiles of the gradient inside the region, so the edges of the
+    ventricles, the grey/white boundary and the brain surface show, not just the
+    scalp, whatever the intensity scale.
+    """
+    if not region.any() or not np.isfinite(plane).all() or plane.max() <= plane.min():
         return np.zeros(plane.shape, dtype=bool)
+    smoothed = ndimage.gaussian_filter(plane.astype(float), _EDGE_SIGMA)
+    gradient = np.hypot(ndimage.sobel(smoothed, axis=0), ndimage.sobel(smoothed, axis=1))
+    low, high = np.percentile(gradient[region], [75.0, 90.0])
     return np.asarray(
         canny(
             plane.astype(float),
-            sigma=1.5,
-            low_threshold=0.85,
-            high_threshold=0.93,
-            use_quantiles=True,
+            sigma=_EDGE_SIGMA,
+            low_threshold=low,
+            high_threshold=high,
+            mask=region,
         )
     )
 
@@ -205,6 +216,11 @@ def draw_visit_mosaic(
         layers.get("brain"), layers.get("pcfslab"), lesion_union, n_axial=image.shape[2]
     )
     crop_x, crop_y = _crop(image, layers.get("brain"))
+    edge_region = (
+        ndimage.binary_dilation(layers["brain"], np.ones((5, 5, 1), bool))
+        if "brain" in layers and layers["brain"].any()
+        else np.ones(image.shape, dtype=bool)
+    )
     inside = layers["brain"] if "brain" in layers and layers["brain"].any() else image > 0
     vmax = float(np.percentile(image[inside], 99.5)) if inside.any() else 1.0
     rows: list[tuple[str, Sequence[str]]] = [
@@ -214,7 +230,7 @@ def draw_visit_mosaic(
     if edges_of is not None:
         rows.append((f"{edge_name} edges", []))
     colours = {**ANATOMY_COLOURS, **LESION_COLOURS}
-    figure = new_figure(1.6 * len(slices), 1.75 * len(rows) + 0.8)
+    figure = new_figure(_PANEL_INCHES * len(slices), (_PANEL_INCHES + 0.1) * len(rows) + 0.8)
     axes = figure.subplots(len(rows), len(slices), squeeze=False)
     aspect = zooms[1] / zooms[0]
     for row, (name, keys) in enumerate(rows):
@@ -238,12 +254,13 @@ def draw_visit_mosaic(
                     )
             if edges_of is not None and row == len(rows) - 1:
                 overlay = np.zeros((*plane.shape, 4))
-                overlay[_edges(edges_of[crop_x, crop_y, k].T)] = (*EDGE_COLOUR, 1.0)
+                edges = _edges(edges_of[crop_x, crop_y, k].T, edge_region[crop_x, crop_y, k].T)
+                overlay[edges] = (*EDGE_COLOUR, 1.0)
                 ax.imshow(overlay, origin="lower", aspect=aspect, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
-                ax.set_ylabel(name, fontsize=8)
+                ax.set_ylabel(name, fontsize=8)  # names the edge row (not in the legend)
             if row == 0:
                 in_slab = "pcfslab" in layers and bool(layers["pcfslab"][..., k].any())
                 ax.set_title(f"slice {k}" + (" (slab)" if in_slab else ""), fontsize=8)
@@ -252,8 +269,6 @@ def draw_visit_mosaic(
         for _, keys in rows
         for key in keys
     ]
-    if edges_of is not None:
-        handles.append(Line2D([], [], color=EDGE_COLOUR, linewidth=2, label=f"{edge_name} edges"))
     figure.suptitle(f"{title} — {reading_name}", fontsize=9)
     if handles:
         figure.legend(
