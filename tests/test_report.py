@@ -106,8 +106,7 @@ def flawed_run(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> P
         )
     write_endpoints(rows, root, protocol_name="esims")
     write_errors([ErrorRow(*FAILED, "visit", FAILURE)], root, protocol_name="esims")
-    for image in (root / "sub-002" / "ses-M12" / "anat").glob("*desc-brain_mask*"):
-        image.unlink()  # the failed visit wrote no masks
+    shutil.rmtree(root / "sub-002" / "ses-M12")  # a failed visit writes no derivatives
     (root / "sub-001" / "ses-M00" / "anat" / "sub-001_ses-M00_desc-cel_mask.nii.gz").unlink()
     damaged = root / "sub-003" / "ses-M00" / "anat" / "sub-003_ses-M00_desc-blackhole_mask.nii.gz"
     damaged.write_bytes(damaged.read_bytes()[:200])

@@ -80,9 +80,8 @@ def _endpoint_rows(rows: pd.DataFrame) -> list[list[str]]:
 
 
 def _why_no_images(flag: Flag | None, files: VisitFiles) -> str:
-    if flag is not None:
-        return "; ".join(flag.reasons)
-    return f"no derivatives written for this visit ({files.record_path.name} not found)"
+    where = f"no derivatives written for this visit ({files.record_path.parent} has no sidecar)"
+    return where + ("; the reasons are flagged above" if flag is not None else "")
 
 
 def _missing_layer_notes(files: VisitFiles, rows: pd.DataFrame, *, baseline: bool) -> list[str]:

@@ -178,14 +178,21 @@ class VisitFiles:
     coregistered: dict[str, Path]
 
 
-def _reading_source(root: Path, participant: str, session: str) -> str | None:
-    """The reading image the derivatives are on (``SpatialReference`` of the brain mask)."""
-    sidecar = bids_path(root, participant, session, suffix="mask", extension=".json", desc="brain")
-    try:
-        reference = json.loads(sidecar.read_text(encoding="utf-8")).get("SpatialReference")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    return reference if isinstance(reference, str) else None
+def _reading_source(anat: Path) -> str | None:
+    """The reading image the visit's derivatives are on (``SpatialReference`` of a sidecar).
+
+    The brain mask's sidecar is read first; any other sidecar naming it will do.
+    """
+    sidecars = sorted(anat.glob("*_desc-brain_mask.json")) + sorted(anat.glob("*.json"))
+    for sidecar in sidecars:
+        try:
+            content = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        reference = content.get("SpatialReference") if isinstance(content, dict) else None
+        if isinstance(reference, str):
+            return reference
+    return None
 
 
 def visit_files(root: Path, participant_id: str, session: str) -> VisitFiles:
@@ -201,7 +208,7 @@ def visit_files(root: Path, participant_id: str, session: str) -> VisitFiles:
             record = json.loads(record_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             record = None
-    reading = _reading_source(root, participant, label)
+    reading = _reading_source(record_path.parent)
     role = None
     if record and reading:
         role = next((r for r, p in record.get("sources", {}).items() if p == reading), None)
