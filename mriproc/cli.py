@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,7 @@ EXIT_NOT_BUILT = 3
 
 logger = logging.getLogger("mriproc")
 
-_NOT_BUILT = {
-    "report": "the visual QC report",
-}
+_NOT_BUILT: dict[str, str] = {}
 
 
 def _plugin_args(text: str) -> dict[str, Any]:
@@ -249,10 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="arm the others are compared with (default: placebo if present, else the "
         "first arm in sorted order)",
     )
-    report = sub.add_parser("report", help="self-contained HTML QC report")
+    report = sub.add_parser(
+        "report",
+        help="self-contained HTML QC report of a run (writes OUT_DIR/mriproc/report/)",
+    )
     report.add_argument("output_dir", type=Path, metavar="OUT_DIR")
 
-    demo = sub.add_parser("demo", help="run what mriproc can do on a small built-in dataset")
+    demo = sub.add_parser(
+        "demo",
+        help="simulate a small two-arm trial and run everything on it (run, stats, report)",
+    )
     demo.add_argument(
         "--out",
         type=Path,
@@ -354,6 +357,21 @@ def _stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace) -> int:
+    from mriproc.report import ReportInputError, write_report
+
+    try:
+        result = write_report(args.output_dir)
+    except ReportInputError as err:
+        logger.error("%s", err)
+        return EXIT_USAGE
+    sys.stdout.write(
+        f"Wrote {len(result.pages)} page(s); {result.flagged} scan(s) flagged.\n"
+        f"Report: {result.index}\n"
+    )
+    return EXIT_OK
+
+
 def _convert(args: argparse.Namespace) -> int:
     from mriproc.convert import ConvertError, convert_dicom
     from mriproc.io.conversion_mapping import MappingError, read_mapping
@@ -420,52 +438,54 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mriproc.simulate import TrialSpec, simulate_trial
-    from mriproc.simulate.preview import write_preview
-    from mriproc.tables import read_table
-    from mriproc.validate import validate_dataset
+    from mriproc.demo import DEMO_SPEC, run_demo
 
-    protocol = load_protocol("esims")
     out: Path = args.out
     if out.exists() and not out.is_dir():
         logger.error("%s: exists and is not a folder; choose another --out", out)
         return EXIT_USAGE
-    out.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=out))
-    bids_dir = run_dir / "bids"
+    spec = DEMO_SPEC
     sys.stdout.write(
         "mriproc demo\n"
-        "Simulating a small two-arm ESIMS-like trial (2 participants x 3 visits: PD/T2 dual\n"
-        "echo, T1 before and after gadolinium) with its ground truth, then validating it.\n"
-        "The demo does not run processing yet (mriproc run is still being built), so the\n"
-        "numbers below are the simulation's ground truth, which mriproc's measurements will\n"
-        "be compared to.\n\n"
+        f"A small simulated two-arm ESIMS-like trial ({spec.n_subjects} participants, "
+        f"{', '.join(spec.arms)}; visits at months {', '.join(map(str, spec.months))}; PD/T2\n"
+        "dual echo and T1 before and after gadolinium) goes through the whole chain:\n"
+        "simulate, validate, mriproc run ... participant, mriproc stats, mriproc report.\n\n"
     )
     sys.stdout.flush()
-    spec = TrialSpec(n_subjects=2, arms=("placebo", "ivig"), months=(0, 12, 24), seed=2026)
-    previews: list[Path] = []
-
-    def preview(subject: Any, visit: int, data: dict[str, Any]) -> None:
-        if visit == len(spec.months) - 1:
-            name = f"sub-{subject.label}_ses-M{spec.months[visit]:02d}_preview.png"
-            path = bids_dir / "derivatives" / "groundtruth" / name
-            previews.append(write_preview(path, f"{name[:-12]} ({subject.arm})", data))
-
-    simulate_trial(bids_dir, spec, protocol, on_visit=preview)
-    report = validate_dataset(bids_dir, protocol)
-    sys.stdout.write("\n".join(report.lines()) + "\n\n")
-    truth = bids_dir / "derivatives" / "groundtruth"
-    wide = read_table(truth / "endpoints_wide.tsv")
-    shown = ["participant_id", "session", "arm", "t2_lesion_volume", "cel_count", "pcf", "pbvc"]
+    result = run_demo(out, stream=sys.stdout)
     sys.stdout.write(
-        "Ground truth of the simulation (T2 lesion volume mL, CEL count, PCF, PBVC %):\n"
-        + wide[shown].to_string(index=False, na_rep="n/a", float_format=lambda v: f"{v:.4g}")
-        + "\n\n"
-        f"BIDS dataset:  {bids_dir}\n"
-        f"Ground truth:  {truth / 'endpoints.tsv'}\n"
-        + "".join(f"Preview:       {p}\n" for p in previews)
+        _demo_comparison(result.endpoints, result.bids_dir) + "\n\n"
+        f"BIDS dataset:   {result.bids_dir}\n"
+        f"Ground truth:   {result.bids_dir / 'derivatives' / 'groundtruth' / 'endpoints.tsv'}\n"
+        f"Endpoints:      {result.endpoints}\n"
+        f"Errors:         {result.errors}\n"
+        f"Statistics:     {result.stats_summary}\n"
+        f"QC report:      {result.report}\n"
     )
-    return EXIT_OK if report.exit_code == 0 else EXIT_FAILURE
+    if result.failed_sessions:
+        logger.error(
+            "%d session(s) failed or were skipped: see %s", result.failed_sessions, result.errors
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _demo_comparison(endpoints: Path, bids_dir: Path) -> str:
+    """Measured next to true values of a few endpoints, one line per scan."""
+    from mriproc.tables import read_table
+
+    shown = ["t2_lesion_volume", "pcf", "pbvc"]
+    keys = ["participant_id", "session", "arm"]
+    measured = read_table(endpoints.with_name("endpoints_wide.tsv"))
+    truth = read_table(bids_dir / "derivatives" / "groundtruth" / "endpoints_wide.tsv")
+    both = measured[keys + shown].merge(
+        truth[keys + shown], on=keys, suffixes=("", " truth"), how="left"
+    )
+    both = both[keys + [f"{name}{suffix}" for name in shown for suffix in ("", " truth")]]
+    return "Measured and true values (T2 lesion volume mL, PCF, PBVC %):\n" + both.to_string(
+        index=False, na_rep="n/a", float_format=lambda v: f"{v:.4g}"
+    )
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -521,6 +541,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": _simulate,
     "demo": _demo,
     "stats": _stats,
+    "report": _report,
     **{name: _not_built for name in _NOT_BUILT},
 }
 

@@ -118,6 +118,7 @@ def run_participants(
     automated mask).
     """
     from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
     from nipype.pipeline import engine as pe
 
     from mriproc.workflows.longitudinal import init_longitudinal_wf, longitudinal_wf_name
@@ -149,6 +150,9 @@ def run_participants(
             "logging": {"workflow_level": "WARNING", "interface_level": "WARNING"},
         }
     )
+    # The levels above take effect only through update_logging (else Nipype's INFO
+    # lines about every node fill the terminal).
+    nipype_logging.update_logging(nipype_config)
     os.environ.setdefault("LOGNAME", os.environ.get("USER", "mriproc"))
     top = pe.Workflow(name="mriproc_wf", base_dir=str(work_dir))
     to_run: list[SessionInputs] = []

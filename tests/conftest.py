@@ -5,15 +5,17 @@ not add test folders to the path itself).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mriproc.cli import main
-from mriproc.config import load_protocol
+from mriproc.demo import protocol_with_preset
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -22,10 +24,7 @@ RunFast = Callable[..., tuple[int, Path]]
 
 def _run_fast(root: Path, tmp: Path, *options: str) -> tuple[int, Path]:
     """``mriproc run ROOT TMP/out participant [OPTIONS]`` with the fast registration preset."""
-    protocol_file = tmp / "esims_fast.yaml"
-    data = yaml.safe_load((Path(load_protocol("esims").source)).read_text())
-    data["registration"]["preset"] = "fast"
-    protocol_file.write_text(yaml.safe_dump(data))
+    protocol_file = protocol_with_preset("esims", "fast", tmp / "esims_fast.yaml")
     out = tmp / "out"
     argv = ["run", str(root), str(out), "participant", "--protocol", str(protocol_file)]
     return main([*argv, "-w", str(tmp / "work"), *options]), out / "mriproc"
@@ -35,3 +34,24 @@ def _run_fast(root: Path, tmp: Path, *options: str) -> tuple[int, Path]:
 def run_fast() -> RunFast:
     """``mriproc run ROOT TMP/out participant [OPTIONS]`` with the fast registration preset."""
     return _run_fast
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What ``mriproc demo --out OUT`` returned and printed, and the run folder it made."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    run_dir: Path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """``mriproc demo`` once per session: the whole chain, shared by the CLI and report tests."""
+    out = tmp_path_factory.mktemp("demo")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["demo", "--out", str(out)])
+    (run_dir,) = out.iterdir()
+    return DemoRun(code, stdout.getvalue(), stderr.getvalue(), run_dir)

@@ -6,15 +6,18 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mriproc import __version__
-from mriproc.cli import EXIT_NOT_BUILT, EXIT_OK, EXIT_USAGE, main
+from mriproc.cli import EXIT_OK, EXIT_USAGE, main
 from mriproc.config import load_protocol
-from mriproc.io.bids import anat_path
 from mriproc.skeleton import write_skeleton_dataset
 from mriproc.tables import read_table
+
+if TYPE_CHECKING:
+    from conftest import DemoRun
 
 ARMS = {"01": "placebo", "02": "ivig"}
 SESSIONS = ["M00", "M12", "M24"]
@@ -71,33 +74,6 @@ def test_console_script_version() -> None:
 
 
 # --------------------------------------------------------------------------- not built yet
-
-
-@pytest.mark.parametrize(
-    ("argv", "what"),
-    [
-        (["report", "{tmp}/out"], "the visual QC report"),
-    ],
-    ids=["report"],
-)
-def test_not_built_commands_exit_3_and_write_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], what: str
-) -> None:
-    # An existing (empty) input folder for the commands that read one.
-    (tmp_path / "bids").mkdir()
-    (tmp_path / "dicom").mkdir()
-    args = [a.format(tmp=tmp_path) for a in argv]
-
-    assert main(args) == EXIT_NOT_BUILT
-
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert f"'mriproc {argv[0]}' is not built yet" in captured.err
-    assert what in captured.err
-    assert "Nothing was done." in captured.err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bids", "dicom"]
-    assert list((tmp_path / "bids").iterdir()) == []
-    assert list((tmp_path / "dicom").iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -205,26 +181,30 @@ def test_validate_protocol_by_name(complete_bids: Path, capsys: pytest.CaptureFi
 # --------------------------------------------------------------------------- demo
 
 
-def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out_dir = tmp_path / "demo"
-    assert main(["demo", "--out", str(out_dir)]) == EXIT_OK
-    out = capsys.readouterr().out
-
-    assert "does not run processing yet" in out
-    assert "sub-001 ses-M00  (month 0, arm placebo)" in out
-    assert "sub-002 ses-M24  (month 24, arm ivig)" in out
-    assert "6 of 6 session(s) complete; dataset is complete" in out
-    (run_dir,) = out_dir.iterdir()
-    bids_dir = run_dir / "bids"
-    assert f"BIDS dataset:  {bids_dir}" in out
-    truth = bids_dir / "derivatives" / "groundtruth" / "endpoints.tsv"
-    assert f"Ground truth:  {truth}" in out
-    # The ground-truth numbers printed are those of the table.
-    table = read_table(truth)
-    pbvc = table[(table.participant_id == "sub-001") & (table.endpoint == "pbvc")]
-    assert f"{pbvc['value'].iloc[-1]:.4g}" in out
-    assert anat_path(bids_dir, "002", "M24", suffix="T1w", ce="gadolinium").is_file()
-    assert len(list(bids_dir.rglob("*_preview.png"))) == 2
+def test_demo_runs_the_whole_chain(demo_run: DemoRun) -> None:
+    """Simulate, validate, run, stats and report; the printed paths exist and the numbers match."""
+    assert demo_run.exit_code == EXIT_OK, demo_run.stderr
+    out = demo_run.stdout
+    for stage in ("[1/5] Simulating", "[3/5] Processing 8 visits", "[5/5] QC report"):
+        assert stage in out
+    assert "  8/8 sub-004 M12 (ivig)" in out  # simulation progress
+    assert "  1/12 visit_sub_" in out and "  12/12 " in out  # 8 visits, 4 longitudinal stages
+    results = demo_run.run_dir / "out" / "mriproc"
+    for label, path in (
+        ("Endpoints:", results / "endpoints.tsv"),
+        ("Statistics:", results / "stats" / "summary.html"),
+        ("QC report:", results / "report" / "index.html"),
+    ):
+        assert f"{label}" in out and str(path) in out
+        assert path.is_file()
+    assert read_table(results / "errors.tsv").empty
+    wide = read_table(results / "endpoints_wide.tsv")
+    assert len(wide) == 8 and set(wide.arm) == {"placebo", "ivig"}
+    # The measured values printed are those of the table.
+    row = wide[(wide.participant_id == "sub-004") & (wide.session == "ses-M12")].iloc[0]
+    assert f"{row.pcf:.4g}" in out and f"{row.pbvc:.4g}" in out
+    comparisons = read_table(results / "stats" / "comparisons.tsv")
+    assert comparisons["p_value"].notna().any()  # two participants per arm: estimable
 
 
 def test_demo_out_is_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

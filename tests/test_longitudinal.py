@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -22,13 +21,13 @@ from mriproc.longitudinal import (
     lesion_changes,
 )
 from mriproc.provenance import generated_by
-from mriproc.simulate import TrialSpec, simulate_trial
+
+if TYPE_CHECKING:
+    from conftest import DemoRun
 
 ZOOMS = (1.0, 1.0, 3.0)
 SHAPE = (64, 64, 10)
 PROTOCOL = load_protocol("esims")
-
-RunFast = Callable[..., tuple[int, Path]]  # the conftest fixture
 
 
 def ball(centre: tuple[float, float, float], radius_mm: float) -> np.ndarray:
@@ -150,15 +149,16 @@ def test_brain_change_on_known_fractions() -> None:
     assert cut.pbvc == pytest.approx(-1.0)
 
 
-def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
-    tmp_path: Path, run_fast: RunFast
-) -> None:
-    """``mriproc run``, 1 subject x 2 visits: every longitudinal endpoint, follow-up grid masks."""
-    root = tmp_path / "sim"
-    simulate_trial(root, TrialSpec(n_subjects=1, months=(0, 12), seed=36), PROTOCOL)
-    code, out = run_fast(root, tmp_path)
-    assert code == EXIT_OK
+def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(demo_run: DemoRun) -> None:
+    """``mriproc run`` (the demo's run, 2 visits): every longitudinal endpoint, follow-up masks.
+
+    The demo's participant-level run (fast registration preset) is reused rather than
+    running the pipeline again for this test.
+    """
+    assert demo_run.exit_code == EXIT_OK, demo_run.stderr
+    out = demo_run.run_dir / "out" / "mriproc"
     table = pd.read_csv(out / "endpoints.tsv", sep="\t")
+    table = table[table.participant_id == "sub-001"]
     follow = table[(table.session == "ses-M12") & table.endpoint.isin(LONGITUDINAL_ENDPOINTS)]
     assert sorted(follow.endpoint) == sorted(LONGITUDINAL_ENDPOINTS)
     assert (follow.status == "ok").all(), follow[["endpoint", "status"]]
@@ -173,6 +173,7 @@ def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
         np.testing.assert_allclose(mask.affine, reading.affine)
         assert (np.asarray(mask.dataobj) <= np.asarray(reading.dataobj)).all()  # subsets of lesions
     lesions = pd.read_csv(out / "lesions.tsv", sep="\t")
+    lesions = lesions[lesions.participant_id == "sub-001"]
     ids = {s: set(group.lesion_id) for s, group in lesions.groupby("session")}
     assert ids["ses-M00"] & ids["ses-M12"]  # identities carried to the follow-up
     assert set(lesions[lesions.session == "ses-M12"].category) <= set(CHANGE_CATEGORIES)

@@ -1,0 +1,179 @@
+"""``mriproc report``: the QC report pages, from synthetic images and from the demo's run.
+
+The end-to-end tests reuse the run of ``mriproc demo`` (the ``demo_run`` fixture):
+a copy of its output gets a failed scan, a missing and a damaged mask, and the
+report made from it is opened in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urldefrag
+
+import matplotlib.image
+import nibabel as nib
+import numpy as np
+import pytest
+from chromium import chromium_or_skip, rendered_page, screenshot
+
+from mriproc.cli import EXIT_OK, EXIT_USAGE, main
+from mriproc.report import write_report
+from mriproc.report.mosaic import draw_visit_mosaic
+from mriproc.tables import EndpointRow, ErrorRow, read_table, write_endpoints, write_errors
+
+if TYPE_CHECKING:
+    from conftest import DemoRun
+
+FAILED = ("sub-002", "ses-M12")
+FAILURE = "coreg_t1w: sub-002_ses-M12_T1w.nii.gz did not register to T2w (test)"
+
+
+def test_report_needs_the_endpoint_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(tmp_path)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert str(tmp_path / "mriproc" / "endpoints.tsv") in err and "not found" in err
+    assert not (tmp_path / "mriproc" / "report").exists()
+
+
+def _nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    zooms = np.diag([0.9375, 0.9375, 5.0, 1.0])
+    nib.save(nib.Nifti1Image(data.astype(np.float32), zooms if affine is None else affine), path)
+    return path
+
+
+def test_mosaic_leaves_out_bad_masks_with_reasons_and_is_reproducible(tmp_path: Path) -> None:
+    grid = np.indices((48, 48, 12)).astype(float)
+    radius = np.sqrt((grid[0] - 24) ** 2 + (grid[1] - 24) ** 2 + ((grid[2] - 6) * 4) ** 2)
+    head = np.where(radius < 20, 400.0, 0.0) + np.where(radius < 4, 300.0, 0.0)
+    reading = _nifti(tmp_path / "reading.nii.gz", head)
+    brain = _nifti(tmp_path / "brain.nii.gz", radius < 18)
+    lesion = _nifti(tmp_path / "lesion.nii.gz", radius < 4)
+    shifted = _nifti(tmp_path / "slab.nii.gz", radius < 18, np.diag([2.0, 2.0, 5.0, 1.0]))
+    damaged = tmp_path / "cel.nii.gz"
+    damaged.write_bytes(lesion.read_bytes()[:100])  # truncated gzip
+    masks = {"brain": brain, "pcfslab": shifted, "t2lesion": lesion, "cel": damaged}
+
+    def draw() -> tuple[bytes, dict[str, str]]:
+        mosaic = draw_visit_mosaic(
+            "sub-x ses-y",
+            reading,
+            masks,
+            edge_image=("T1w", reading),
+            labels={},
+            reading_name="T2w",
+        )
+        return mosaic.png, mosaic.left_out
+
+    png, left_out = draw()
+    assert set(left_out) == {"pcfslab", "cel"}
+    assert "not on the reading image's grid" in left_out["pcfslab"]
+    assert "cel.nii.gz cannot be read" in left_out["cel"]
+    pixels = matplotlib.image.imread(io.BytesIO(png), format="png")
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 500
+    assert (np.abs(pixels[..., 0] - pixels[..., 1]) > 0.3).any()  # coloured contours drawn
+    assert b"Software" not in png and draw()[0] == png  # no metadata; same bytes again
+
+
+@pytest.fixture(scope="module")
+def flawed_run(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo's output with one failed scan, one missing and one damaged mask."""
+    assert demo_run.exit_code == EXIT_OK, demo_run.stderr
+    out = tmp_path_factory.mktemp("flawed") / "out"
+    shutil.copytree(demo_run.run_dir / "out", out, ignore=shutil.ignore_patterns("work", "report"))
+    root = out / "mriproc"
+    table = read_table(root / "endpoints.tsv")
+    rows = []
+    for r in table.to_dict(orient="records"):
+        failed = (r["participant_id"], r["session"]) == FAILED
+        value = None if failed or np.isnan(r["value"]) else float(r["value"])
+        status = "processing failed: " + FAILURE if failed else str(r["status"])
+        rows.append(
+            EndpointRow(
+                str(r["participant_id"]),
+                str(r["session"]),
+                float(r["visit_month"]),
+                str(r["arm"]),
+                str(r["endpoint"]),
+                value,
+                status,
+            )
+        )
+    write_endpoints(rows, root, protocol_name="esims")
+    write_errors([ErrorRow(*FAILED, "visit", FAILURE)], root, protocol_name="esims")
+    shutil.rmtree(root / "sub-002" / "ses-M12")  # a failed visit writes no derivatives
+    (root / "sub-001" / "ses-M00" / "anat" / "sub-001_ses-M00_desc-cel_mask.nii.gz").unlink()
+    damaged = root / "sub-003" / "ses-M00" / "anat" / "sub-003_ses-M00_desc-blackhole_mask.nii.gz"
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    assert main(["report", str(out)]) == EXIT_OK
+    return root / "report"
+
+
+def test_report_flags_the_failed_scan_and_notes_missing_masks(flawed_run: Path) -> None:
+    cohort = (flawed_run / "cohort.html").read_text()
+    flagged = cohort.split('id="flagged"')[1]
+    assert '<a href="sub-002.html#ses-M12">' in flagged and FAILURE in flagged
+    assert '<a href="sub-002.html#ses-M12">' in cohort.split('id="errors"')[1]
+    failed_page = (flawed_run / "sub-002.html").read_text()
+    section = failed_page.split('<section id="ses-M12">')[1].split("</section>")[0]
+    assert 'class="flag"' in section and "images not available" in section
+    assert "<img" not in section and FAILURE in section
+    first = (flawed_run / "sub-001.html").read_text()
+    assert "enhancing lesions (CEL): not available:" in first
+    assert "sub-001_ses-M00_desc-cel_mask.nii.gz not found" in first
+    third = (flawed_run / "sub-003.html").read_text()
+    assert (
+        "black holes: not drawn: sub-003_ses-M00_desc-blackhole_mask.nii.gz cannot be read" in third
+    )
+
+
+def test_report_is_reproducible(flawed_run: Path) -> None:
+    before = {p.name: p.read_bytes() for p in flawed_run.glob("*.html")}
+    write_report(flawed_run.parent.parent)
+    after = {p.name: p.read_bytes() for p in flawed_run.glob("*.html")}
+    assert after == before
+
+
+def _links(dom: str) -> list[str]:
+    return re.findall(r'<a href="([^"]+)"', dom)
+
+
+def test_report_opens_in_headless_chromium(flawed_run: Path, tmp_path: Path) -> None:
+    """Every page reachable from the index loads in Chromium with every image decoded."""
+    browser = chromium_or_skip()
+    pages: dict[str, str] = {}
+    to_visit = ["index.html"]
+    images_seen = 0
+    while to_visit:
+        name = to_visit.pop()
+        if name in pages:
+            continue
+        page = flawed_run / name
+        assert page.is_file(), f"link to a missing page: {name}"
+        dom, images = rendered_page(browser, page, tmp_path)
+        broken = [i for i in images if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
+        assert not broken, f"{name}: images that did not load: {broken}"
+        images_seen += len(images)
+        pages[name] = dom
+        for link in _links(dom):
+            target, _ = urldefrag(link)
+            if target.endswith(".html") and "/" not in target:
+                to_visit.append(target)
+    participants = sorted(set(read_table(flawed_run.parent / "endpoints.tsv").participant_id))
+    assert {f"{p}.html" for p in participants} <= set(pages), sorted(pages)
+    # 2 visits with mosaics per subject but the failed one, + trajectories + distributions.
+    assert images_seen == 2 * len(participants) - 1 + len(participants) + 1
+    # Every link to a section lands on an element with that id.
+    for dom in pages.values():
+        for link in _links(dom):
+            target, anchor = urldefrag(link)
+            if anchor and target in pages:
+                assert f'id="{anchor}"' in pages[target], link
+    shot = screenshot(browser, flawed_run / "sub-001.html", tmp_path / "sub-001.png", tmp_path)
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[1] == 1400 and pixels[..., :3].std() > 0.05  # drawn, not blank
