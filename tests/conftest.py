@@ -14,6 +14,7 @@ import yaml
 
 from mriproc.cli import main
 from mriproc.config import load_protocol
+from mriproc.simulate import TrialSpec, simulate_trial
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -35,3 +36,20 @@ def _run_fast(root: Path, tmp: Path, *options: str) -> tuple[int, Path]:
 def run_fast() -> RunFast:
     """``mriproc run ROOT TMP/out participant [OPTIONS]`` with the fast registration preset."""
     return _run_fast
+
+
+@pytest.fixture(scope="session")
+def longitudinal_trial(
+    tmp_path_factory: pytest.TempPathFactory, run_fast: RunFast
+) -> tuple[Path, Path]:
+    """1 subject x 2 visits (seed 36) through ``mriproc run`` (fast preset, 2 processes).
+
+    Returns the BIDS root and ``OUT/mriproc``; read-only for the tests, which compare
+    their own runs of the same dataset (1 process, resumed, SLURM) with it.
+    """
+    tmp = tmp_path_factory.mktemp("longitudinal")
+    root = tmp / "sim"
+    simulate_trial(root, TrialSpec(n_subjects=1, months=(0, 12), seed=36), load_protocol("esims"))
+    code, out = run_fast(root, tmp, "--nprocs", "2")
+    assert code == 0, (out / "errors.tsv").read_text()
+    return root, out

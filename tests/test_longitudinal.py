@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from mriproc.atrophy import HalfwayBrain, brain_change
-from mriproc.cli import EXIT_OK
 from mriproc.config import load_protocol
 from mriproc.followup import LONGITUDINAL_ENDPOINTS, track_lesions
 from mriproc.longitudinal import (
@@ -20,7 +19,6 @@ from mriproc.longitudinal import (
     LongitudinalError,
     lesion_changes,
 )
-from mriproc.simulate import TrialSpec, simulate_trial
 
 ZOOMS = (1.0, 1.0, 3.0)
 SHAPE = (64, 64, 10)
@@ -149,13 +147,10 @@ def test_brain_change_on_known_fractions() -> None:
 
 
 def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
-    tmp_path: Path, run_fast: RunFast
+    longitudinal_trial: tuple[Path, Path],
 ) -> None:
     """``mriproc run``, 1 subject x 2 visits: every longitudinal endpoint, follow-up grid masks."""
-    root = tmp_path / "sim"
-    simulate_trial(root, TrialSpec(n_subjects=1, months=(0, 12), seed=36), PROTOCOL)
-    code, out = run_fast(root, tmp_path)
-    assert code == EXIT_OK
+    _, out = longitudinal_trial
     table = pd.read_csv(out / "endpoints.tsv", sep="\t")
     follow = table[(table.session == "ses-M12") & table.endpoint.isin(LONGITUDINAL_ENDPOINTS)]
     assert sorted(follow.endpoint) == sorted(LONGITUDINAL_ENDPOINTS)
