@@ -248,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("mriproc-demo"),
         help="folder for the demo (default: ./mriproc-demo)",
     )
+    for command in sub.choices.values():  # -v after the command too, as in BIDS Apps
+        command.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="more log output (-v info, -vv debug)",
+        )
     return parser
 
 

@@ -62,7 +62,8 @@ fi
 
 # ---------------------------------------------------------------- configuration
 host=$(hostname -s)
-cpus=$(nproc)
+# nproc honours OMP_NUM_THREADS, which mriproc sets to 1 for its own processes.
+cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 max_cpus=${SLURM_LOCAL_CPUS:-2}
 ((cpus > max_cpus)) && cpus=$max_cpus
 # Leave 512 MiB to the system; slurmd refuses to start if RealMemory exceeds what it sees.
@@ -108,9 +109,20 @@ fi
 
 # ---------------------------------------------------------------- daemons
 running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-if running /run/slurmctld.pid; then
-    ((changed)) && { say "reconfiguring slurmctld"; scontrol reconfigure; }
-else
+stop() {  # a changed node definition needs both daemons restarted, not reconfigured
+    local pid
+    running "$1" || return 0
+    pid=$(cat "$1")
+    say "stopping $2 (configuration changed)"
+    kill "$pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    die "$2 (pid $pid) did not stop"
+}
+if ((changed)); then
+    stop /run/slurmd.pid slurmd
+    stop /run/slurmctld.pid slurmctld
+fi
+if ! running /run/slurmctld.pid; then
     say "starting slurmctld"
     slurmctld
 fi

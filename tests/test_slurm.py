@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,3 +56,41 @@ def test_slurm_plugin_gives_the_multiproc_tables(
     batch = list((tmp_path / "work").rglob("batchscript_*.sh"))
     logs = list((tmp_path / "work").rglob("slurm-*.out"))
     assert batch and logs
+
+
+def test_array_template_runs_each_participant_then_the_group(
+    slurm_cluster: None, tmp_path: Path
+) -> None:
+    """scripts/slurm_array.sbatch: three array tasks into one OUT_DIR, then the group job.
+
+    Every session's T2w is unusable, so the tasks stop before any workflow: this checks
+    the template's mechanics (task -> participant, shared OUT_DIR, dependent group).
+    """
+    from mriproc.config import load_protocol
+    from mriproc.skeleton import write_skeleton_dataset
+
+    arms = {"01": "placebo", "02": "ivig", "03": "placebo"}
+    bids = write_skeleton_dataset(
+        tmp_path / "bids", load_protocol("esims"), arms=arms, sessions=["M00"], shape=(16, 16, 6)
+    )
+    for image in bids.rglob("*_T2w.nii.gz"):
+        image.write_bytes(b"")
+    template = SCRIPT.with_name("slurm_array.sbatch")
+    env = dict(os.environ, BIDS_DIR=str(bids), OUT_DIR=str(tmp_path / "out"))
+    env["MRIPROC"] = str(Path(sys.executable).with_name("mriproc"))
+    small = ["--cpus-per-task=1", "--mem=1G", f"--chdir={tmp_path}"]
+    array = subprocess.run(
+        ["sbatch", "--parsable", "--array=1-3", *small, str(template)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    group = [f"--dependency=afterany:{array}", "--export=ALL,MRIPROC_LEVEL=group", "--wait"]
+    subprocess.run(["sbatch", *group, *small, str(template)], env=env, timeout=600)
+    errors = read_table(tmp_path / "out" / "mriproc" / "errors.tsv")
+    assert sorted(errors.participant_id) == ["sub-01", "sub-02", "sub-03"]
+    assert errors.reason.str.contains("empty file").all()
+    logs = sorted(p.read_text() for p in tmp_path.glob("mriproc-*.out"))
+    assert sum("Processed 0 session(s)" in log for log in logs) == 3
+    assert sum("Gathered 3 of 3 participant(s)" in log for log in logs) == 1
