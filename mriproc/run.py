@@ -12,10 +12,11 @@ ignored files, with the reason and the crash file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -143,9 +144,6 @@ def run_participants(
     )
     crash_dir = log_dir / "crash"
     crash_dir.mkdir(parents=True, exist_ok=True)
-    for variable in _SINGLE_THREAD:
-        os.environ.setdefault(variable, "1")
-    os.environ.setdefault("LOGNAME", os.environ.get("USER", "mriproc"))  # Nipype's SLURM plugin
     errors: dict[str, list[ErrorRow]] = {p: [] for p in dataset.participants}
     skipped: set[tuple[str, str]] = set()
     to_run: list[SessionInputs] = []
@@ -319,10 +317,27 @@ def _execute(
         )
     n_sessions = sum(len(v) for v in final_nodes.values())
     logger.info("processing %d workflow(s) with the %s plugin", n_sessions, plugin)
+    with _environment(
+        {variable: "1" for variable in _SINGLE_THREAD}
+        # Nipype's SLURM plugin names jobs after LOGNAME.
+        | {"LOGNAME": os.environ.get("USER", "mriproc")}
+    ):
+        try:
+            top.run(plugin=plugin, plugin_args=plugin_args)
+        except RuntimeError as err:  # some nodes failed; the others ran
+            logger.warning("%s", err)
+
+
+@contextlib.contextmanager
+def _environment(defaults: dict[str, str]) -> Iterator[None]:
+    """Set the variables not already set, for the workflow's processes and jobs only."""
+    added = [name for name in defaults if name not in os.environ]
+    os.environ.update({name: defaults[name] for name in added})
     try:
-        top.run(plugin=plugin, plugin_args=plugin_args)
-    except RuntimeError as err:  # some nodes failed; the others ran
-        logger.warning("%s", err)
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _slurm_resources(top: Any) -> None:
