@@ -284,6 +284,7 @@ def _run(args: argparse.Namespace) -> int:
     from mriproc.io.bids import DatasetError
     from mriproc.provenance import new_run_id, write_run_config
     from mriproc.run import run_participants
+    from mriproc.tables import write_dataset_description
 
     protocol = load_protocol(args.protocol)
     output_dir: Path = args.output_dir.resolve()
@@ -295,12 +296,17 @@ def _run(args: argparse.Namespace) -> int:
         plugin_args.setdefault("n_procs", args.nprocs or 2)
         if args.mem_gb:
             plugin_args.setdefault("memory_gb", args.mem_gb)
-    options = {k: v for k, v in vars(args).items() if k != "plugin_args"}
+    options = {k: v for k, v in vars(args).items() if k not in ("plugin_args", "argv")}
     options.update(work_dir=work_dir, plugin_args=plugin_args, run_id=run_id)
-    write_run_config(log_dir, run_id=run_id, command=sys.argv, options=options, protocol=protocol)
+    write_run_config(log_dir, run_id=run_id, command=args.argv, options=options, protocol=protocol)
     try:
         if args.analysis_level == "group":
             cohort = gather_cohort(output_dir / "mriproc", args.bids_dir.resolve(), protocol)
+            write_dataset_description(
+                output_dir / "mriproc",
+                source_datasets=[str(args.bids_dir.resolve())],
+                protocol_name=protocol.name,
+            )
             sys.stdout.write(
                 f"Gathered {cohort.participants - len(cohort.not_processed)} of "
                 f"{cohort.participants} participant(s); {cohort.failures} error row(s).\n"
@@ -543,6 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help, --version and usage errors
         return int(exc.code or 0)
+    args.argv = ["mriproc", *(sys.argv[1:] if argv is None else argv)]
     _setup_logging(args.verbose)
     try:
         return _COMMANDS[args.command](args)

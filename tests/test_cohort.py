@@ -182,6 +182,7 @@ def test_run_records_options_protocol_and_source(longitudinal_trial: tuple[Path,
     assert re.fullmatch(r"\d{8}-\d{6}_[0-9a-f-]{36}", log_dir.name)
     config = tomllib.loads((log_dir / "mriproc.toml").read_text())
     assert config["run"]["id"] == log_dir.name
+    assert config["run"]["command"][:4] == ["mriproc", "run", str(root), str(out.parent)]
     assert config["options"]["nprocs"] == 2
     assert config["options"]["analysis_level"] == "participant"
     assert config["protocol"]["name"] == "esims"
