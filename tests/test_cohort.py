@@ -120,6 +120,17 @@ def test_group_without_participant_runs_lists_everyone_as_not_processed(
     assert "Not processed yet: sub-01, sub-02" in capsys.readouterr().out
     endpoints = read_table(tmp_path / "out" / "mriproc" / "endpoints.tsv")
     assert set(endpoints.status) == {"not processed yet (run its participant level)"}
+    (config,) = (tmp_path / "out" / "mriproc" / "logs").glob("*/mriproc.toml")
+    recorded = tomllib.loads(config.read_text())
+    assert recorded["run"]["command"] == [
+        "mriproc",
+        "run",
+        str(bids),
+        str(tmp_path / "out"),
+        "group",
+    ]
+    assert recorded["options"]["analysis_level"] == "group"
+    assert (tmp_path / "out" / "mriproc" / "dataset_description.json").is_file()
 
 
 # --------------------------------------------------------------------------- resources
