@@ -155,6 +155,8 @@ def run_participants(
         else:
             skipped.add((session.participant, session.session))
             logger.warning("%s %s skipped: %s", session.participant_id, session.session_id, reason)
+    # Before any node exists: nodes copy Nipype's configuration when they are created.
+    _configure_nipype(crash_dir)
     top, final_nodes = _build_workflow(
         dataset,
         to_run,
@@ -165,7 +167,7 @@ def run_participants(
         rater_masks=rater_masks,
     )
     if to_run:
-        _execute(top, final_nodes, crash_dir, plugin, dict(plugin_args or {}), progress_stream)
+        _execute(top, final_nodes, plugin, dict(plugin_args or {}), progress_stream)
     crashes = _crash_reasons(crash_dir)
     failed = 0
     for session in to_run:
@@ -285,30 +287,11 @@ def _build_workflow(
 def _execute(
     top: Any,
     final_nodes: dict[str, list[str]],
-    crash_dir: Path,
     plugin: str,
     plugin_args: dict[str, Any],
     progress_stream: TextIO | None,
 ) -> None:
-    """Run ``top`` with ``plugin``: resources per node, progress, crash files in ``crash_dir``."""
-    from nipype import config as nipype_config
-
-    verbose = logging.getLogger("mriproc").getEffectiveLevel()
-    nipype_level = "INFO" if verbose <= logging.DEBUG else "WARNING"  # -vv: Nipype's INFO too
-    nipype_config.update_config(
-        {
-            "execution": {
-                "crashdump_dir": str(crash_dir),
-                "crashfile_format": "pklz",
-                "stop_on_first_crash": "false",
-                "hash_method": "content",
-            },
-            "logging": {"workflow_level": nipype_level, "interface_level": nipype_level},
-        }
-    )
-    from nipype import logging as nipype_logging
-
-    nipype_logging.update_logging(nipype_config)
+    """Run ``top`` with ``plugin``: resources per node, progress."""
     if plugin in ("SLURM", "SLURMGraph"):
         _slurm_resources(top)
     if plugin != "SLURMGraph":  # graph plugins submit everything at once: no callbacks
@@ -338,6 +321,27 @@ def _environment(defaults: dict[str, str]) -> Iterator[None]:
     finally:
         for name in added:
             os.environ.pop(name, None)
+
+
+def _configure_nipype(crash_dir: Path) -> None:
+    """Crash files into ``crash_dir``, content hashes, Nipype's log level from ours."""
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    verbose = logging.getLogger("mriproc").getEffectiveLevel()
+    nipype_level = "INFO" if verbose <= logging.DEBUG else "WARNING"  # -vv: Nipype's INFO too
+    nipype_config.update_config(
+        {
+            "execution": {
+                "crashdump_dir": str(crash_dir),
+                "crashfile_format": "pklz",
+                "stop_on_first_crash": "false",
+                "hash_method": "content",
+            },
+            "logging": {"workflow_level": nipype_level, "interface_level": nipype_level},
+        }
+    )
+    nipype_logging.update_logging(nipype_config)
 
 
 def _slurm_resources(top: Any) -> None:
