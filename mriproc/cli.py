@@ -262,9 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("mriproc-demo"),
         help="folder for the demo (default: ./mriproc-demo)",
     )
-    for command in sub.choices.values():  # -v also after the command, as BIDS-Apps place it
+    for command in sub.choices.values():  # -v after the command too, as in BIDS Apps
         command.add_argument(
-            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+            "-v",
+            "--verbose",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="more log output (-v info, -vv debug)",
         )
     return parser
 
@@ -290,30 +294,53 @@ def _not_built(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mriproc.cohort import gather_cohort
     from mriproc.io.bids import DatasetError
+    from mriproc.provenance import new_run_id, write_run_config
     from mriproc.run import run_participants
+    from mriproc.tables import write_dataset_description
 
     protocol = load_protocol(args.protocol)
-    if args.analysis_level == "group":
-        logger.error(
-            "the group level (longitudinal comparisons, PBVC) is not built yet in mriproc %s; "
-            "the participant level already wrote the per-visit endpoints",
-            __version__,
-        )
-        return EXIT_NOT_BUILT
-    work_dir: Path = args.work_dir or args.output_dir / "work"
+    output_dir: Path = args.output_dir.resolve()
+    work_dir: Path = (args.work_dir or args.output_dir / "work").resolve()
+    run_id = new_run_id()
+    log_dir = output_dir / "mriproc" / "logs" / run_id
     plugin_args = dict(args.plugin_args or {})
     if args.plugin == "MultiProc":
         plugin_args.setdefault("n_procs", args.nprocs or 2)
         if args.mem_gb:
             plugin_args.setdefault("memory_gb", args.mem_gb)
+    options = {k: v for k, v in vars(args).items() if k not in ("plugin_args", "argv")}
+    options.update(work_dir=work_dir, plugin_args=plugin_args, run_id=run_id)
+    write_run_config(log_dir, run_id=run_id, command=args.argv, options=options, protocol=protocol)
     try:
+        if args.analysis_level == "group":
+            cohort = gather_cohort(output_dir / "mriproc", args.bids_dir.resolve(), protocol)
+            write_dataset_description(
+                output_dir / "mriproc",
+                source_datasets=[str(args.bids_dir.resolve())],
+                protocol_name=protocol.name,
+            )
+            sys.stdout.write(
+                f"Gathered {cohort.participants - len(cohort.not_processed)} of "
+                f"{cohort.participants} participant(s); {cohort.failures} error row(s).\n"
+                + (
+                    "Not processed yet: "
+                    + ", ".join(f"sub-{p}" for p in cohort.not_processed)
+                    + "\n"
+                    if cohort.not_processed
+                    else ""
+                )
+                + f"Endpoints: {cohort.endpoints}\nErrors:    {cohort.errors}\n"
+            )
+            return EXIT_OK if not cohort.not_processed and not cohort.failures else EXIT_FAILURE
         result = run_participants(
             args.bids_dir.resolve(),
-            args.output_dir.resolve(),
+            output_dir,
             protocol,
             protocol_ref=protocol.source or args.protocol,
-            work_dir=work_dir.resolve(),
+            work_dir=work_dir,
+            log_dir=log_dir,
             participant_labels=args.participant_label,
             session_labels=args.session_label,
             plugin=args.plugin,
@@ -325,10 +352,11 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     sys.stdout.write(
         f"Processed {result.processed} session(s); {result.failed} failed, "
-        f"{result.skipped} skipped (missing or unusable contrasts).\n"
-        f"Endpoints: {result.endpoints}\nErrors:    {result.errors}\n"
+        f"{result.skipped} skipped (missing or unusable contrasts); "
+        f"{result.failures} row(s) in errors.tsv from this run.\n"
+        f"Endpoints: {result.endpoints}\nErrors:    {result.errors}\nLog:       {log_dir}\n"
     )
-    return EXIT_OK if result.failed == 0 and result.skipped == 0 else EXIT_FAILURE
+    return EXIT_OK if result.failures == 0 else EXIT_FAILURE
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -591,6 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(bids_apps_argv(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse exits on --help, --version and usage errors
         return int(exc.code or 0)
+    args.argv = ["mriproc", *(sys.argv[1:] if argv is None else argv)]
     _setup_logging(args.verbose)
     try:
         return _COMMANDS[args.command](args)

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "WorkflowProgress"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,63 @@ class Progress:
         """One step finished; ``what`` says which."""
         self.done += 1
         elapsed = time.monotonic() - self.start
-        line = f"{self.label}: {self.done}/{self.total} {what} ({elapsed:.0f} s)"
+        line = f"{self.label}: {self.done}/{self.total} {what} ({_duration(elapsed)}"
+        if 0 < self.done < self.total:
+            line += f", ETA {_duration(elapsed / self.done * (self.total - self.done))}"
+        line += ")"
         if self.interactive:
             end = "\n" if self.done >= self.total else ""
             self.stream.write("\r\033[K" + line + end)
             self.stream.flush()
         else:
             logger.info("%s", line)
+
+
+class WorkflowProgress:
+    """A Nipype ``status_callback``: participants done / total with an ETA.
+
+    ``final_workflows`` maps each participant to the names of its workflows (visits,
+    longitudinal); a participant is done when the last node of each has ended, or
+    failed at its first crash.  On a terminal one line is redrawn; otherwise each
+    finished participant is logged at INFO (quiet at the default level).
+    """
+
+    def __init__(self, final_workflows: dict[str, list[str]], *, stream: TextIO | None = None):
+        self.owner = {wf: p for p, wfs in final_workflows.items() for wf in wfs}
+        self.pending = {p: set(wfs) for p, wfs in final_workflows.items()}
+        self.failed: set[str] = set()
+        self.progress = Progress(len(final_workflows), "participants", stream=stream)
+
+    def __call__(self, node: object, status: str) -> None:
+        """Called by Nipype with ``status`` start, end or exception."""
+        if status not in ("end", "exception"):
+            return
+        parts = str(getattr(node, "fullname", "")).split(".")
+        workflow = next((part for part in parts if part in self.owner), None)
+        if workflow is None:
+            return
+        participant = self.owner[workflow]
+        if participant not in self.pending:
+            return  # already counted
+        if status == "exception":
+            self.failed.add(participant)
+            del self.pending[participant]
+            self.progress.step(f"sub-{participant} failed ({len(self.failed)} failed so far)")
+        elif parts[-1] == "outputs":  # each workflow's last node writes its outputs
+            self.pending[participant].discard(workflow)
+            if not self.pending[participant]:
+                del self.pending[participant]
+                self.progress.step(f"sub-{participant} done")
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.5 h``.
+
+    >>> _duration(42.4), _duration(720), _duration(12600)
+    ('42 s', '12 min', '3.5 h')
+    """
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -3,17 +3,31 @@ the lock file the environment was installed from."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 import sys
+import uuid
+from datetime import datetime
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from mriproc import __version__
+import tomli_w
 
-__all__ = ["generated_by", "lock_file", "lock_file_sha256", "software_versions"]
+from mriproc import __version__
+from mriproc.io.atomic import atomic_write_text
+
+__all__ = [
+    "generated_by",
+    "lock_file",
+    "lock_file_sha256",
+    "new_run_id",
+    "software_versions",
+    "toml_ready",
+    "write_run_config",
+]
 
 # Distributions whose versions can change a number in the outputs.
 _RELEVANT_DISTRIBUTIONS = (
@@ -85,3 +99,39 @@ def generated_by(*, protocol_name: str | None = None) -> list[dict[str, Any]]:
         entry["Protocol"] = protocol_name
     entry["RequirementsLockSHA256"] = lock_file_sha256()
     return [entry]
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A run id as fMRIPrep's: ``YYYYMMDD-HHMMSS_<uuid4>``."""
+    return f"{(now or datetime.now()):%Y%m%d-%H%M%S}_{uuid.uuid4()}"
+
+
+def toml_ready(value: Any) -> Any:
+    """``value`` with what TOML cannot hold made plain: None dropped, paths and tuples as str/list.
+
+    >>> toml_ready({"a": None, "b": (1, Path("x")), "c": {"d": None}})
+    {'b': [1, 'x'], 'c': {}}
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): toml_ready(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return [toml_ready(v) for v in items if v is not None]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_run_config(
+    log_dir: Path, *, run_id: str, command: list[str], options: dict[str, Any], protocol: Any
+) -> Path:
+    """Write ``log_dir/mriproc.toml``: command, options, resolved protocol, versions."""
+    content = {
+        "run": {"id": run_id, "mriproc_version": __version__, "command": command},
+        "options": toml_ready(options),
+        "protocol": toml_ready(protocol),
+        "environment": software_versions(),
+    }
+    return atomic_write_text(log_dir / "mriproc.toml", tomli_w.dumps(content))

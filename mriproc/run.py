@@ -1,46 +1,50 @@
 """``mriproc run BIDS_DIR OUT_DIR participant``: every session's visit workflow, then the tables.
 
-All selected sessions go into one Nipype workflow, run with the chosen plugin; a
-session that fails does not stop the others.  Afterwards the endpoint tables are
-rebuilt from the measures records of every processed session (so participants can be
-run in separate jobs), with a row saying why for every endpoint that could not be
-computed, and ``errors.tsv`` lists the failed sessions with the reason and the crash
-file.
+All selected sessions go into one Nipype workflow (per-visit sub-workflows feeding
+each participant's longitudinal one), run with the chosen plugin; a session that
+fails does not stop the others.  Sessions whose reading-space or tissue images are
+unusable are skipped before the workflow runs.  Afterwards each participant's rows
+are written to its own table file and the cohort tables are gathered from every
+participant's file (:mod:`mriproc.cohort`), so participants run in separate jobs
+end up in one table; ``errors.tsv`` lists skipped and failed sessions, unusable and
+ignored files, with the reason and the crash file.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from mriproc.config import Protocol
-from mriproc.followup import LONGITUDINAL_ENDPOINTS
-from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
-from mriproc.longitudinal_outputs import longitudinal_record_path
-from mriproc.tables import (
-    EndpointRow,
-    ErrorRow,
-    LesionRow,
-    write_dataset_description,
-    write_endpoints,
-    write_errors,
-    write_lesions,
-    write_rater_agreement,
+from mriproc.cohort import (
+    FILE_STAGE,
+    IGNORED_STAGE,
+    SKIPPED_STAGE,
+    ParticipantTables,
+    gather_cohort,
+    is_failure,
+    participant_tables,
+    participant_tables_path,
+    visit_record_path,
+    write_participant_tables,
 )
-from mriproc.visit_lesions import LESION_ENDPOINTS
+from mriproc.config import Protocol
+from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
+from mriproc.progress import WorkflowProgress
+from mriproc.tables import ErrorRow, write_dataset_description
 
-__all__ = ["VISIT_ENDPOINTS", "RunResult", "run_participants"]
+__all__ = ["RunResult", "run_participants"]
 
 logger = logging.getLogger(__name__)
 
-# Endpoints the per-visit workflow measures; the longitudinal workflow adds
-# LONGITUDINAL_ENDPOINTS at every follow-up.
-VISIT_ENDPOINTS = (*LESION_ENDPOINTS, "pcf", "bpf")
+# Libraries that would otherwise start one thread per core in every Nipype process;
+# Nipype schedules the processes (ITK's own count is fixed in mriproc.registration).
+_SINGLE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -50,24 +54,17 @@ class RunResult:
     processed: int
     failed: int
     skipped: int
+    failures: int
     endpoints: Path
     lesions: Path
     errors: Path
 
 
-def _record_path(root: Path, session: SessionInputs) -> Path:
-    return bids_path(
-        root,
-        session.participant,
-        session.session,
-        suffix="measures",
-        extension=".json",
-        desc="visit",
-    )
-
-
 def _processable(session: SessionInputs, protocol: Protocol) -> str | None:
     """Why the visit workflow cannot run on ``session`` (None when it can)."""
+    nothing = not session.files and not session.ignored
+    if nothing and set(session.problems.values()) == {"missing"}:
+        return "the session holds no images"
     needs = [protocol.reading_space, *protocol.pcf.channels]
     lacking = [role for role in dict.fromkeys(needs) if role not in session.files]
     if lacking:
@@ -75,6 +72,22 @@ def _processable(session: SessionInputs, protocol: Protocol) -> str | None:
             f"{role} ({session.problems.get(role, 'missing')})" for role in lacking
         )
     return None
+
+
+def _input_errors(
+    session: SessionInputs, protocol: Protocol, skipped: str | None
+) -> list[ErrorRow]:
+    """errors.tsv rows of a session's inputs: skipped, unusable files, ignored files."""
+    pid, ses = session.participant_id, session.session_id
+    rows = [] if skipped is None else [ErrorRow(pid, ses, SKIPPED_STAGE, skipped)]
+    needed = {protocol.reading_space, *protocol.pcf.channels} if skipped else set()
+    for role, why in sorted(session.problems.items()):
+        if why != "missing" and role not in needed:
+            rows.append(ErrorRow(pid, ses, FILE_STAGE, f"{role} not used: {why}"))
+    rows += [ErrorRow(pid, ses, IGNORED_STAGE, f"{p.name}: {why}") for p, why in session.ignored]
+    for note in session.notes:
+        logger.info("%s %s: %s", pid, ses, note)
+    return rows
 
 
 def _crash_reasons(crash_dir: Path) -> dict[str, tuple[str, str]]:
@@ -104,26 +117,23 @@ def run_participants(
     *,
     protocol_ref: str,
     work_dir: Path,
+    log_dir: Path,
     participant_labels: Sequence[str] | None = None,
     session_labels: Sequence[str] | None = None,
     plugin: str = "MultiProc",
     plugin_args: dict[str, Any] | None = None,
     rater_masks: Path | None = None,
+    progress_stream: TextIO | None = None,
 ) -> RunResult:
-    """Run the visit workflow on every selected session and rebuild the tables.
+    """Run the visit and longitudinal workflows on the selected sessions; write the tables.
 
-    ``rater_masks`` is a BIDS-Derivatives folder: a session's
+    ``log_dir`` is this run's log folder (``OUT_DIR/mriproc/logs/<run id>``): Nipype
+    crash files go to its ``crash`` folder, so that runs sharing ``work_dir`` never
+    remove each other's.  ``rater_masks`` is a BIDS-Derivatives folder: a session's
     ``sub-*/ses-*/anat/sub-*_ses-*_desc-t2lesion_mask.nii.gz`` there, when present, is
     used for its lesion endpoints (``rater_agreement.tsv`` compares it with the
     automated mask).
     """
-    from nipype import config as nipype_config
-    from nipype import logging as nipype_logging
-    from nipype.pipeline import engine as pe
-
-    from mriproc.workflows.longitudinal import init_longitudinal_wf, longitudinal_wf_name
-    from mriproc.workflows.visit import init_visit_wf, visit_wf_name
-
     root = output_dir / "mriproc"
     root.mkdir(parents=True, exist_ok=True)
     dataset = discover_dataset(
@@ -132,10 +142,194 @@ def run_participants(
     write_dataset_description(
         root, source_datasets=[str(bids_dir.resolve())], protocol_name=protocol.name
     )
-    crash_dir = work_dir / "crash"
+    crash_dir = log_dir / "crash"
     crash_dir.mkdir(parents=True, exist_ok=True)
-    for old in crash_dir.glob("crash-*"):
-        old.unlink()
+    errors: dict[str, list[ErrorRow]] = {p: [] for p in dataset.participants}
+    skipped: set[tuple[str, str]] = set()
+    to_run: list[SessionInputs] = []
+    for session in dataset.sessions:
+        reason = _processable(session, protocol)
+        errors[session.participant] += _input_errors(session, protocol, reason)
+        if reason is None:
+            to_run.append(session)
+        else:
+            skipped.add((session.participant, session.session))
+            logger.warning("%s %s skipped: %s", session.participant_id, session.session_id, reason)
+    # Before any node exists: nodes copy Nipype's configuration when they are created.
+    _configure_nipype(crash_dir)
+    top, final_nodes = _build_workflow(
+        dataset,
+        to_run,
+        protocol,
+        root,
+        work_dir,
+        protocol_ref=protocol_ref,
+        rater_masks=rater_masks,
+    )
+    if to_run:
+        _execute(top, final_nodes, plugin, dict(plugin_args or {}), progress_stream)
+    crashes = _crash_reasons(crash_dir)
+    failed = 0
+    for session in to_run:
+        name = _visit_wf_name(session)
+        record = visit_record_path(root, session.participant, session.session)
+        if record.is_file() and name not in crashes:
+            continue
+        failed += 1
+        message, crash = crashes.get(name, ("no result written", ""))
+        errors[session.participant].append(
+            ErrorRow(session.participant_id, session.session_id, "visit", message, crash or None)
+        )
+        logger.error("%s %s failed: %s", session.participant_id, session.session_id, message)
+    for participant in final_nodes:
+        name = _longitudinal_wf_name(participant)
+        if name in crashes:
+            message, crash = crashes[name]
+            errors[participant].append(
+                ErrorRow(f"sub-{participant}", None, "longitudinal", message, crash)
+            )
+            logger.error("sub-%s longitudinal stage failed: %s", participant, message)
+    # Every session of the selected participants gets rows, run now or earlier.
+    everything = discover_dataset(
+        bids_dir, protocol, participant_labels=list(dataset.participants), check_images=False
+    )
+    selected = {s.session_id for s in dataset.sessions}
+    failures = 0
+    for participant, rows in errors.items():
+        failures += sum(1 for e in rows if is_failure(e))
+        previous = participant_tables_path(root, participant)
+        if session_labels is not None and previous.is_file():
+            # Errors of sessions this run did not select still stand.
+            rows = rows + [
+                e
+                for e in ParticipantTables.read(previous).errors
+                if e.session is not None and e.session not in selected
+            ]
+        problems = {s.session: s.problems for s in dataset.sessions if s.participant == participant}
+        write_participant_tables(
+            root, participant_tables(root, everything, participant, rows, problems)
+        )
+    cohort = gather_cohort(root, bids_dir, protocol)
+    return RunResult(
+        processed=len(to_run) - failed,
+        failed=failed,
+        skipped=len(skipped),
+        failures=failures,
+        endpoints=cohort.endpoints,
+        lesions=cohort.lesions,
+        errors=cohort.errors,
+    )
+
+
+def _visit_wf_name(session: SessionInputs) -> str:
+    from mriproc.workflows.visit import visit_wf_name
+
+    return visit_wf_name(session)
+
+
+def _longitudinal_wf_name(participant: str) -> str:
+    from mriproc.workflows.longitudinal import longitudinal_wf_name
+
+    return longitudinal_wf_name(participant)
+
+
+def _build_workflow(
+    dataset: BidsDataset,
+    to_run: list[SessionInputs],
+    protocol: Protocol,
+    root: Path,
+    work_dir: Path,
+    *,
+    protocol_ref: str,
+    rater_masks: Path | None,
+) -> tuple[Any, dict[str, list[str]]]:
+    """The top workflow, and per participant the workflows whose end means it is done."""
+    from nipype.pipeline import engine as pe
+
+    from mriproc.workflows.longitudinal import init_longitudinal_wf
+    from mriproc.workflows.visit import init_visit_wf
+
+    top = pe.Workflow(name="mriproc_wf", base_dir=str(work_dir))
+    visit_wfs: dict[tuple[str, str], pe.Workflow] = {}
+    final: dict[str, list[str]] = {}
+    for session in to_run:
+        rater = None
+        if rater_masks is not None:
+            candidate = bids_path(
+                rater_masks, session.participant, session.session, suffix="mask", desc="t2lesion"
+            )
+            rater = candidate.resolve() if candidate.is_file() else None
+        wf = init_visit_wf(session, protocol, root, protocol_ref=protocol_ref, rater_mask=rater)
+        visit_wfs[(session.participant, session.session)] = wf
+        top.add_nodes([wf])
+        final.setdefault(session.participant, []).append(wf.name)
+    # Longitudinal: every participant whose baseline and at least one later visit run.
+    for participant in sorted(final):
+        visits = [
+            s.session
+            for s in dataset.visits_of(participant)
+            if (participant, s.session) in visit_wfs
+        ]
+        if len(visits) < 2 or visits[0] != dataset.baseline_session(participant):
+            continue
+        longitudinal = init_longitudinal_wf(participant, visits, root, protocol_ref=protocol_ref)
+        final[participant].append(longitudinal.name)
+        for index, label in enumerate(visits):
+            top.connect(
+                visit_wfs[(participant, label)],
+                "bundle.bundle",
+                longitudinal,
+                f"inputnode.bundle_{index}",
+            )
+    return top, final
+
+
+def _execute(
+    top: Any,
+    final_nodes: dict[str, list[str]],
+    plugin: str,
+    plugin_args: dict[str, Any],
+    progress_stream: TextIO | None,
+) -> None:
+    """Run ``top`` with ``plugin``: resources per node, progress."""
+    if plugin in ("SLURM", "SLURMGraph"):
+        _slurm_resources(top)
+    if plugin != "SLURMGraph":  # graph plugins submit everything at once: no callbacks
+        plugin_args.setdefault(
+            "status_callback", WorkflowProgress(final_nodes, stream=progress_stream)
+        )
+    n_sessions = sum(len(v) for v in final_nodes.values())
+    logger.info("processing %d workflow(s) with the %s plugin", n_sessions, plugin)
+    with _environment(
+        {variable: "1" for variable in _SINGLE_THREAD}
+        # Nipype's SLURM plugin names jobs after LOGNAME.
+        | {"LOGNAME": os.environ.get("USER", "mriproc")}
+    ):
+        try:
+            top.run(plugin=plugin, plugin_args=plugin_args)
+        except RuntimeError as err:  # some nodes failed; the others ran
+            logger.warning("%s", err)
+
+
+@contextlib.contextmanager
+def _environment(defaults: dict[str, str]) -> Iterator[None]:
+    """Set the variables not already set, for the workflow's processes and jobs only."""
+    added = [name for name in defaults if name not in os.environ]
+    os.environ.update({name: defaults[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def _configure_nipype(crash_dir: Path) -> None:
+    """Crash files into ``crash_dir``, content hashes, Nipype's log level from ours."""
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    verbose = logging.getLogger("mriproc").getEffectiveLevel()
+    nipype_level = "INFO" if verbose <= logging.DEBUG else "WARNING"  # -vv: Nipype's INFO too
     nipype_config.update_config(
         {
             "execution": {
@@ -147,199 +341,16 @@ def run_participants(
                 # at run time (containers run with --network none).
                 "check_version": "false",
             },
-            "logging": {"workflow_level": "WARNING", "interface_level": "WARNING"},
+            "logging": {"workflow_level": nipype_level, "interface_level": nipype_level},
         }
     )
-    # The levels above take effect only through update_logging (else Nipype's INFO
-    # lines about every node fill the terminal).
     nipype_logging.update_logging(nipype_config)
-    os.environ.setdefault("LOGNAME", os.environ.get("USER", "mriproc"))
-    top = pe.Workflow(name="mriproc_wf", base_dir=str(work_dir))
-    to_run: list[SessionInputs] = []
-    visit_wfs: dict[tuple[str, str], pe.Workflow] = {}
-    longitudinal_participants: list[str] = []
-    skipped: dict[tuple[str, str], str] = {}
-    for session in dataset.sessions:
-        reason = _processable(session, protocol)
-        if reason is not None:
-            skipped[(session.participant_id, session.session_id)] = reason
-            continue
-        rater = None
-        if rater_masks is not None:
-            candidate = bids_path(
-                rater_masks, session.participant, session.session, suffix="mask", desc="t2lesion"
-            )
-            rater = candidate.resolve() if candidate.is_file() else None
-        visit_wfs[(session.participant, session.session)] = init_visit_wf(
-            session, protocol, root, protocol_ref=protocol_ref, rater_mask=rater
-        )
-        top.add_nodes([visit_wfs[(session.participant, session.session)]])
-        to_run.append(session)
-    # Longitudinal: every participant whose baseline and at least one later visit run.
-    for participant in sorted({s.participant for s in to_run}):
-        visits = [
-            s.session
-            for s in dataset.visits_of(participant)
-            if (participant, s.session) in visit_wfs
-        ]
-        if len(visits) < 2 or visits[0] != dataset.baseline_session(participant):
-            continue
-        longitudinal = init_longitudinal_wf(participant, visits, root, protocol_ref=protocol_ref)
-        longitudinal_participants.append(participant)
-        for index, label in enumerate(visits):
-            top.connect(
-                visit_wfs[(participant, label)],
-                "bundle.bundle",
-                longitudinal,
-                f"inputnode.bundle_{index}",
-            )
-    if to_run:
-        logger.info("processing %d session(s) with the %s plugin", len(to_run), plugin)
-        try:
-            top.run(plugin=plugin, plugin_args=plugin_args or {})
-        except RuntimeError as err:  # some nodes failed; the others ran
-            logger.warning("%s", err)
-    crashes = _crash_reasons(crash_dir)
-    errors = [
-        ErrorRow(pid, ses, "inputs", reason) for (pid, ses), reason in sorted(skipped.items())
-    ]
-    failed = 0
-    for session in to_run:
-        if _record_path(root, session).is_file() and visit_wf_name(session) not in crashes:
-            continue
-        failed += 1
-        message, crash = crashes.get(visit_wf_name(session), ("no result written", ""))
-        errors.append(
-            ErrorRow(session.participant_id, session.session_id, "visit", message, crash or None)
-        )
-        logger.error("%s %s failed: %s", session.participant_id, session.session_id, message)
-    longitudinal_failed: dict[str, str] = {}
-    for participant in longitudinal_participants:
-        if longitudinal_wf_name(participant) in crashes:
-            message, crash = crashes[longitudinal_wf_name(participant)]
-            errors.append(ErrorRow(f"sub-{participant}", None, "longitudinal", message, crash))
-            longitudinal_failed[f"sub-{participant}"] = "longitudinal stage failed: " + message
-            logger.error("sub-%s longitudinal stage failed: %s", participant, message)
-    problems = dict(skipped)
-    problems.update(
-        {
-            (e.participant_id, e.session or ""): "processing failed: " + e.reason
-            for e in errors
-            if e.stage == "visit"
-        }
-    )
-    endpoints, lesions = _assemble_tables(root, dataset, protocol, problems, longitudinal_failed)
-    errors_path = write_errors(errors, root, protocol_name=protocol.name)
-    return RunResult(len(to_run) - failed, failed, len(skipped), endpoints, lesions, errors_path)
 
 
-def _assemble_tables(
-    root: Path,
-    dataset: BidsDataset,
-    protocol: Protocol,
-    problems: dict[tuple[str, str], str],
-    longitudinal_failed: dict[str, str],
-) -> tuple[Path, Path]:
-    """``endpoints.tsv`` and ``lesions.tsv`` from every session's measures record.
-
-    All participants on disk are gathered, so participants run in separate jobs end
-    up in one table.
-    """
-    full = discover_dataset(dataset.root, protocol, check_images=False)
-    rows: list[EndpointRow] = []
-    lesion_rows: list[LesionRow] = []
-    rater_rows: list[dict[str, Any]] = []
-    for session in full.sessions:
-        participant = full.participants.get(session.participant)
-        arm = participant.arm if participant else None
-        record = _record_path(root, session)
-        content: dict[str, Any] = {}
-        if record.is_file():
-            content = json.loads(record.read_text(encoding="utf-8"))
-        measures = content.get("measures", {})
-        key = (session.participant_id, session.session_id)
-        for endpoint in VISIT_ENDPOINTS:
-            value = measures.get(endpoint)
-            if value is not None:
-                note = "rater mask" if "rater" in content and endpoint in LESION_ENDPOINTS else ""
-                rows.append(
-                    EndpointRow(
-                        key[0], key[1], session.visit_month, arm, endpoint, float(value), note=note
-                    )
-                )
-                continue
-            status = content.get("not_available", {}).get(endpoint) or problems.get(
-                key, "not processed yet (run its participant level)"
-            )
-            rows.append(
-                EndpointRow(key[0], key[1], session.visit_month, arm, endpoint, None, status)
-            )
-        if "rater" in content:
-            rater_rows.append({"participant_id": key[0], "session": key[1], **content["rater"]})
-        longitudinal: dict[str, Any] = {}
-        tracked = longitudinal_record_path(root, session.participant, session.session)
-        if tracked.is_file():
-            longitudinal = json.loads(tracked.read_text(encoding="utf-8"))
-        baseline = session.session == full.baseline_session(session.participant)
-        if not baseline:
-            reason = problems.get(key) or longitudinal_failed.get(key[0]) or _not_tracked(content)
-            rows += _longitudinal_rows(session, arm, longitudinal, reason)
-        ids = longitudinal.get("lesion_ids", {})
-        categories = longitudinal.get("categories", {})
-        for lesion in content.get("lesions", []):
-            x, y, z = lesion["centroid_mm"]
-            lesion_rows.append(
-                LesionRow(
-                    key[0],
-                    key[1],
-                    session.visit_month,
-                    lesion_id=ids.get(
-                        str(lesion["label"]), f"{session.session}-L{lesion['label']:03d}"
-                    ),
-                    label=lesion["label"],
-                    volume_ml=lesion["volume_ml"],
-                    centroid_x_mm=x,
-                    centroid_y_mm=y,
-                    centroid_z_mm=z,
-                    category=categories.get(
-                        str(lesion["label"]), "baseline" if baseline else "untracked"
-                    ),
-                    enhancing=lesion["enhancing"],
-                    black_hole=lesion["black_hole"],
-                )
-            )
-    long_path, _ = write_endpoints(rows, root, protocol_name=protocol.name)
-    lesions_path = write_lesions(lesion_rows, root, protocol_name=protocol.name)
-    if rater_rows:
-        write_rater_agreement(rater_rows, root, protocol_name=protocol.name)
-    return long_path, lesions_path
-
-
-def _not_tracked(visit_record: dict[str, Any]) -> str:
-    if not visit_record:
-        return "not processed yet (run its participant level)"
-    return "longitudinal stage did not run (baseline or previous visit missing or failed)"
-
-
-def _longitudinal_rows(
-    session: SessionInputs, arm: str | None, record: dict[str, Any], reason: str
-) -> list[EndpointRow]:
-    """A follow-up's longitudinal endpoint rows from its longitudinal record."""
-    measures = record.get("measures", {})
-    missing = record.get("not_available", {})
-    rows = []
-    for endpoint in LONGITUDINAL_ENDPOINTS:
-        value = measures.get(endpoint)
-        status = "ok" if value is not None else missing.get(endpoint, reason)
-        rows.append(
-            EndpointRow(
-                session.participant_id,
-                session.session_id,
-                session.visit_month,
-                arm,
-                endpoint,
-                None if value is None else float(value),
-                status,
-            )
-        )
-    return rows
+def _slurm_resources(top: Any) -> None:
+    """Each node's SLURM job asks for the node's declared cores and memory."""
+    for name in top.list_node_names():
+        node = top.get_node(name)
+        mem_mib = math.ceil(node.mem_gb * 1024)
+        args = f"--cpus-per-task={node.n_procs} --mem={mem_mib}M"
+        node.plugin_args = {**node.plugin_args, "sbatch_args": args}

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from mriproc.cli import main
+from mriproc.config import load_protocol
 from mriproc.demo import protocol_with_preset
+from mriproc.simulate import TrialSpec, simulate_trial
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -55,3 +57,20 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         code = main(["demo", "--out", str(out)])
     (run_dir,) = out.iterdir()
     return DemoRun(code, stdout.getvalue(), stderr.getvalue(), run_dir)
+
+
+@pytest.fixture(scope="session")
+def longitudinal_trial(
+    tmp_path_factory: pytest.TempPathFactory, run_fast: RunFast
+) -> tuple[Path, Path]:
+    """1 subject x 2 visits (seed 36) through ``mriproc run`` (fast preset, 2 processes).
+
+    Returns the BIDS root and ``OUT/mriproc``; read-only for the tests, which compare
+    their own runs of the same dataset (1 process, resumed, SLURM) with it.
+    """
+    tmp = tmp_path_factory.mktemp("longitudinal")
+    root = tmp / "sim"
+    simulate_trial(root, TrialSpec(n_subjects=1, months=(0, 12), seed=36), load_protocol("esims"))
+    code, out = run_fast(root, tmp, "--nprocs", "2")
+    assert code == 0, (out / "errors.tsv").read_text()
+    return root, out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from mriproc.atrophy import HalfwayBrain, brain_change
-from mriproc.cli import EXIT_OK
 from mriproc.config import load_protocol
 from mriproc.followup import LONGITUDINAL_ENDPOINTS, track_lesions
 from mriproc.longitudinal import (
@@ -21,9 +20,6 @@ from mriproc.longitudinal import (
     lesion_changes,
 )
 from mriproc.provenance import generated_by
-
-if TYPE_CHECKING:
-    from conftest import DemoRun
 
 ZOOMS = (1.0, 1.0, 3.0)
 SHAPE = (64, 64, 10)
@@ -149,14 +145,11 @@ def test_brain_change_on_known_fractions() -> None:
     assert cut.pbvc == pytest.approx(-1.0)
 
 
-def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(demo_run: DemoRun) -> None:
-    """``mriproc run`` (the demo's run, 2 visits): every longitudinal endpoint, follow-up masks.
-
-    The demo's participant-level run (fast registration preset) is reused rather than
-    running the pipeline again for this test.
-    """
-    assert demo_run.exit_code == EXIT_OK, demo_run.stderr
-    out = demo_run.run_dir / "out" / "mriproc"
+def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
+    longitudinal_trial: tuple[Path, Path],
+) -> None:
+    """``mriproc run``, 1 subject x 2 visits: every longitudinal endpoint, follow-up grid masks."""
+    _, out = longitudinal_trial
     table = pd.read_csv(out / "endpoints.tsv", sep="\t")
     table = table[table.participant_id == "sub-001"]
     follow = table[(table.session == "ses-M12") & table.endpoint.isin(LONGITUDINAL_ENDPOINTS)]

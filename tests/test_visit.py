@@ -229,5 +229,7 @@ def test_run_refuses_contrasts_that_do_not_register(tmp_path: Path, run_fast: Ru
     for participant, path in (("sub-001", wrong), ("sub-002", blank)):
         reason = errors.loc[participant, "reason"]
         assert str(path) in reason and "did not register" in reason, reason
+        crash = Path(errors.loc[participant, "crash_file"])
+        assert crash.is_file() and crash.parent.parent.parent.name == "logs", crash
     endpoints = read_table(out / "endpoints.tsv")
     assert endpoints.value.isna().all()  # no number for a visit that did not complete

@@ -8,6 +8,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from mriproc.interfaces.longitudinal import FollowupChanges, HalfwayRegister, LongitudinalOutputs
+from mriproc.workflows.resources import node
 
 __all__ = ["init_longitudinal_wf", "longitudinal_wf_name"]
 
@@ -40,32 +41,30 @@ def init_longitudinal_wf(
         raise ValueError(f"sub-{participant}: a longitudinal analysis needs two sessions")
     wf = pe.Workflow(name=longitudinal_wf_name(participant))
     fields = [f"bundle_{i}" for i in range(len(sessions))]
-    inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
+    inputnode = node(niu.IdentityInterface(fields=fields), "inputnode")
 
-    def reading(index: int, node: pe.Node, field: str) -> None:
-        wf.connect(inputnode, (f"bundle_{index}", _get, "reading"), node, field)
+    def reading(index: int, target: pe.Node, field: str) -> None:
+        wf.connect(inputnode, (f"bundle_{index}", _get, "reading"), target, field)
 
     registrations: dict[tuple[int, int], pe.Node] = {}
     for later in range(1, len(sessions)):
         for earlier in sorted({0, later - 1}):
-            node = pe.Node(
+            halfway = node(
                 HalfwayRegister(protocol=protocol_ref),
-                name=f"halfway_{sessions[later]}_to_{sessions[earlier]}".lower(),
+                f"halfway_{sessions[later]}_to_{sessions[earlier]}".lower(),
             )
-            reading(earlier, node, "earlier")
-            reading(later, node, "later")
-            registrations[(earlier, later)] = node
+            reading(earlier, halfway, "earlier")
+            reading(later, halfway, "later")
+            registrations[(earlier, later)] = halfway
 
-    collect = pe.Node(niu.Merge(len(sessions) - 1), name="collect_followups")
+    collect = node(niu.Merge(len(sessions) - 1), "collect_followups")
     # The masks travel as a connection too: Nipype deletes unconnected output files.
-    collect_images = pe.Node(niu.Merge(len(sessions) - 1), name="collect_images")
-    records = pe.Node(niu.Merge(len(sessions)), name="collect_records")
+    collect_images = node(niu.Merge(len(sessions) - 1), "collect_images")
+    records = node(niu.Merge(len(sessions)), "collect_records")
     for index in range(len(sessions)):
         wf.connect(inputnode, (f"bundle_{index}", _get, "record"), records, f"in{index + 1}")
     for later in range(1, len(sessions)):
-        change = pe.Node(
-            FollowupChanges(protocol=protocol_ref), name=f"changes_{sessions[later]}".lower()
-        )
+        change = node(FollowupChanges(protocol=protocol_ref), f"changes_{sessions[later]}".lower())
         wf.connect(inputnode, f"bundle_{later}", change, "followup")
         wf.connect(inputnode, f"bundle_{later - 1}", change, "previous")
         wf.connect(inputnode, "bundle_0", change, "baseline")
@@ -74,14 +73,14 @@ def init_longitudinal_wf(
         wf.connect(change, "result", collect, f"in{later}")
         wf.connect(change, "images", collect_images, f"in{later}")
 
-    outputs = pe.Node(
+    outputs = node(
         LongitudinalOutputs(
             output_dir=str(output_dir),
             participant=participant,
             sessions=list(sessions),
             protocol=protocol_ref,
         ),
-        name="outputs",
+        "outputs",
     )
     wf.connect(records, "out", outputs, "records")
     wf.connect(collect, "out", outputs, "results")

@@ -19,6 +19,7 @@ from mriproc.interfaces.visit import (
     VisitOutputs,
 )
 from mriproc.io.bids import SessionInputs
+from mriproc.workflows.resources import node
 
 __all__ = ["init_visit_wf", "visit_wf_name"]
 
@@ -66,20 +67,20 @@ def init_visit_wf(
     groups += [[r] for r in sorted(files) if not any(r in g for g in groups)]
     corrected: dict[str, tuple[pe.Node, int]] = {}
     for group in groups:
-        node = pe.Node(
+        n4 = node(
             BiasCorrect(in_files=[str(files[r]) for r in group], protocol=protocol_ref),
-            name=f"n4_{'_'.join(group)}".lower(),
+            f"n4_{'_'.join(group)}".lower(),
         )
         for index, role in enumerate(group):
-            corrected[role] = (node, index)
+            corrected[role] = (n4, index)
 
     def connect_corrected(role: str, target: pe.Node, field: str) -> None:
-        node, index = corrected[role]
-        wf.connect(node, ("out_files", _pick, index), target, field)
+        source, index = corrected[role]
+        wf.connect(source, ("out_files", _pick, index), target, field)
 
-    brain = pe.Node(
+    brain = node(
         BrainMasks(contrast=protocol.contrasts[reading].suffix, protocol=protocol_ref),
-        name="brain_masks",
+        "brain_masks",
     )
     connect_corrected(reading, brain, "in_file")
 
@@ -94,24 +95,24 @@ def init_visit_wf(
         # (benchmarks/RESULTS.md).
         # The quality check is its own node: the registration starts as soon as both
         # images are bias-corrected, in parallel with the template fit.
-        node = pe.Node(Coregister(protocol=protocol_ref), name=f"coreg_{role}".lower())
-        connect_corrected(role, node, "moving")
-        connect_corrected(reading, node, "fixed")
-        check = pe.Node(
+        registration = node(Coregister(protocol=protocol_ref), f"coreg_{role}".lower())
+        connect_corrected(role, registration, "moving")
+        connect_corrected(reading, registration, "fixed")
+        check = node(
             CoregistrationQuality(
                 source=str(files[role]), reference=str(files[reading]), protocol=protocol_ref
             ),
-            name=f"coreg_quality_{role}".lower(),
+            f"coreg_quality_{role}".lower(),
         )
-        wf.connect(node, "out_file", check, "registered")
+        wf.connect(registration, "out_file", check, "registered")
         connect_corrected(reading, check, "fixed")
         wf.connect(brain, "icv_prob", check, "mask")
-        coreg[role] = node
+        coreg[role] = registration
         checked[role] = check
 
     def reading_space_images(roles: list[str] | tuple[str, ...], name: str) -> pe.Node:
         """A Merge node of the roles' reading-space images (checked, or from N4)."""
-        merge = pe.Node(niu.Merge(len(roles)), name=name)
+        merge = node(niu.Merge(len(roles)), name)
         for index, role in enumerate(roles, start=1):
             if role in checked:
                 wf.connect(checked[role], "out_file", merge, f"in{index}")
@@ -119,7 +120,7 @@ def init_visit_wf(
                 connect_corrected(role, merge, f"in{index}")
         return merge
 
-    tissues = pe.Node(TissueClasses(protocol=protocol_ref), name="tissue_classes")
+    tissues = node(TissueClasses(protocol=protocol_ref), "tissue_classes")
     merge_channels = reading_space_images(protocol.pcf.channels, "pcf_channels")
     wf.connect(merge_channels, "out", tissues, "channels")
     wf.connect(brain, "template_maps", tissues, "template_maps")
@@ -127,7 +128,7 @@ def init_visit_wf(
 
     # Lesions: every contrast in reading space (echoes and the reading image from N4).
     lesion_roles = sorted(files)
-    lesions = pe.Node(VisitLesions(roles=lesion_roles, protocol=protocol_ref), name="lesions")
+    lesions = node(VisitLesions(roles=lesion_roles, protocol=protocol_ref), "lesions")
     if rater_mask is not None:
         lesions.inputs.rater_mask = str(rater_mask)
     lesion_images = reading_space_images(lesion_roles, "lesion_images")
@@ -135,7 +136,7 @@ def init_visit_wf(
     wf.connect(tissues, "outputs", lesions, "tissue_outputs")
     wf.connect(brain, "template_maps", lesions, "template_maps")
 
-    outputs = pe.Node(
+    outputs = node(
         VisitOutputs(
             output_dir=str(output_dir),
             participant=session.participant,
@@ -144,7 +145,7 @@ def init_visit_wf(
             sources={r: str(p) for r, p in files.items()},
             coreg_roles=moving_roles,
         ),
-        name="outputs",
+        "outputs",
     )
     wf.connect(tissues, "outputs", outputs, "tissue_outputs")
     for field in ("outputs", "measures", "not_available", "lesion_list", "rater"):
@@ -155,13 +156,13 @@ def init_visit_wf(
             (coreg, "transform", "transforms"),
             (checked, "quality", "qualities"),
         ):
-            merge = pe.Node(niu.Merge(len(moving_roles)), name=f"merge_{field}")
+            merge = node(niu.Merge(len(moving_roles)), f"merge_{field}")
             for index, role in enumerate(moving_roles, start=1):
                 wf.connect(nodes[role], field, merge, f"in{index}")
             wf.connect(merge, "out", outputs, target)
 
     # What the longitudinal stage reads (after the visit's outputs are written).
-    bundle = pe.Node(VisitBundle(roles=lesion_roles), name="bundle")
+    bundle = node(VisitBundle(roles=lesion_roles), "bundle")
     connect_corrected(reading, bundle, "reading")
     wf.connect(lesion_images, "out", bundle, "images")
     wf.connect(tissues, "outputs", bundle, "tissue_outputs")

@@ -1,0 +1,254 @@
+"""Cohort processing: group level, concurrent participant jobs, resources, progress, provenance.
+
+The end-to-end checks reuse the session's ``longitudinal_trial`` run (1 subject x 2
+visits, 2 processes) as the uninterrupted reference: a run killed with SIGKILL and
+resumed with 1 process must give byte-identical tables.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from mriproc.cli import EXIT_FAILURE, EXIT_OK, main
+from mriproc.cohort import gather_cohort, participant_tables, write_participant_tables
+from mriproc.config import load_protocol
+from mriproc.io.bids import discover_dataset
+from mriproc.progress import WorkflowProgress
+from mriproc.skeleton import write_skeleton_dataset
+from mriproc.tables import ErrorRow, read_table
+from mriproc.workflows.longitudinal import init_longitudinal_wf
+from mriproc.workflows.resources import NODE_RESOURCES
+from mriproc.workflows.visit import init_visit_wf
+
+PROTOCOL = load_protocol("esims")
+TABLES = ("endpoints.tsv", "endpoints_wide.tsv", "lesions.tsv")
+
+
+def skeleton(root: Path, n: int) -> Path:
+    arms = {f"{i:02d}": ("placebo", "ivig")[i % 2] for i in range(1, n + 1)}
+    return write_skeleton_dataset(
+        root, PROTOCOL, arms=arms, sessions=["M00", "M12"], shape=(16, 16, 6), omit=[]
+    )
+
+
+# --------------------------------------------------------------------------- group level
+
+
+def _job(args: tuple[str, str, str]) -> None:
+    """One participant-level job's table writing: its own file, then the cohort rebuild."""
+    bids, out, participant = (Path(args[0]), Path(args[1]), args[2])
+    dataset = discover_dataset(bids, PROTOCOL, check_images=False)
+    error = ErrorRow(f"sub-{participant}", "ses-M00", "visit", f"failure of {participant}")
+    for _ in range(3):
+        write_participant_tables(out, participant_tables(out, dataset, participant, [error]))
+        gather_cohort(out, bids, PROTOCOL)
+
+
+def test_concurrent_participant_jobs_keep_every_row(tmp_path: Path) -> None:
+    """Four jobs writing and gathering at once, three times each: no rows are lost."""
+    bids = skeleton(tmp_path / "bids", 4)
+    out = tmp_path / "out" / "mriproc"
+    labels = [f"{i:02d}" for i in range(1, 5)]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.map(_job, [(str(bids), str(out), label) for label in labels])
+    errors = read_table(out / "errors.tsv")
+    assert sorted(errors.participant_id) == [f"sub-{label}" for label in labels]
+    endpoints = read_table(out / "endpoints.tsv")
+    failed = endpoints[endpoints.session == "ses-M00"]
+    assert set(failed.status) == {f"processing failed: failure of {label}" for label in labels}
+    assert not list(out.glob(".*.tmp*"))  # no temporary file left behind
+
+
+def test_group_gathers_participants_run_in_separate_jobs(
+    tmp_path: Path, longitudinal_trial: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Job 1 (processed earlier) and job 2 (a participant whose scans are unusable) -> group."""
+    root, reference = longitudinal_trial
+    bids = tmp_path / "bids"
+    shutil.copytree(root, bids, ignore=shutil.ignore_patterns("derivatives"))
+    for session in ("M00", "M12"):
+        source = bids / "sub-001" / f"ses-{session}" / "anat"
+        target = bids / "sub-002" / f"ses-{session}" / "anat"
+        target.mkdir(parents=True)
+        for image in source.iterdir():
+            (target / image.name.replace("sub-001", "sub-002")).write_bytes(b"")
+    header = (bids / "participants.tsv").read_text().splitlines()[0].split("\t")
+    row = {"participant_id": "sub-002", "arm": "ivig"}
+    with (bids / "participants.tsv").open("a") as table:
+        table.write("\t".join(row.get(column, "n/a") for column in header) + "\n")
+    out = tmp_path / "out"
+    shutil.copytree(reference / "sub-001", out / "mriproc" / "sub-001")  # job 1's outputs
+
+    job2 = ["run", str(bids), str(out), "participant", "--participant-label", "002"]
+    assert main(job2) == EXIT_FAILURE  # every scan of sub-002 is unusable
+    assert main(["run", str(bids), str(out), "group"]) == EXIT_FAILURE
+    assert "Gathered 2 of 2 participant(s)" in capsys.readouterr().out
+
+    endpoints = read_table(out / "mriproc" / "endpoints.tsv")
+    ours = endpoints[endpoints.participant_id == "sub-001"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ours, read_table(reference / "endpoints.tsv"))
+    second = endpoints[endpoints.participant_id == "sub-002"]
+    assert second.value.isna().all()
+    assert second.status.str.contains("empty file").all()
+    errors = read_table(out / "mriproc" / "errors.tsv")
+    assert set(errors.participant_id) == {"sub-002"}
+    assert set(errors.stage) == {"inputs", "input-file"}
+
+
+def test_group_without_participant_runs_lists_everyone_as_not_processed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bids = skeleton(tmp_path / "bids", 2)
+    assert main(["run", str(bids), str(tmp_path / "out"), "group"]) == EXIT_FAILURE
+    assert "Not processed yet: sub-01, sub-02" in capsys.readouterr().out
+    endpoints = read_table(tmp_path / "out" / "mriproc" / "endpoints.tsv")
+    assert set(endpoints.status) == {"not processed yet (run its participant level)"}
+    (config,) = (tmp_path / "out" / "mriproc" / "logs").glob("*/mriproc.toml")
+    recorded = tomllib.loads(config.read_text())
+    assert recorded["run"]["command"] == [
+        "mriproc",
+        "run",
+        str(bids),
+        str(tmp_path / "out"),
+        "group",
+    ]
+    assert recorded["options"]["analysis_level"] == "group"
+    assert (tmp_path / "out" / "mriproc" / "dataset_description.json").is_file()
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def test_every_node_declares_memory_and_processes(tmp_path: Path) -> None:
+    bids = skeleton(tmp_path / "bids", 1)
+    dataset = discover_dataset(bids, PROTOCOL)
+    workflows = [
+        init_visit_wf(s, PROTOCOL, tmp_path, protocol_ref="esims") for s in dataset.sessions
+    ]
+    workflows.append(init_longitudinal_wf("01", ["M00", "M12"], tmp_path, protocol_ref="esims"))
+    for wf in workflows:
+        for name in wf.list_node_names():
+            node = wf.get_node(name)
+            kind = type(node.interface).__name__
+            assert (node.mem_gb, node.n_procs) == NODE_RESOURCES[kind], name
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_counts_participants_with_an_eta() -> None:
+    stream = _Terminal()
+    progress = WorkflowProgress(
+        {"01": ["visit_sub_01_ses_M00", "longitudinal_sub_01"], "02": ["visit_sub_02_ses_M00"]},
+        stream=stream,
+    )
+
+    def node(name: str) -> SimpleNamespace:
+        return SimpleNamespace(fullname=f"mriproc_wf.{name}")
+
+    progress(node("visit_sub_01_ses_M00.outputs"), "end")
+    assert stream.getvalue() == ""  # sub-01 still has its longitudinal stage
+    progress(node("longitudinal_sub_01.outputs"), "end")
+    assert re.search(r"participants: 1/2 sub-01 done \(\d+ s, ETA \d+ s\)$", stream.getvalue())
+    progress(node("visit_sub_02_ses_M00.n4_t1w"), "exception")
+    assert stream.getvalue().endswith("participants: 2/2 sub-02 failed (1 failed so far) (0 s)\n")
+
+
+def test_progress_is_quiet_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    stream = io.StringIO()  # not a terminal
+    progress = WorkflowProgress({"01": ["visit_sub_01_ses_M00"]}, stream=stream)
+    progress(SimpleNamespace(fullname="mriproc_wf.visit_sub_01_ses_M00.outputs"), "end")
+    assert stream.getvalue() == ""
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def test_run_records_options_protocol_and_source(longitudinal_trial: tuple[Path, Path]) -> None:
+    root, out = longitudinal_trial
+    (log_dir,) = (out / "logs").iterdir()
+    assert re.fullmatch(r"\d{8}-\d{6}_[0-9a-f-]{36}", log_dir.name)
+    config = tomllib.loads((log_dir / "mriproc.toml").read_text())
+    assert config["run"]["id"] == log_dir.name
+    assert config["run"]["command"][:4] == ["mriproc", "run", str(root), str(out.parent)]
+    assert config["options"]["nprocs"] == 2
+    assert config["options"]["analysis_level"] == "participant"
+    assert config["protocol"]["name"] == "esims"
+    assert config["protocol"]["registration"]["preset"] == "fast"
+    assert config["protocol"]["pcf"]["channels"] == ["PDw", "T2w"]
+    assert "nipype" in config["environment"]
+    description = (out / "dataset_description.json").read_text()
+    assert str(root.resolve()) in description and '"Version"' in description
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _complete_images(out: Path) -> None:
+    """Every output that looks finished is complete: images load fully, JSON parses."""
+    import json
+
+    for path in out.rglob("*"):
+        if path.name.startswith("."):
+            continue  # temporary files of atomic writes are hidden
+        if path.name.endswith(".nii.gz"):
+            assert np.isfinite(np.asarray(nib.load(path).dataobj, dtype=np.float32)).all(), path
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+
+
+def test_killed_run_resumes_from_cache_with_identical_tables(
+    tmp_path: Path, longitudinal_trial: tuple[Path, Path]
+) -> None:
+    """SIGKILL once the baseline visit is written; the rerun (1 process) reuses its nodes."""
+    root, reference = longitudinal_trial
+    protocol = tmp_path / "fast.yaml"
+    protocol.write_text((reference.parent.parent / "esims_fast.yaml").read_text())
+    out, work = tmp_path / "out", tmp_path / "work"
+    argv = [sys.executable, "-m", "mriproc.cli", "run", str(root), str(out), "participant"]
+    argv += ["--protocol", str(protocol), "-w", str(work), "--nprocs", "1"]
+    record = out / "mriproc/sub-001/ses-M00/anat/sub-001_ses-M00_desc-visit_measures.json"
+    job = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not record.is_file() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert not (out / "mriproc" / "endpoints.tsv").exists()
+    _complete_images(out / "mriproc")
+    killed_at = time.time()
+
+    assert subprocess.run(argv, stdout=subprocess.DEVNULL).returncode == EXIT_OK
+
+    results = list(work.rglob("result_*.pklz"))
+    rerun = [r for r in results if r.stat().st_mtime >= killed_at]
+    reused = [r for r in results if r.stat().st_mtime < killed_at]
+    assert any("visit_sub_001_ses_M00" in str(r) and "brain_masks" in str(r) for r in reused)
+    assert len(rerun) < len(results)
+    for table in TABLES:
+        assert (out / "mriproc" / table).read_bytes() == (reference / table).read_bytes(), table
+    _complete_images(out / "mriproc")
