@@ -1,7 +1,7 @@
 """The ``mriproc`` command line (BIDS-Apps conventions; never prompts).
 
 Exit status: 0 success; 1 failure or an incomplete dataset; 2 usage error or an
-unusable dataset; 3 a capability that is not built yet.
+unusable dataset.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from mriproc.config import ProtocolError, available_protocols, load_protocol
 
 __all__ = [
     "EXIT_FAILURE",
-    "EXIT_NOT_BUILT",
     "EXIT_OK",
     "EXIT_USAGE",
     "bids_apps_argv",
@@ -30,11 +29,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-EXIT_NOT_BUILT = 3
 
 logger = logging.getLogger("mriproc")
-
-_NOT_BUILT: dict[str, str] = {}
 
 
 def _plugin_args(text: str) -> dict[str, Any]:
@@ -281,16 +277,6 @@ def _setup_logging(verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-
-
-def _not_built(args: argparse.Namespace) -> int:
-    logger.error(
-        "'mriproc %s' is not built yet in mriproc %s: %s is still to come. Nothing was done.",
-        args.command,
-        __version__,
-        _NOT_BUILT[args.command],
-    )
-    return EXIT_NOT_BUILT
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -570,7 +556,6 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _demo,
     "stats": _stats,
     "report": _report,
-    **{name: _not_built for name in _NOT_BUILT},
 }
 
 

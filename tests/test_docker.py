@@ -29,7 +29,7 @@ from dockerfile_checks import (
 )
 
 from mriproc import __version__
-from mriproc.cli import EXIT_NOT_BUILT, bids_apps_argv, main
+from mriproc.cli import EXIT_USAGE, bids_apps_argv, main
 from mriproc.provenance import generated_by, lock_file_sha256
 from mriproc.tables import write_dataset_description
 
@@ -289,10 +289,11 @@ def test_bids_apps_form_is_the_run_command(argv: list[str], expected: list[str])
 def test_bids_apps_form_through_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path), str(tmp_path / "out"), "participant", "--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: mriproc run")
-    # The group level is not built: mapped to run, it says so (without the mapping
-    # argparse would have refused the arguments with status 2).
-    assert main([str(tmp_path), str(tmp_path / "out"), "group", "-v"]) == EXIT_NOT_BUILT
-    assert "group level" in capsys.readouterr().err
+    # Mapped to ``run ... group``, the folder is read as a BIDS dataset and refused for
+    # what it is (without the mapping argparse would refuse the arguments themselves).
+    assert main([str(tmp_path), str(tmp_path / "out"), "group", "-v"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "not a BIDS dataset" in err and "usage:" not in err
 
 
 def _lock_sha256() -> str:
