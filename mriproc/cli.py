@@ -282,7 +282,7 @@ def _setup_logging(verbosity: int) -> None:
 def _run(args: argparse.Namespace) -> int:
     from mriproc.cohort import gather_cohort
     from mriproc.io.bids import DatasetError
-    from mriproc.provenance import new_run_id, write_run_config
+    from mriproc.provenance import new_run_id, run_log_dir, write_run_config
     from mriproc.run import run_participants
     from mriproc.tables import write_dataset_description
 
@@ -290,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
     output_dir: Path = args.output_dir.resolve()
     work_dir: Path = (args.work_dir or args.output_dir / "work").resolve()
     run_id = new_run_id()
-    log_dir = output_dir / "mriproc" / "logs" / run_id
+    log_dir = run_log_dir(output_dir, run_id)
     plugin_args = dict(args.plugin_args or {})
     if args.plugin == "MultiProc":
         plugin_args.setdefault("n_procs", args.nprocs or 2)

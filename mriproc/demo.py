@@ -20,7 +20,7 @@ import yaml
 
 from mriproc.config import load_protocol
 from mriproc.progress import Progress
-from mriproc.provenance import new_run_id
+from mriproc.provenance import new_run_id, run_log_dir
 from mriproc.simulate import TrialSpec
 
 __all__ = ["DEMO_SPEC", "DemoResult", "protocol_with_preset", "run_demo"]
@@ -148,7 +148,7 @@ def run_demo(out: Path, *, stream: TextIO, progress_stream: TextIO | None = None
         load_protocol(protocol_file),
         protocol_ref=str(protocol_file),
         work_dir=run_dir / "work",
-        log_dir=output_dir / "mriproc" / "logs" / new_run_id(),
+        log_dir=run_log_dir(output_dir, new_run_id()),
         plugin="MultiProc",
         plugin_args={"n_procs": 2, "status_callback": callback},
     )

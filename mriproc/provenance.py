@@ -24,6 +24,7 @@ __all__ = [
     "lock_file",
     "lock_file_sha256",
     "new_run_id",
+    "run_log_dir",
     "software_versions",
     "toml_ready",
     "write_run_config",
@@ -104,6 +105,11 @@ def generated_by(*, protocol_name: str | None = None) -> list[dict[str, Any]]:
 def new_run_id(now: datetime | None = None) -> str:
     """A run id as fMRIPrep's: ``YYYYMMDD-HHMMSS_<uuid4>``."""
     return f"{(now or datetime.now()):%Y%m%d-%H%M%S}_{uuid.uuid4()}"
+
+
+def run_log_dir(output_dir: Path, run_id: str) -> Path:
+    """A run's log folder: ``OUT_DIR/mriproc/logs/<run id>``."""
+    return output_dir / "mriproc" / "logs" / run_id
 
 
 def toml_ready(value: Any) -> Any:
