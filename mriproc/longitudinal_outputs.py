@@ -93,6 +93,7 @@ def write_longitudinal_outputs(
                     desc=key,
                     sources=sorted(sources.values()),
                     metadata={"Description": _MASKS[key]},
+                    protocol_name=protocol_name,
                 )
         target = longitudinal_record_path(root, participant, session)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ ignored files, with the reason and the crash file.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -174,6 +175,18 @@ def run_participants(
         name = _visit_wf_name(session)
         record = visit_record_path(root, session.participant, session.session)
         if record.is_file() and name not in crashes:
+            # Contrasts the co-registration check refused: their endpoints are NA.
+            for role, reason in json.loads(record.read_text()).get("refused", {}).items():
+                errors[session.participant].append(
+                    ErrorRow(session.participant_id, session.session_id, "coregistration", reason)
+                )
+                logger.error(
+                    "%s %s: %s refused: %s",
+                    session.participant_id,
+                    session.session_id,
+                    role,
+                    reason,
+                )
             continue
         failed += 1
         message, crash = crashes.get(name, ("no result written", ""))

@@ -43,6 +43,10 @@ __all__ = [
 class RegistrationQualityError(RuntimeError):
     """A contrast did not register to its visit (wrong subject, blank, corrupt)."""
 
+    def __init__(self, message: str, quality: float) -> None:
+        super().__init__(message)
+        self.quality = quality
+
 
 def read_image(path: str | Path) -> nib.Nifti1Image:
     """A 3-D NIfTI image as float32 in memory (a trailing 4th axis of length 1 dropped)."""
@@ -176,7 +180,8 @@ def check_coregistration(
     if not quality >= min_quality:
         raise RegistrationQualityError(
             f"{source}: did not register to {Path(reference).name} (normalized mutual "
-            f"information {quality:.3f} < {min_quality}): wrong subject, blank or corrupt image?"
+            f"information {quality:.3f} < {min_quality}): wrong subject, blank or corrupt image?",
+            quality,
         )
     return quality
 
@@ -318,6 +323,7 @@ def write_visit_outputs(
     not_available: dict[str, str] | None = None,
     lesion_list: str | Path | None = None,
     rater: dict[str, Any] | None = None,
+    refused: dict[str, str] | None = None,
     protocol_name: str | None = None,
 ) -> Path:
     """Write one visit's derivatives (BIDS names, sidecars) and its measures record.
@@ -330,7 +336,8 @@ def write_visit_outputs(
     holds the endpoint values, the reason for each endpoint that could not be
     computed (``not_available``), the lesions (``lesions``: label, volume,
     centroid, enhancing, black hole), the QC figures and, when a rater's T2 lesion mask
-    was used, its agreement with the automated one (``rater``) and ``GeneratedBy`` (mriproc's
+    was used, its agreement with the automated one (``rater``), the contrasts refused by the
+    co-registration check with the reason (``refused``) and ``GeneratedBy`` (mriproc's
     version, ``protocol_name`` and the lock-file hash); the endpoint tables are assembled
     from the records of every visit.
     """
@@ -374,7 +381,15 @@ def write_visit_outputs(
                 meta["Description"] = "T2 lesion label map: value = label column of lesions.tsv"
             source_list = [sources[r] for r in sources]
         written[key] = write_derivative(
-            root, participant, session, data, affine, sources=source_list, metadata=meta, **entities
+            root,
+            participant,
+            session,
+            data,
+            affine,
+            sources=source_list,
+            metadata=meta,
+            protocol_name=protocol_name,
+            **entities,
         )
     for role, path in transforms.items():
         target = bids_path(
@@ -395,6 +410,7 @@ def write_visit_outputs(
         "not_available": not_available or {},
         "lesions": [] if lesion_list is None else json.loads(Path(lesion_list).read_text()),
         "qc": qc,
+        "refused": refused or {},
         "sources": sources,
         "GeneratedBy": generated_by(protocol_name=protocol_name),
     }

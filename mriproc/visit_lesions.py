@@ -11,7 +11,7 @@ parenchyma whatever the tissue model made of them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +84,7 @@ def visit_lesions(
     protocol: Protocol,
     out_dir: Path,
     rater_mask: str | Path | None = None,
+    refused: Collection[str] = (),
 ) -> LesionOutcome:
     """Lesion masks, lesion endpoints, PCF and BPF of one visit.
 
@@ -108,6 +109,9 @@ def visit_lesions(
         Where the masks, the label map, the dseg and ``lesions.json`` are written.
     rater_mask
         A rater's T2 lesion mask on the reading-space grid, or None.
+    refused
+        Roles the session has but whose co-registration was refused by the quality
+        check: absent from ``images``, and named as such in the reasons.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     outcome = LesionOutcome()
@@ -125,8 +129,13 @@ def visit_lesions(
         return loaded[role]
 
     def lacking(group: str) -> str | None:
-        missing = [r for r in protocol.required_contrasts(group) if r not in images]  # type: ignore[arg-type]
-        return f"needs {', '.join(missing)} (missing)" if missing else None
+        needed = protocol.required_contrasts(group)  # type: ignore[arg-type]
+        absent = [r for r in needed if r not in images and r not in refused]
+        bad = [r for r in needed if r not in images and r in refused]
+        reasons = [f"needs {', '.join(absent)} (missing)"] if absent else []
+        if bad:
+            reasons.append(f"needs {', '.join(bad)} (refused by the co-registration check)")
+        return "; ".join(reasons) or None
 
     def save(values: npt.ArrayLike, name: str, dtype: type = np.uint8) -> Path:
         return save_image(np.asarray(values, dtype=dtype), affine, out_dir / f"{name}.nii.gz")

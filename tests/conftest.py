@@ -23,6 +23,26 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 RunFast = Callable[..., tuple[int, Path]]
 
+# pytest-xdist runs the suite on two workers (``--dist=loadgroup`` in pyproject.toml).
+# Every test is grouped with its module, so a module-scoped fixture runs once; modules
+# that share one of the session-wide pipeline runs below form one group, so that run
+# happens once too. These groups are the longest, so they are handed out first.
+SHARED_RUN_GROUPS = {
+    "test_cli.py": "demo_run",
+    "test_report.py": "demo_run",
+    "test_cohort.py": "longitudinal_trial",
+    "test_longitudinal.py": "longitudinal_trial",
+    "test_slurm.py": "longitudinal_trial",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its xdist group; the shared-run groups go first."""
+    for item in items:
+        group = SHARED_RUN_GROUPS.get(item.path.name, str(item.path))
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.path.name not in SHARED_RUN_GROUPS)
+
 
 def _run_fast(root: Path, tmp: Path, *options: str) -> tuple[int, Path]:
     """``mriproc run ROOT TMP/out participant [OPTIONS]`` with the fast registration preset."""

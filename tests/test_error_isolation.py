@@ -3,7 +3,7 @@
 One small real run covers every case: sub-001 ses-M00 is processed (its T1w stored
 left-right flipped, its post-contrast T1w a zero-byte file, an unknown-suffix file
 beside them); every other session is skipped before any workflow runs, each for one
-defect.  The visit-workflow crash case (a contrast that does not register) is in
+defect.  Contrasts that do not register (refused inside the visit workflow) are in
 ``tests/test_visit.py``.
 """
 

@@ -173,12 +173,11 @@ def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
     new_mask = nib.load(anat / "sub-001_ses-M12_desc-newlesion_mask.nii.gz")
     new_count = follow.set_index("endpoint").loc["new_t2_count", "value"]
     assert (np.asarray(new_mask.dataobj).sum() > 0) == (new_count > 0)
-    # Provenance: every record and the dataset description name version, protocol, lock.
+    # Provenance: every record, image sidecar and the dataset description name version,
+    # protocol, lock.
     generated = generated_by(protocol_name="esims")
     assert generated[0]["RequirementsLockSHA256"] != "unknown"
-    for record in (
-        anat / "sub-001_ses-M12_desc-visit_measures.json",
-        anat / "sub-001_ses-M12_desc-longitudinal_measures.json",
-        out / "dataset_description.json",
-    ):
+    sidecars = sorted(anat.glob("*.json"))
+    assert len(sidecars) > 10
+    for record in (*sidecars, out / "dataset_description.json"):
         assert json.loads(record.read_text())["GeneratedBy"] == generated, record

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from mriproc.cli import EXIT_OK
@@ -209,8 +210,54 @@ def test_rater_masks_are_used_and_compared(tmp_path: Path, run_fast: RunFast) ->
     assert (anat / "sub-001_ses-M00_desc-t2lesionautomated_mask.nii.gz").is_file()
 
 
+def test_quality_check_refuses_noise_and_fails_only_for_required_contrasts(
+    tmp_path: Path,
+) -> None:
+    """Noise registered onto an anatomical image: refused; the node fails only if required."""
+    from scipy import ndimage
+
+    from mriproc.interfaces.visit import CoregistrationQuality
+
+    fractions, _ = phantom()
+    anatomy = 100 * fractions["CSF"] + 60 * fractions["GM"] + 40 * fractions["WM"]
+    noise = np.random.default_rng(1).rayleigh(30.0, anatomy.shape)
+    files = {}
+    for name, data in (
+        ("fixed", anatomy),
+        ("good", ndimage.gaussian_filter(anatomy, 0.7) * 1.3 + 5),
+        ("noise", noise),
+        ("mask", np.ones(anatomy.shape)),
+    ):
+        files[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data.astype(np.float32), np.eye(4)), files[name])
+
+    def check(registered: str, required: bool) -> dict[str, object]:
+        node = CoregistrationQuality(
+            registered=str(files[registered]),
+            fixed=str(files["fixed"]),
+            mask=str(files["mask"]),
+            source=f"/data/{registered}_T1w.nii.gz",
+            reference="/data/T2w.nii.gz",
+            required=required,
+            protocol="esims",
+        )
+        return dict(node.run(cwd=str(tmp_path)).outputs.get())
+
+    passed = check("good", required=True)
+    assert passed["out_file"] == str(files["good"]) and passed["refused"] == ""
+    refused = check("noise", required=False)
+    assert refused["out_file"] == "" and refused["quality"] < passed["quality"]
+    assert str(refused["refused"]).startswith("/data/noise_T1w.nii.gz: did not register")
+    with pytest.raises(RuntimeError, match=r"noise_T1w\.nii\.gz: did not register"):
+        check("noise", required=True)
+
+
 def test_run_refuses_contrasts_that_do_not_register(tmp_path: Path, run_fast: RunFast) -> None:
-    """A wrong subject's T1w and a noise-only post-contrast T1w fail the quality check."""
+    """A wrong subject's T1w and a noise-only post-contrast T1w fail the quality check.
+
+    Neither is a tissue-model channel, so only the endpoints that need them are NA (with
+    the reason) and the visit's other endpoints complete; errors.tsv names the files.
+    """
     root = tmp_path / "sim"
     simulate_trial(root, TrialSpec(n_subjects=2, months=(0,), seed=32), load_protocol("esims"))
     anat = {s: root / f"sub-{s}" / "ses-M00" / "anat" for s in ("001", "002")}
@@ -226,10 +273,25 @@ def test_run_refuses_contrasts_that_do_not_register(tmp_path: Path, run_fast: Ru
 
     assert code != EXIT_OK
     errors = read_table(out / "errors.tsv").set_index("participant_id")
+    assert set(errors.stage) == {"coregistration"}, errors
     for participant, path in (("sub-001", wrong), ("sub-002", blank)):
         reason = errors.loc[participant, "reason"]
         assert str(path) in reason and "did not register" in reason, reason
-        crash = Path(errors.loc[participant, "crash_file"])
-        assert crash.is_file() and crash.parent.parent.parent.name == "logs", crash
-    endpoints = read_table(out / "endpoints.tsv")
-    assert endpoints.value.isna().all()  # no number for a visit that did not complete
+        assert pd.isna(errors.loc[participant, "crash_file"])
+    endpoints = read_table(out / "endpoints.tsv").set_index(["participant_id", "endpoint"])
+    refused = {"sub-001": "T1w", "sub-002": "T1w_gad"}
+    for participant, role in refused.items():
+        for endpoint in ("pcf", "bpf", "t2_lesion_volume", "t2_lesion_count"):
+            row = endpoints.loc[(participant, endpoint)]
+            assert row.status == "ok" and np.isfinite(row.value), (participant, endpoint)
+        for endpoint in ("cel_count", "cel_volume"):  # CEL need both T1w images
+            row = endpoints.loc[(participant, endpoint)]
+            assert np.isnan(row.value), (participant, endpoint)
+            assert f"{role} (refused by the co-registration check)" in row.status, row.status
+    # Black holes need the pre-contrast T1w only.
+    assert "refused" in endpoints.loc[("sub-001", "black_hole_volume")].status
+    assert endpoints.loc[("sub-002", "black_hole_volume")].status == "ok"
+    # The refused contrast is not written as a co-registered derivative.
+    derivatives = out / "sub-001" / "ses-M00" / "anat"
+    assert not (derivatives / "sub-001_ses-M00_desc-coreg_T1w.nii.gz").exists()
+    assert (derivatives / "sub-001_ses-M00_ce-gadolinium_desc-coreg_T1w.nii.gz").is_file()

@@ -24,7 +24,9 @@ __all__ = ["FollowupChanges", "HalfwayRegister", "LongitudinalOutputs", "VisitBu
 class _VisitBundleInputSpec(BaseInterfaceInputSpec):
     reading = File(exists=True, mandatory=True, desc="bias-corrected reading-space image")
     roles = traits.List(traits.Str, mandatory=True)
-    images = traits.List(File(exists=True), mandatory=True, desc="reading-space images of roles")
+    images = traits.List(
+        traits.Str, mandatory=True, desc="reading-space images of roles (empty: refused)"
+    )
     tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     lesion_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
@@ -49,7 +51,11 @@ class VisitBundle(SimpleInterface):
         if "lesions" in lesions:
             bundle["lesions"] = lesions["lesions"]
         bundle.update(
-            {f"image:{r}": p for r, p in zip(self.inputs.roles, self.inputs.images, strict=True)}
+            {
+                f"image:{r}": p
+                for r, p in zip(self.inputs.roles, self.inputs.images, strict=True)
+                if p
+            }
         )
         bundle["reading"] = self.inputs.reading
         bundle["record"] = self.inputs.record

@@ -19,6 +19,7 @@ from nipype.interfaces.base import (
 
 from mriproc.config import load_protocol, load_registration_preset
 from mriproc.visit import (
+    RegistrationQualityError,
     bias_correct,
     brain_masks,
     check_coregistration,
@@ -133,30 +134,47 @@ class _CoregistrationQualityInputSpec(BaseInterfaceInputSpec):
     mask = File(exists=True, mandatory=True, desc="reading-space intracranial map")
     source = traits.Str(mandatory=True, desc="raw file of the contrast (named in errors)")
     reference = traits.Str(mandatory=True, desc="raw file of the reading space")
+    required = traits.Bool(
+        False, usedefault=True, desc="every endpoint needs this contrast: a refusal fails the node"
+    )
     protocol = traits.Str(mandatory=True)
 
 
 class _CoregistrationQualityOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="``registered``, once it passed the check")
+    out_file = traits.Str(desc="``registered`` once it passed the check, else empty")
     quality = traits.Float()
+    refused = traits.Str(desc="why the check refused the registration, else empty")
 
 
 class CoregistrationQuality(SimpleInterface):
-    """The co-registration quality check (NMI): fails the node on a bad registration."""
+    """The co-registration quality check (NMI).
+
+    A refused registration fails the node only when the contrast is ``required`` (a
+    tissue-model channel: every endpoint of the visit needs it).  Otherwise the
+    contrast leaves the visit (``out_file`` empty, ``refused`` says why) so that only
+    the endpoints that need it become NA, and the reason reaches ``errors.tsv``
+    through the visit's record.
+    """
 
     input_spec = _CoregistrationQualityInputSpec
     output_spec = _CoregistrationQualityOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        self._results["quality"] = check_coregistration(
-            self.inputs.registered,
-            self.inputs.fixed,
-            mask=self.inputs.mask,
-            min_quality=load_protocol(self.inputs.protocol).registration.min_nmi,
-            source=self.inputs.source,
-            reference=self.inputs.reference,
-        )
-        self._results["out_file"] = self.inputs.registered
+        try:
+            quality = check_coregistration(
+                self.inputs.registered,
+                self.inputs.fixed,
+                mask=self.inputs.mask,
+                min_quality=load_protocol(self.inputs.protocol).registration.min_nmi,
+                source=self.inputs.source,
+                reference=self.inputs.reference,
+            )
+        except RegistrationQualityError as refused:
+            if self.inputs.required:
+                raise
+            self._results.update(out_file="", quality=refused.quality, refused=str(refused))
+        else:
+            self._results.update(out_file=self.inputs.registered, quality=quality, refused="")
         return runtime
 
 
@@ -191,7 +209,9 @@ class TissueClasses(SimpleInterface):
 
 class _VisitLesionsInputSpec(BaseInterfaceInputSpec):
     roles = traits.List(traits.Str, mandatory=True, desc="contrast roles of ``images``")
-    images = traits.List(File(exists=True), mandatory=True, desc="reading-space images")
+    images = traits.List(
+        traits.Str, mandatory=True, desc="reading-space images (empty: refused registration)"
+    )
     tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     rater_mask = File(exists=True, desc="a rater's T2 lesion mask (used for the endpoints)")
@@ -213,13 +233,15 @@ class VisitLesions(SimpleInterface):
     output_spec = _VisitLesionsOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
+        images = dict(zip(self.inputs.roles, self.inputs.images, strict=True))
         outcome = visit_lesions(
-            dict(zip(self.inputs.roles, self.inputs.images, strict=True)),
+            {role: path for role, path in images.items() if path},
             dict(self.inputs.tissue_outputs),
             dict(self.inputs.template_maps),
             protocol=load_protocol(self.inputs.protocol),
             out_dir=Path(runtime.cwd),
             rater_mask=self.inputs.rater_mask or None,
+            refused=[role for role, path in images.items() if not path],
         )
         self._results["rater"] = outcome.rater
         self._results["outputs"] = {k: str(v) for k, v in outcome.images.items()}
@@ -243,9 +265,10 @@ class _VisitOutputsInputSpec(BaseInterfaceInputSpec):
     lesion_list = traits.Either(None, File(exists=True))
     rater = traits.Dict(desc="rater versus automated mask")
     coreg_roles = traits.List(traits.Str, desc="roles of the co-registered contrasts")
-    coregistered = traits.List(File(exists=True), desc="their images, in that order")
+    coregistered = traits.List(traits.Str, desc="their images, in that order (empty: refused)")
     transforms = traits.List(File(exists=True), desc="their ITK transforms")
     qualities = traits.List(traits.Float, desc="their NMI quality")
+    refusals = traits.List(traits.Str, desc="why the check refused each one (empty: passed)")
 
 
 class _VisitOutputsOutputSpec(TraitedSpec):
@@ -265,7 +288,7 @@ class VisitOutputs(SimpleInterface):
         images.update(dict(self.inputs.lesion_outputs))  # dseg (with lesions) and lesion masks
         roles = list(self.inputs.coreg_roles)
         images.update(
-            {f"coreg:{r}": p for r, p in zip(roles, self.inputs.coregistered, strict=True)}
+            {f"coreg:{r}": p for r, p in zip(roles, self.inputs.coregistered, strict=True) if p}
         )
         record = write_visit_outputs(
             self.inputs.output_dir,
@@ -275,12 +298,19 @@ class VisitOutputs(SimpleInterface):
             contrasts={r: (c.suffix, c.ce) for r, c in protocol.contrasts.items()},
             sources=dict(self.inputs.sources),
             images=images,
-            transforms=dict(zip(roles, self.inputs.transforms, strict=True)),
+            transforms={  # a refused registration's transform is not a result
+                r: t
+                for r, t, p in zip(
+                    roles, self.inputs.transforms, self.inputs.coregistered, strict=True
+                )
+                if p
+            },
             measures=dict(self.inputs.measures),
             not_available=dict(self.inputs.not_available),
             lesion_list=self.inputs.lesion_list or None,
             rater=dict(self.inputs.rater),
             qc={f"nmi_{r}": q for r, q in zip(roles, self.inputs.qualities, strict=True)},
+            refused={r: why for r, why in zip(roles, self.inputs.refusals, strict=True) if why},
             protocol_name=protocol.name,
         )
         self._results["record"] = str(record)

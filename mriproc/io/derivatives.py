@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from mriproc.io.atomic import atomic_path, atomic_write_text
 from mriproc.io.bids import bids_path
+from mriproc.provenance import generated_by
 
 __all__ = ["write_derivative"]
 
@@ -44,11 +45,14 @@ def write_derivative(
     space: str | None = None,
     ce: str | None = None,
     metadata: dict[str, Any] | None = None,
+    protocol_name: str | None = None,
 ) -> Path:
     """Write one derivative image and its sidecar atomically; return the image path.
 
     Masks must be binary; the dtype follows the suffix (mask uint8, dseg int16,
-    probseg float32, anything else float32).
+    probseg float32, anything else float32).  The sidecar holds ``Sources``,
+    ``metadata`` and ``GeneratedBy`` (mriproc's version, the protocol, the lock-file
+    hash).
     """
     path = bids_path(
         root, participant, session, suffix=suffix, desc=desc, label=label, space=space, ce=ce
@@ -67,6 +71,7 @@ def write_derivative(
         nib.save(image, tmp)
     sidecar: dict[str, Any] = {"Sources": list(sources)}
     sidecar.update(metadata or {})
+    sidecar["GeneratedBy"] = generated_by(protocol_name=protocol_name)
     atomic_write_text(
         path.with_name(path.name.replace(".nii.gz", ".json")), json.dumps(sidecar, indent=2) + "\n"
     )

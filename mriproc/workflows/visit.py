@@ -100,7 +100,12 @@ def init_visit_wf(
         connect_corrected(reading, registration, "fixed")
         check = node(
             CoregistrationQuality(
-                source=str(files[role]), reference=str(files[reading]), protocol=protocol_ref
+                source=str(files[role]),
+                reference=str(files[reading]),
+                # The tissue model (every endpoint) needs its channels; any other
+                # contrast that does not register only takes its endpoints with it.
+                required=role in protocol.pcf.channels,
+                protocol=protocol_ref,
             ),
             f"coreg_quality_{role}".lower(),
         )
@@ -155,6 +160,7 @@ def init_visit_wf(
             (checked, "out_file", "coregistered"),
             (coreg, "transform", "transforms"),
             (checked, "quality", "qualities"),
+            (checked, "refused", "refusals"),
         ):
             merge = node(niu.Merge(len(moving_roles)), f"merge_{field}")
             for index, role in enumerate(moving_roles, start=1):
