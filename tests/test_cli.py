@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,10 +13,6 @@ from mriproc import __version__
 from mriproc.cli import EXIT_OK, EXIT_USAGE, main
 from mriproc.config import load_protocol
 from mriproc.skeleton import write_skeleton_dataset
-from mriproc.tables import read_table
-
-if TYPE_CHECKING:
-    from conftest import DemoRun
 
 ARMS = {"01": "placebo", "02": "ivig"}
 SESSIONS = ["M00", "M12", "M24"]
@@ -175,35 +170,6 @@ def test_validate_protocol_by_name(complete_bids: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert out.count("missing:  FLAIR") == 6
     assert "dataset is UNUSABLE" in out
-
-
-# --------------------------------------------------------------------------- demo
-
-
-def test_demo_runs_the_whole_chain(demo_run: DemoRun) -> None:
-    """Simulate, validate, run, stats and report; the printed paths exist and the numbers match."""
-    assert demo_run.exit_code == EXIT_OK, demo_run.stderr
-    out = demo_run.stdout
-    for stage in ("[1/5] Simulating", "[3/5] Processing 8 visits", "[5/5] QC report"):
-        assert stage in out
-    assert "  8/8 sub-004 M12 (ivig)" in out  # simulation progress
-    assert "  1/12 visit_sub_" in out and "  12/12 " in out  # 8 visits, 4 longitudinal stages
-    results = demo_run.run_dir / "out" / "mriproc"
-    for label, path in (
-        ("Endpoints:", results / "endpoints.tsv"),
-        ("Statistics:", results / "stats" / "summary.html"),
-        ("QC report:", results / "report" / "index.html"),
-    ):
-        assert f"{label}" in out and str(path) in out
-        assert path.is_file()
-    assert read_table(results / "errors.tsv").empty
-    wide = read_table(results / "endpoints_wide.tsv")
-    assert len(wide) == 8 and set(wide.arm) == {"placebo", "ivig"}
-    # The measured values printed are those of the table.
-    row = wide[(wide.participant_id == "sub-004") & (wide.session == "ses-M12")].iloc[0]
-    assert f"{row.pcf:.4g}" in out and f"{row.pbvc:.4g}" in out
-    comparisons = read_table(results / "stats" / "comparisons.tsv")
-    assert comparisons["p_value"].notna().any()  # two participants per arm: estimable
 
 
 def test_demo_out_is_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,13 +1,21 @@
-"""Cohort processing: group level, concurrent participant jobs, resources, progress, provenance.
+"""Cohort processing: the trial run and its reruns, group level, concurrent participant
+jobs, resources, progress, provenance, SLURM.
 
-The end-to-end checks reuse the session's ``longitudinal_trial`` run (1 subject x 2
-visits, 2 processes) as the uninterrupted reference: a run killed with SIGKILL and
-resumed with 1 process must give byte-identical tables.
+One real run, the module's ``longitudinal_trial`` (1 subject x 2 visits, 2 processes),
+is checked end to end (longitudinal endpoints, masks, tracked lesions, provenance) and
+is the uninterrupted reference of the reruns: killed with SIGKILL and resumed with 1
+process, and under Nipype's SLURM plugin, they must give byte-identical tables.
+
+SLURM: ``scripts/slurm_localhost.sh`` installs Debian's slurm-wlm and munge when
+missing and starts munged, slurmctld and slurmd.  Those tests are skipped, with the
+reason, only where that cannot happen (not root, or no apt-get and no SLURM); under CI
+(``CI=true``) they never skip: a failure to set up the cluster fails the test.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -18,6 +26,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,13 +38,19 @@ import pytest
 from mriproc.cli import EXIT_FAILURE, EXIT_OK, main
 from mriproc.cohort import gather_cohort, participant_tables, write_participant_tables
 from mriproc.config import load_protocol
+from mriproc.followup import LONGITUDINAL_ENDPOINTS
 from mriproc.io.bids import discover_dataset
+from mriproc.longitudinal import CHANGE_CATEGORIES
 from mriproc.progress import WorkflowProgress
+from mriproc.provenance import generated_by
+from mriproc.simulate import TrialSpec, simulate_trial
 from mriproc.skeleton import write_skeleton_dataset
 from mriproc.tables import ErrorRow, read_table
 from mriproc.workflows.longitudinal import init_longitudinal_wf
 from mriproc.workflows.resources import NODE_RESOURCES
 from mriproc.workflows.visit import init_visit_wf
+
+RunFast = Callable[..., tuple[int, Path]]  # the conftest fixture
 
 PROTOCOL = load_protocol("esims")
 TABLES = ("endpoints.tsv", "endpoints_wide.tsv", "lesions.tsv")
@@ -46,6 +61,64 @@ def skeleton(root: Path, n: int) -> Path:
     return write_skeleton_dataset(
         root, PROTOCOL, arms=arms, sessions=["M00", "M12"], shape=(16, 16, 6), omit=[]
     )
+
+
+# --------------------------------------------------------------------------- the trial run
+
+
+@pytest.fixture(scope="module")
+def longitudinal_trial(
+    tmp_path_factory: pytest.TempPathFactory, run_fast: RunFast
+) -> tuple[Path, Path]:
+    """1 subject x 2 visits (seed 36) through ``mriproc run`` (fast preset, 2 processes).
+
+    Returns the BIDS root and ``OUT/mriproc``; read-only for the tests, which compare
+    their own runs of the same dataset (1 process, resumed, SLURM) with it.
+    """
+    tmp = tmp_path_factory.mktemp("longitudinal")
+    root = tmp / "sim"
+    simulate_trial(root, TrialSpec(n_subjects=1, months=(0, 12), seed=36), load_protocol("esims"))
+    code, out = run_fast(root, tmp, "--nprocs", "2")
+    assert code == 0, (out / "errors.tsv").read_text()
+    return root, out
+
+
+def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
+    longitudinal_trial: tuple[Path, Path],
+) -> None:
+    """``mriproc run``, 1 subject x 2 visits: every longitudinal endpoint, follow-up grid masks."""
+    _, out = longitudinal_trial
+    table = pd.read_csv(out / "endpoints.tsv", sep="\t")
+    table = table[table.participant_id == "sub-001"]
+    follow = table[(table.session == "ses-M12") & table.endpoint.isin(LONGITUDINAL_ENDPOINTS)]
+    assert sorted(follow.endpoint) == sorted(LONGITUDINAL_ENDPOINTS)
+    assert (follow.status == "ok").all(), follow[["endpoint", "status"]]
+    assert set(follow[follow.endpoint == "active_scan"].value) <= {0.0, 1.0}
+    at_baseline = table[(table.session == "ses-M00") & table.endpoint.isin(LONGITUDINAL_ENDPOINTS)]
+    assert at_baseline.empty  # comparisons do not apply at baseline
+    anat = out / "sub-001" / "ses-M12" / "anat"
+    reading = nib.load(anat / "sub-001_ses-M12_desc-t2lesion_mask.nii.gz")
+    for name in ("newlesion", "enlarginglesion"):
+        mask = nib.load(anat / f"sub-001_ses-M12_desc-{name}_mask.nii.gz")
+        assert mask.shape == reading.shape
+        np.testing.assert_allclose(mask.affine, reading.affine)
+        assert (np.asarray(mask.dataobj) <= np.asarray(reading.dataobj)).all()  # subsets of lesions
+    lesions = pd.read_csv(out / "lesions.tsv", sep="\t")
+    lesions = lesions[lesions.participant_id == "sub-001"]
+    ids = {s: set(group.lesion_id) for s, group in lesions.groupby("session")}
+    assert ids["ses-M00"] & ids["ses-M12"]  # identities carried to the follow-up
+    assert set(lesions[lesions.session == "ses-M12"].category) <= set(CHANGE_CATEGORIES)
+    new_mask = nib.load(anat / "sub-001_ses-M12_desc-newlesion_mask.nii.gz")
+    new_count = follow.set_index("endpoint").loc["new_t2_count", "value"]
+    assert (np.asarray(new_mask.dataobj).sum() > 0) == (new_count > 0)
+    # Provenance: every record, image sidecar and the dataset description name version,
+    # protocol, lock.
+    generated = generated_by(protocol_name="esims")
+    assert generated[0]["RequirementsLockSHA256"] != "unknown"
+    sidecars = sorted(anat.glob("*.json"))
+    assert len(sidecars) > 10
+    for record in (*sidecars, out / "dataset_description.json"):
+        assert json.loads(record.read_text())["GeneratedBy"] == generated, record
 
 
 # --------------------------------------------------------------------------- group level
@@ -209,8 +282,6 @@ def test_run_records_options_protocol_and_source(longitudinal_trial: tuple[Path,
 
 def _complete_images(out: Path) -> None:
     """Every output that looks finished is complete: images load fully, JSON parses."""
-    import json
-
     for path in out.rglob("*"):
         if path.name.startswith("."):
             continue  # temporary files of atomic writes are hidden
@@ -252,3 +323,79 @@ def test_killed_run_resumes_from_cache_with_identical_tables(
     for table in TABLES:
         assert (out / "mriproc" / table).read_bytes() == (reference / table).read_bytes(), table
     _complete_images(out / "mriproc")
+
+
+# --------------------------------------------------------------------------- SLURM
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "slurm_localhost.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """A running one-node SLURM cluster (set up by the repository's script)."""
+    installable = os.geteuid() == 0 and (
+        shutil.which("apt-get") is not None or shutil.which("slurmctld") is not None
+    )
+    if not installable and os.environ.get("CI") != "true":
+        pytest.skip("SLURM cannot be set up here: needs root and apt-get (or SLURM installed)")
+    setup = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=900)
+    if setup.returncode != 0:
+        pytest.fail(f"{SCRIPT.name} failed:\n{setup.stderr}")
+    # Idempotent: a second run changes nothing and the node stays ready.
+    again = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "writing" not in again.stderr and "starting" not in again.stderr, again.stderr
+
+
+def test_slurm_plugin_gives_the_multiproc_tables(
+    slurm_cluster: None, tmp_path: Path, longitudinal_trial: tuple[Path, Path], run_fast: RunFast
+) -> None:
+    root, reference = longitudinal_trial
+    plugin_args = json.dumps({"sbatch_args": "--time=30"})
+    code, out = run_fast(root, tmp_path, "--plugin", "SLURM", "--plugin-args", plugin_args)
+    assert code == 0, (out / "errors.tsv").read_text()
+    for table in ("endpoints.tsv", "lesions.tsv"):
+        assert (out / table).read_bytes() == (reference / table).read_bytes(), table
+    assert read_table(out / "errors.tsv").empty
+    # The nodes ran as SLURM jobs.
+    batch = list((tmp_path / "work").rglob("batchscript_*.sh"))
+    logs = list((tmp_path / "work").rglob("slurm-*.out"))
+    assert batch and logs
+
+
+def test_array_template_runs_each_participant_then_the_group(
+    slurm_cluster: None, tmp_path: Path
+) -> None:
+    """scripts/slurm_array.sbatch: three array tasks into one OUT_DIR, then the group job.
+
+    Every session's T2w is unusable, so the tasks stop before any workflow: this checks
+    the template's mechanics (task -> participant, shared OUT_DIR, dependent group).
+    """
+    from mriproc.config import load_protocol
+    from mriproc.skeleton import write_skeleton_dataset
+
+    arms = {"01": "placebo", "02": "ivig", "03": "placebo"}
+    bids = write_skeleton_dataset(
+        tmp_path / "bids", load_protocol("esims"), arms=arms, sessions=["M00"], shape=(16, 16, 6)
+    )
+    for image in bids.rglob("*_T2w.nii.gz"):
+        image.write_bytes(b"")
+    template = SCRIPT.with_name("slurm_array.sbatch")
+    env = dict(os.environ, BIDS_DIR=str(bids), OUT_DIR=str(tmp_path / "out"))
+    env["MRIPROC"] = str(Path(sys.executable).with_name("mriproc"))
+    small = ["--cpus-per-task=1", "--mem=1G", f"--chdir={tmp_path}"]
+    array = subprocess.run(
+        ["sbatch", "--parsable", "--array=1-3", *small, str(template)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    group = [f"--dependency=afterany:{array}", "--export=ALL,MRIPROC_LEVEL=group", "--wait"]
+    subprocess.run(["sbatch", *group, *small, str(template)], env=env, timeout=600)
+    errors = read_table(tmp_path / "out" / "mriproc" / "errors.tsv")
+    assert sorted(errors.participant_id) == ["sub-01", "sub-02", "sub-03"]
+    assert errors.reason.str.contains("empty file").all()
+    logs = sorted(p.read_text() for p in tmp_path.glob("mriproc-*.out"))
+    assert sum("Processed 0 session(s)" in log for log in logs) == 3
+    assert sum("Gathered 3 of 3 participant(s)" in log for log in logs) == 1

@@ -7,11 +7,12 @@ report made from it is opened in headless Chromium.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urldefrag
 
 import matplotlib.image
@@ -25,8 +26,56 @@ from mriproc.report import write_report
 from mriproc.report.mosaic import draw_visit_mosaic
 from mriproc.tables import EndpointRow, ErrorRow, read_table, write_endpoints, write_errors
 
-if TYPE_CHECKING:
-    from conftest import DemoRun
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What ``mriproc demo --out OUT`` returned and printed, and the run folder it made."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    run_dir: Path
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """``mriproc demo`` once for this module: the whole chain, checked here and reported on."""
+    out = tmp_path_factory.mktemp("demo")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["demo", "--out", str(out)])
+    (run_dir,) = out.iterdir()
+    return DemoRun(code, stdout.getvalue(), stderr.getvalue(), run_dir)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_runs_the_whole_chain(demo_run: DemoRun) -> None:
+    """Simulate, validate, run, stats and report; the printed paths exist and the numbers match."""
+    assert demo_run.exit_code == EXIT_OK, demo_run.stderr
+    out = demo_run.stdout
+    for stage in ("[1/5] Simulating", "[3/5] Processing 8 visits", "[5/5] QC report"):
+        assert stage in out
+    assert "  8/8 sub-004 M12 (ivig)" in out  # simulation progress
+    assert "  1/12 visit_sub_" in out and "  12/12 " in out  # 8 visits, 4 longitudinal stages
+    results = demo_run.run_dir / "out" / "mriproc"
+    for label, path in (
+        ("Endpoints:", results / "endpoints.tsv"),
+        ("Statistics:", results / "stats" / "summary.html"),
+        ("QC report:", results / "report" / "index.html"),
+    ):
+        assert f"{label}" in out and str(path) in out
+        assert path.is_file()
+    assert read_table(results / "errors.tsv").empty
+    wide = read_table(results / "endpoints_wide.tsv")
+    assert len(wide) == 8 and set(wide.arm) == {"placebo", "ivig"}
+    # The measured values printed are those of the table.
+    row = wide[(wide.participant_id == "sub-004") & (wide.session == "ses-M12")].iloc[0]
+    assert f"{row.pcf:.4g}" in out and f"{row.pbvc:.4g}" in out
+    comparisons = read_table(results / "stats" / "comparisons.tsv")
+    assert comparisons["p_value"].notna().any()  # two participants per arm: estimable
+
 
 FAILED = ("sub-002", "ses-M12")
 FAILURE = "coreg_t1w: sub-002_ses-M12_T1w.nii.gz did not register to T2w (test)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -112,18 +113,61 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     assert ("coreg_t1w_gad", "pcf_channels") not in edges
 
 
+# One run of five single-visit participants covers the end-to-end cases:
+# sub-001 as simulated; sub-002 with a rater's lesion mask (the ground truth);
+# sub-003 without its post-contrast T1w; sub-004 with another subject's T1w; sub-005
+# with a noise-only post-contrast T1w.
+PRISTINE, RATER, NO_GAD, WRONG_T1, NOISE_GAD = (f"sub-00{i}" for i in range(1, 6))
+
+
+@dataclass(frozen=True)
+class VisitRun:
+    root: Path
+    out: Path
+    code: int
+    refused: dict[str, Path]  # participant -> the file that does not register
+
+    def truth(self, participant: str) -> pd.DataFrame:
+        table = read_table(self.root / "derivatives" / "groundtruth" / "endpoints.tsv")
+        return table[table.participant_id == participant].set_index("endpoint")
+
+    def endpoints(self, participant: str) -> pd.DataFrame:
+        table = read_table(self.out / "endpoints.tsv")
+        return table[table.participant_id == participant].set_index("endpoint")
+
+    def anat(self, participant: str) -> Path:
+        return self.out / participant / "ses-M00" / "anat"
+
+
 @pytest.fixture(scope="module")
-def processed(tmp_path_factory: pytest.TempPathFactory, run_fast: RunFast) -> tuple[Path, Path]:
+def visit_run(tmp_path_factory: pytest.TempPathFactory, run_fast: RunFast) -> VisitRun:
     tmp = tmp_path_factory.mktemp("visit")
-    root = small_session(tmp)
-    code, out = run_fast(root, tmp)
-    assert code == EXIT_OK
-    return root, out
+    root = tmp / "sim"
+    simulate_trial(root, TrialSpec(n_subjects=5, months=(0,), seed=31), load_protocol("esims"))
+
+    def anat(participant: str) -> Path:
+        return root / participant / "ses-M00" / "anat"
+
+    name = f"{RATER}_ses-M00_desc-t2lesion_mask.nii.gz"
+    raters = tmp / "raters" / RATER / "ses-M00" / "anat"
+    raters.mkdir(parents=True)
+    truth_dir = root / "derivatives" / "groundtruth" / RATER / "ses-M00" / "anat"
+    (raters / name).write_bytes((truth_dir / name).read_bytes())
+    (anat(NO_GAD) / f"{NO_GAD}_ses-M00_ce-gadolinium_T1w.nii.gz").unlink()
+    wrong = anat(WRONG_T1) / f"{WRONG_T1}_ses-M00_T1w.nii.gz"
+    other = nib.load(anat(PRISTINE) / f"{PRISTINE}_ses-M00_T1w.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(other.dataobj), nib.load(wrong).affine), wrong)
+    blank = anat(NOISE_GAD) / f"{NOISE_GAD}_ses-M00_ce-gadolinium_T1w.nii.gz"
+    image = nib.load(blank)
+    noise = np.random.default_rng(0).rayleigh(50.0, image.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(noise, image.affine), blank)
+
+    code, out = run_fast(root, tmp, "--rater-masks", str(tmp / "raters"))
+    return VisitRun(root, out, code, {WRONG_T1: wrong, NOISE_GAD: blank})
 
 
-def test_run_writes_derivatives_and_endpoints(processed: tuple[Path, Path]) -> None:
-    root, out = processed
-    anat = out / "sub-001" / "ses-M00" / "anat"
+def test_run_writes_derivatives_and_endpoints(visit_run: VisitRun) -> None:
+    anat = visit_run.anat(PRISTINE)
     for name in (
         "desc-brain_mask",
         "desc-icv_mask",
@@ -137,77 +181,57 @@ def test_run_writes_derivatives_and_endpoints(processed: tuple[Path, Path]) -> N
         "desc-blackhole_mask",
         "desc-cel_mask",
     ):
-        image = anat / f"sub-001_ses-M00_{name}.nii.gz"
+        image = anat / f"{PRISTINE}_ses-M00_{name}.nii.gz"
         assert image.is_file(), image
         assert image.with_name(image.name.replace(".nii.gz", ".json")).is_file()
-    assert (anat / "sub-001_ses-M00_from-T1w_to-T2w_mode-image_xfm.txt").is_file()
-    endpoints = read_table(out / "endpoints.tsv").set_index("endpoint")
-    truth = read_table(root / "derivatives" / "groundtruth" / "endpoints.tsv")
-    truth = truth[truth.session == "ses-M00"].set_index("endpoint")
+    assert (anat / f"{PRISTINE}_ses-M00_from-T1w_to-T2w_mode-image_xfm.txt").is_file()
+    endpoints, truth = visit_run.endpoints(PRISTINE), visit_run.truth(PRISTINE)
     # Loose bounds: the accuracy targets are checked by benchmarks/accuracy.py.
     for endpoint, tolerance in (("pcf", 0.1), ("bpf", 0.1), ("t2_lesion_volume", 5.0)):
         assert endpoints.loc[endpoint, "status"] == "ok"
         assert abs(endpoints.loc[endpoint, "value"] - truth.loc[endpoint, "value"]) < tolerance
     assert endpoints.loc["t2_lesion_count", "value"] > 0
-    assert read_table(out / "errors.tsv").empty
-    lesions = read_table(out / "lesions.tsv")
+    errors = read_table(visit_run.out / "errors.tsv")
+    assert set(errors.participant_id) == set(visit_run.refused)  # only the refused contrasts
+    lesions = read_table(visit_run.out / "lesions.tsv")
+    lesions = lesions[lesions.participant_id == PRISTINE]
     assert len(lesions) == endpoints.loc["t2_lesion_count", "value"]
     assert (lesions.category == "baseline").all()
-    label_map = nib.load(anat / "sub-001_ses-M00_desc-lesions_dseg.nii.gz")
+    label_map = nib.load(anat / f"{PRISTINE}_ses-M00_desc-lesions_dseg.nii.gz")
     assert int(np.asarray(label_map.dataobj).max()) == len(lesions)
 
 
-def test_run_brain_mask_matches_ground_truth(processed: tuple[Path, Path]) -> None:
-    root, out = processed
-    name = "sub-001_ses-M00_desc-brain_mask.nii.gz"
-    ours = np.asarray(nib.load(out / "sub-001" / "ses-M00" / "anat" / name).dataobj) > 0
-    truth_dir = root / "derivatives" / "groundtruth" / "sub-001" / "ses-M00" / "anat"
+def test_run_brain_mask_matches_ground_truth(visit_run: VisitRun) -> None:
+    name = f"{PRISTINE}_ses-M00_desc-brain_mask.nii.gz"
+    ours = np.asarray(nib.load(visit_run.anat(PRISTINE) / name).dataobj) > 0
+    truth_dir = visit_run.root / "derivatives" / "groundtruth" / PRISTINE / "ses-M00" / "anat"
     truth = np.asarray(nib.load(truth_dir / name).dataobj) > 0
     assert dice(ours, truth) > 0.96
 
 
-def test_missing_post_contrast_makes_only_cel_endpoints_na(
-    tmp_path: Path, run_fast: RunFast
-) -> None:
-    root = tmp_path / "sim"
-    simulate_trial(root, TrialSpec(n_subjects=1, months=(0,), seed=33), load_protocol("esims"))
-    (root / "sub-001" / "ses-M00" / "anat" / "sub-001_ses-M00_ce-gadolinium_T1w.nii.gz").unlink()
-
-    code, out = run_fast(root, tmp_path)
-
-    assert code == EXIT_OK
-    endpoints = read_table(out / "endpoints.tsv").set_index("endpoint")
+def test_missing_post_contrast_makes_only_cel_endpoints_na(visit_run: VisitRun) -> None:
+    endpoints = visit_run.endpoints(NO_GAD)
     for endpoint in ("cel_count", "cel_volume"):
         assert np.isnan(endpoints.loc[endpoint, "value"])
         assert endpoints.loc[endpoint, "status"] == "needs T1w_gad (missing)"
     for endpoint in ("t2_lesion_volume", "black_hole_count", "pcf", "bpf"):
         assert endpoints.loc[endpoint, "status"] == "ok", endpoint
-    assert read_table(out / "lesions.tsv").enhancing.isna().all()
+    lesions = read_table(visit_run.out / "lesions.tsv")
+    assert lesions[lesions.participant_id == NO_GAD].enhancing.isna().all()
 
 
-def test_rater_masks_are_used_and_compared(tmp_path: Path, run_fast: RunFast) -> None:
+def test_rater_masks_are_used_and_compared(visit_run: VisitRun) -> None:
     """A rater's mask (here the ground truth) gives the lesion endpoints; agreement is listed."""
-    root = tmp_path / "sim"
-    simulate_trial(root, TrialSpec(n_subjects=1, months=(0,), seed=34), load_protocol("esims"))
-    name = "sub-001_ses-M00_desc-t2lesion_mask.nii.gz"
-    raters = tmp_path / "raters"
-    (raters / "sub-001" / "ses-M00" / "anat").mkdir(parents=True)
-    truth_dir = root / "derivatives" / "groundtruth" / "sub-001" / "ses-M00" / "anat"
-    (raters / "sub-001" / "ses-M00" / "anat" / name).write_bytes((truth_dir / name).read_bytes())
-
-    code, out = run_fast(root, tmp_path, "--rater-masks", str(raters))
-
-    assert code == EXIT_OK
-    endpoints = read_table(out / "endpoints.tsv").set_index("endpoint")
-    truth = read_table(root / "derivatives" / "groundtruth" / "endpoints.tsv").set_index("endpoint")
+    endpoints, truth = visit_run.endpoints(RATER), visit_run.truth(RATER)
     for endpoint in ("t2_lesion_volume", "t2_lesion_count"):
         assert endpoints.loc[endpoint, "value"] == pytest.approx(truth.loc[endpoint, "value"])
         assert endpoints.loc[endpoint, "note"] == "rater mask"
-    (row,) = read_table(out / "rater_agreement.tsv").itertuples()
+    assert (visit_run.endpoints(PRISTINE).note != "rater mask").all()  # only where one exists
+    (row,) = read_table(visit_run.out / "rater_agreement.tsv").itertuples()
+    assert row.participant_id == RATER
     assert row.rater_count == truth.loc["t2_lesion_count", "value"]
     assert 0.5 < row.dice < 1.0 and 0.5 < row.lesion_f1 <= 1.0
-    anat = out / "sub-001" / "ses-M00" / "anat"
-    assert (anat / "sub-001_ses-M00_desc-t2lesionautomated_mask.nii.gz").is_file()
+    assert (visit_run.anat(RATER) / f"{RATER}_ses-M00_desc-t2lesionautomated_mask.nii.gz").is_file()
 
 
 def test_quality_check_refuses_noise_and_fails_only_for_required_contrasts(
@@ -252,46 +276,33 @@ def test_quality_check_refuses_noise_and_fails_only_for_required_contrasts(
         check("noise", required=True)
 
 
-def test_run_refuses_contrasts_that_do_not_register(tmp_path: Path, run_fast: RunFast) -> None:
+def test_run_refuses_contrasts_that_do_not_register(visit_run: VisitRun) -> None:
     """A wrong subject's T1w and a noise-only post-contrast T1w fail the quality check.
 
     Neither is a tissue-model channel, so only the endpoints that need them are NA (with
     the reason) and the visit's other endpoints complete; errors.tsv names the files.
     """
-    root = tmp_path / "sim"
-    simulate_trial(root, TrialSpec(n_subjects=2, months=(0,), seed=32), load_protocol("esims"))
-    anat = {s: root / f"sub-{s}" / "ses-M00" / "anat" for s in ("001", "002")}
-    wrong = anat["001"] / "sub-001_ses-M00_T1w.nii.gz"
-    other = nib.load(anat["002"] / "sub-002_ses-M00_T1w.nii.gz")
-    nib.save(nib.Nifti1Image(np.asarray(other.dataobj), nib.load(wrong).affine), wrong)
-    blank = anat["002"] / "sub-002_ses-M00_ce-gadolinium_T1w.nii.gz"
-    image = nib.load(blank)
-    noise = np.random.default_rng(0).rayleigh(50.0, image.shape).astype(np.float32)
-    nib.save(nib.Nifti1Image(noise, image.affine), blank)
-
-    code, out = run_fast(root, tmp_path)
-
-    assert code != EXIT_OK
-    errors = read_table(out / "errors.tsv").set_index("participant_id")
+    assert visit_run.code != EXIT_OK
+    errors = read_table(visit_run.out / "errors.tsv").set_index("participant_id")
     assert set(errors.stage) == {"coregistration"}, errors
-    for participant, path in (("sub-001", wrong), ("sub-002", blank)):
+    for participant, path in visit_run.refused.items():
         reason = errors.loc[participant, "reason"]
         assert str(path) in reason and "did not register" in reason, reason
         assert pd.isna(errors.loc[participant, "crash_file"])
-    endpoints = read_table(out / "endpoints.tsv").set_index(["participant_id", "endpoint"])
-    refused = {"sub-001": "T1w", "sub-002": "T1w_gad"}
-    for participant, role in refused.items():
+    for participant, role in ((WRONG_T1, "T1w"), (NOISE_GAD, "T1w_gad")):
+        endpoints = visit_run.endpoints(participant)
         for endpoint in ("pcf", "bpf", "t2_lesion_volume", "t2_lesion_count"):
-            row = endpoints.loc[(participant, endpoint)]
+            row = endpoints.loc[endpoint]
             assert row.status == "ok" and np.isfinite(row.value), (participant, endpoint)
         for endpoint in ("cel_count", "cel_volume"):  # CEL need both T1w images
-            row = endpoints.loc[(participant, endpoint)]
+            row = endpoints.loc[endpoint]
             assert np.isnan(row.value), (participant, endpoint)
             assert f"{role} (refused by the co-registration check)" in row.status, row.status
     # Black holes need the pre-contrast T1w only.
-    assert "refused" in endpoints.loc[("sub-001", "black_hole_volume")].status
-    assert endpoints.loc[("sub-002", "black_hole_volume")].status == "ok"
+    assert "refused" in visit_run.endpoints(WRONG_T1).loc["black_hole_volume", "status"]
+    assert visit_run.endpoints(NOISE_GAD).loc["black_hole_volume", "status"] == "ok"
     # The refused contrast is not written as a co-registered derivative.
-    derivatives = out / "sub-001" / "ses-M00" / "anat"
-    assert not (derivatives / "sub-001_ses-M00_desc-coreg_T1w.nii.gz").exists()
-    assert (derivatives / "sub-001_ses-M00_ce-gadolinium_desc-coreg_T1w.nii.gz").is_file()
+    anat = visit_run.anat(WRONG_T1)
+    assert not (anat / f"{WRONG_T1}_ses-M00_desc-coreg_T1w.nii.gz").exists()
+    assert not (anat / f"{WRONG_T1}_ses-M00_from-T1w_to-T2w_mode-image_xfm.txt").exists()
+    assert (anat / f"{WRONG_T1}_ses-M00_ce-gadolinium_desc-coreg_T1w.nii.gz").is_file()
