@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from mriproc.atrophy import HalfwayBrain, brain_change
 from mriproc.config import Protocol, RegistrationPreset
+from mriproc.lesions import min_lesion_volume_ml
 from mriproc.longitudinal import HalfwayVisit, LesionChanges, LongitudinalError, lesion_changes
 from mriproc.registration import apply_linear, register_halfway
 from mriproc.visit import read_image, save_image
@@ -227,6 +228,9 @@ def _changes(pair: _Pair, channels: tuple[str, ...], protocol: Protocol) -> Lesi
             pair.zooms,
             params=protocol.new_enlarging,
             nawm_min_wm_fraction=protocol.t2_lesions.nawm_min_wm_fraction,
+            min_change_ml=min_lesion_volume_ml(
+                protocol.labelling.min_in_plane_diameter_mm, pair.zooms
+            ),
         )
     except LongitudinalError as err:
         return f"lesion change failed: {err}"

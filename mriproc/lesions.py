@@ -38,6 +38,7 @@ __all__ = [
     "label_lesions",
     "lesions_from_labels",
     "mask_volume_ml",
+    "min_lesion_volume_ml",
     "slice_axis",
 ]
 
@@ -65,6 +66,19 @@ def in_plane_cross(zooms: Sequence[float]) -> npt.NDArray[np.bool_]:
     index[slice_axis(zooms)] = 1
     structure[tuple(index)] = ndimage.generate_binary_structure(2, 1)
     return structure
+
+
+def min_lesion_volume_ml(min_in_plane_diameter_mm: float, voxel_size_mm: Sequence[float]) -> float:
+    """Volume of the smallest lesion the labelling rule counts: a disc of the minimum
+    in-plane diameter, one slice thick.
+
+    >>> round(min_lesion_volume_ml(3.0, (0.94, 0.94, 5.0)), 4)
+    0.0353
+    >>> round(min_lesion_volume_ml(3.0, (1.0, 1.0, 1.0)), 4)
+    0.0071
+    """
+    thickness = float(np.max(np.asarray(voxel_size_mm, dtype=float)))
+    return float(np.pi / 4.0 * min_in_plane_diameter_mm**2 * thickness / 1000.0)
 
 
 def slice_axis(voxel_size_mm: Sequence[float]) -> int:

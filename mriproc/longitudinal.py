@@ -20,6 +20,13 @@ and analysed together, not as two independent masks:
    missed it); other groups are *enlarging* or *shrinking* when their volume changed
    by more than the size-dependent threshold (Molyneux et al. 1992; the size is the
    largest earlier cross-section), *stable* otherwise.
+5. A change smaller than the smallest lesion the protocol counts (``min_change_ml``)
+   is no change: a group is new, enlarging or shrinking only when its lesion signal
+   changed by at least that much over its region grown by one slice each way, with
+   each visit's normal-appearing-WM level subtracted.  Two acquisitions cut a small
+   lesion at different slice positions, so part of its signal can lie in the slices
+   next to the region; on rescans of an unchanged brain that alone made lesions of
+   0.03-0.2 mL look new or 50-100 % larger (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -136,6 +143,15 @@ def _groups(
     return sorted(found, key=lambda g: g[1])
 
 
+def _across_slices(zooms: Sequence[float]) -> BoolArray:
+    """A 3-voxel line along the slice axis, as a 3-D structure."""
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    index: list[int | slice] = [1, 1, 1]
+    index[slice_axis(zooms)] = slice(None)
+    structure[tuple(index)] = True
+    return structure
+
+
 def _largest_cross_section_cm2(mask: BoolArray, voxel_size_mm: Sequence[float]) -> float:
     axis = slice_axis(voxel_size_mm)
     in_plane = [z for i, z in enumerate(voxel_size_mm) if i != axis]
@@ -150,8 +166,13 @@ def lesion_changes(
     *,
     params: NewEnlargingParams,
     nawm_min_wm_fraction: float,
+    min_change_ml: float,
 ) -> LesionChanges:
-    """Classify every lesion of ``later`` against ``earlier`` (both in halfway space)."""
+    """Classify every lesion of ``later`` against ``earlier`` (both in halfway space).
+
+    ``min_change_ml``: the smallest change of a group's lesion volume that counts
+    (:func:`mriproc.lesions.min_lesion_volume_ml` of the protocol's labelling rule).
+    """
     zooms = tuple(float(z) for z in voxel_size_mm)
     cross = in_plane_cross(zooms)
     lesion_any = ndimage.binary_dilation((earlier.labels > 0) | (later.labels > 0), cross)
@@ -178,6 +199,9 @@ def lesion_changes(
     fraction_earlier = np.clip(lesion_fraction(z_earlier, origin, signature), 0.0, 1.0)
     fraction_later = np.clip(lesion_fraction(z_later, origin, signature), 0.0, 1.0)
     voxel_ml = float(np.prod(zooms)) / 1000.0
+    across = _across_slices(zooms)
+    floor_earlier = float(fraction_earlier[nawm].mean())
+    floor_later = float(fraction_later[nawm].mean())
 
     groups = []
     for earlier_labels, later_labels in _groups(
@@ -188,7 +212,12 @@ def lesion_changes(
         region = ndimage.binary_dilation(members_later | members_earlier, cross)
         before = float(fraction_earlier[region].sum()) * voxel_ml
         after = float(fraction_later[region].sum()) * voxel_ml
-        if not earlier_labels and before < params.new_max_earlier_fraction * after:
+        wide = ndimage.binary_dilation(region, across)
+        change = float(fraction_later[wide].sum() - fraction_earlier[wide].sum())
+        change = (change - (floor_later - floor_earlier) * float(wide.sum())) * voxel_ml
+        if abs(change) < min_change_ml:
+            category = "stable"
+        elif not earlier_labels and before < params.new_max_earlier_fraction * after:
             category = "new"
         else:
             sized = members_earlier if earlier_labels else members_later
@@ -196,9 +225,9 @@ def lesion_changes(
             threshold = (
                 params.small_lesion_min_growth_pct if small else params.large_lesion_min_growth_pct
             )
-            if before <= 0.0 or after > before * (1.0 + threshold / 100.0):
+            if change > 0 and (before <= 0.0 or after > before * (1.0 + threshold / 100.0)):
                 category = "enlarging"
-            elif after < before / (1.0 + threshold / 100.0):
+            elif change < 0 and after < before / (1.0 + threshold / 100.0):
                 category = "shrinking"
             else:
                 category = "stable"

@@ -8,6 +8,7 @@ import pytest
 from mriproc.atrophy import HalfwayBrain, brain_change
 from mriproc.config import load_protocol
 from mriproc.followup import track_lesions
+from mriproc.lesions import min_lesion_volume_ml
 from mriproc.longitudinal import (
     HalfwayVisit,
     LongitudinalError,
@@ -45,10 +46,16 @@ def visit(lesions: list[np.ndarray], seed: int, *, hidden: int | None = None) ->
     return HalfwayVisit(channels, labels, np.where(brain, 1.0, 0.0), np.asarray(brain))
 
 
+MIN_CHANGE_ML = min_lesion_volume_ml(3.0, ZOOMS)
+RULES = {
+    "params": PROTOCOL.new_enlarging,
+    "nawm_min_wm_fraction": 0.8,
+    "min_change_ml": MIN_CHANGE_ML,
+}
+
+
 def changes(earlier: HalfwayVisit, later: HalfwayVisit) -> dict[int, str]:
-    return lesion_changes(
-        earlier, later, ZOOMS, params=PROTOCOL.new_enlarging, nawm_min_wm_fraction=0.8
-    ).category_of()
+    return lesion_changes(earlier, later, ZOOMS, **RULES).category_of()
 
 
 def test_new_enlarging_stable_and_shrinking_lesions() -> None:
@@ -71,6 +78,26 @@ def test_a_lesion_missed_earlier_is_not_new() -> None:
     assert changes(earlier, later) == {1: "stable", 2: "stable"}
 
 
+def test_a_lesion_cut_at_another_slice_position_is_not_enlarging() -> None:
+    """One lesion, two acquisitions: the earlier one cut it across two slices.
+
+    Earlier, half of its signal is in each of two slices and only one is labelled; later,
+    all of it is in the labelled slice. Over the labelled voxels the signal doubles; over
+    the region grown by a slice each way it does not change: stable. A new lesion of the
+    same size is still new.
+    """
+    disc = ball((20, 20, 5), 3.0) & (np.indices(SHAPE)[2] == 5)
+    below = np.roll(disc, 1, axis=2)
+    earlier = visit([disc], seed=11)
+    for channel, value in zip(earlier.channels, (130.0, 200.0), strict=True):
+        channel[disc | below] = 100.0 + 0.5 * (value - 100.0)
+    later = visit([disc], seed=12)
+    assert disc.sum() * float(np.prod(ZOOMS)) / 1000 > MIN_CHANGE_ML
+    assert changes(earlier, later) == {1: "stable"}
+    new = ball((44, 44, 5), 3.0) & (np.indices(SHAPE)[2] == 5)
+    assert changes(earlier, visit([disc, new], seed=13)) == {1: "stable", 2: "new"}
+
+
 def test_split_and_merge_groups() -> None:
     # Two earlier lesions that merge into one later lesion; one that splits in two.
     left, right = ball((14, 20, 5), 3.5), ball((22, 20, 5), 3.5)
@@ -79,9 +106,7 @@ def test_split_and_merge_groups() -> None:
     part_a, part_b = ball((40, 44, 5), 3.0), ball((49, 44, 5), 3.0)
     earlier = visit([left, right, whole], seed=5)
     later = visit([merged, part_a, part_b], seed=6)
-    found = lesion_changes(
-        earlier, later, ZOOMS, params=PROTOCOL.new_enlarging, nawm_min_wm_fraction=0.8
-    )
+    found = lesion_changes(earlier, later, ZOOMS, **RULES)
     groups = {g.later: g.earlier for g in found.groups}
     assert groups == {(1,): (1, 2), (2, 3): (3,)}
     assert {g.later: g.category for g in found.groups}[(2, 3)] == "shrinking"
@@ -92,7 +117,7 @@ def test_no_shared_white_matter_is_an_error() -> None:
     later = visit([], seed=8)
     empty = HalfwayVisit(earlier.channels, earlier.labels, earlier.wm, np.zeros(SHAPE, bool))
     with pytest.raises(LongitudinalError, match="share only 0"):
-        lesion_changes(empty, later, ZOOMS, params=PROTOCOL.new_enlarging, nawm_min_wm_fraction=0.8)
+        lesion_changes(empty, later, ZOOMS, **RULES)
 
 
 def test_tracking_keeps_identities_through_splits_and_merges() -> None:
