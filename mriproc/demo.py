@@ -20,7 +20,7 @@ import yaml
 
 from mriproc.config import load_protocol
 from mriproc.progress import Progress
-from mriproc.provenance import new_run_id, run_log_dir
+from mriproc.provenance import new_run_id, run_log_dir, write_run_config
 from mriproc.simulate import TrialSpec
 
 __all__ = ["DEMO_SPEC", "DemoResult", "protocol_with_preset", "run_demo"]
@@ -142,13 +142,31 @@ def run_demo(out: Path, *, stream: TextIO, progress_stream: TextIO | None = None
     callback = _workflow_progress(
         _Steps(n_visits + spec.n_subjects, "run", progress_stream or stream)
     )
+    protocol = load_protocol(protocol_file)
+    run_id = new_run_id()
+    log_dir = run_log_dir(output_dir, run_id)
+    # The same record `mriproc run` writes: what ran, with which options and protocol.
+    command = ["mriproc", "run", str(bids_dir), str(output_dir), "participant"]
+    command += ["--protocol", str(protocol_file), "-w", str(run_dir / "work"), "--nprocs", "2"]
+    options = {
+        "bids_dir": bids_dir,
+        "output_dir": output_dir,
+        "analysis_level": "participant",
+        "protocol": protocol_file,
+        "work_dir": run_dir / "work",
+        "nprocs": 2,
+        "plugin": "MultiProc",
+        "run_id": run_id,
+        "called_by": "mriproc demo",
+    }
+    write_run_config(log_dir, run_id=run_id, command=command, options=options, protocol=protocol)
     result = run_participants(
         bids_dir,
         output_dir,
-        load_protocol(protocol_file),
+        protocol,
         protocol_ref=str(protocol_file),
         work_dir=run_dir / "work",
-        log_dir=run_log_dir(output_dir, new_run_id()),
+        log_dir=log_dir,
         plugin="MultiProc",
         plugin_args={"n_procs": 2, "status_callback": callback},
     )

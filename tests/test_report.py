@@ -11,6 +11,7 @@ import contextlib
 import io
 import re
 import shutil
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urldefrag
@@ -75,6 +76,11 @@ def test_demo_runs_the_whole_chain(demo_run: DemoRun) -> None:
     assert f"{row.pcf:.4g}" in out and f"{row.pbvc:.4g}" in out
     comparisons = read_table(results / "stats" / "comparisons.tsv")
     assert comparisons["p_value"].notna().any()  # two participants per arm: estimable
+    # The run stage leaves the record `mriproc run` leaves: command, options, protocol.
+    (config,) = (results / "logs").glob("*/mriproc.toml")
+    recorded = tomllib.loads(config.read_text())
+    assert recorded["run"]["command"][:2] == ["mriproc", "run"]
+    assert recorded["protocol"]["registration"]["preset"] == "fast"
 
 
 FAILED = ("sub-002", "ses-M12")
