@@ -181,9 +181,23 @@ class PcfParams:
 
 @dataclass(frozen=True, slots=True)
 class PbvcParams:
-    """Registration-based percentage brain volume change."""
+    """Registration-based percentage brain volume change (:mod:`mriproc.atrophy`)."""
 
     method: Literal["jacobian", "boundary_shift"]
+    # Boundary shift: the brain surface and which of its vertices are measured.
+    surface_smoothing_mm: float = field(metadata=_range(0.0, 5.0))
+    thick_slice_ratio: float = field(metadata=_range(1.0, 20.0))
+    max_normal_tilt_deg: float = field(metadata=_range(0.0, 90.0))
+    # Profiles along the normals and the search for the edge's displacement.
+    profile_half_length_mm: float = field(metadata=_range(0.5, 20.0))
+    profile_step_mm: float = field(metadata=_range(0.05, 2.0))
+    profile_window_mm: float = field(metadata=_range(0.2, 20.0))
+    profile_smoothing_mm: float = field(metadata=_range(0.0, 5.0))
+    search_mm: float = field(metadata=_range(0.1, 10.0))
+    min_profile_correlation: float = field(metadata=_range(-1.0, 1.0))
+    # Self-calibration: the image against a copy scaled by this much (linear, %).
+    calibration_scale_pct: float = field(metadata=_range(0.1, 10.0))
+    min_edge_points: int = field(metadata=_range(1, 10_000_000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +220,12 @@ class RegistrationPreset:
     template_voxel_mm: float = field(metadata=_range(0.5, 4.0))
     # Affine stage of the template fit (per level, like ``iterations``); SyN follows.
     template_affine_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    # Longitudinal SyN (Jacobian-integration PBVC) between two visits in their halfway
+    # space, resampled to isotropic voxels of ``jacobian_voxel_mm``.
+    jacobian_voxel_mm: float = field(metadata=_range(0.5, 4.0))
+    jacobian_syn_metric: Literal["mattes", "CC", "meansquares"]
+    jacobian_syn_sampling: int = field(metadata=_range(1, 256))  # CC radius or MI bins
+    jacobian_syn_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
     name: str = field(default="", metadata={"yaml": False})  # its key in the file
 
 

@@ -26,8 +26,14 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
-from mriproc.atrophy import HalfwayBrain, brain_change
-from mriproc.config import Protocol, RegistrationPreset
+from mriproc.atrophy import (
+    BoundaryShift,
+    JacobianChange,
+    VisitImage,
+    boundary_shift,
+    jacobian_integration,
+)
+from mriproc.config import Protocol, RegistrationPreset, load_registration_preset
 from mriproc.lesions import min_lesion_volume_ml
 from mriproc.longitudinal import HalfwayVisit, LesionChanges, LongitudinalError, lesion_changes
 from mriproc.registration import apply_linear, register_halfway
@@ -81,6 +87,7 @@ class FollowupOutcome:
     categories: dict[str, dict[int, str]] = field(default_factory=dict)  # versus -> label -> cat
     links: list[tuple[int, int]] = field(default_factory=list)  # (previous label, label)
     registration: dict[str, dict[str, Any]] = field(default_factory=dict)
+    atrophy: dict[str, float] = field(default_factory=dict)  # quality of PBVC / PCF change
 
 
 class _Pair:
@@ -123,15 +130,19 @@ def _lesion_visit(pair: _Pair, which: str, channels: tuple[str, ...]) -> Halfway
     )
 
 
-def _parenchyma(pair: _Pair, which: str, classes: tuple[str, ...]) -> HalfwayBrain:
-    """Fractions in halfway space; lesion voxels are parenchyma (as in the visit's PCF)."""
-    csf = pair.load(which, "CSF")
-    parenchyma = np.sum([pair.load(which, c) for c in classes if c != "lesion"], axis=0)
-    if "lesion" in classes and "lesions" in pair.bundles[which]:
-        lesion = pair.load(which, "lesions", nearest=True) > 0
-        parenchyma = np.where(lesion, parenchyma + csf, parenchyma)
-        csf = np.where(lesion, 0.0, csf)
-    return HalfwayBrain(parenchyma, csf, pair.coverage(which))
+def _visit_image(bundle: Mapping[str, str], classes: tuple[str, ...]) -> VisitImage:
+    """The visit's reading image and parenchyma fraction on its own grid.
+
+    Lesion voxels are parenchyma (as in the visit's PCF), whatever the tissue model
+    made of them.
+    """
+    reading = read_image(bundle["reading"])
+    fractions = {c: np.asarray(read_image(bundle[c]).dataobj) for c in ("GM", "WM", "CSF")}
+    parenchyma = np.sum([fractions[c] for c in classes if c != "lesion"], axis=0)
+    if "lesion" in classes and "lesions" in bundle:
+        lesion = np.asarray(read_image(bundle["lesions"]).dataobj) > 0
+        parenchyma = np.where(lesion, parenchyma + fractions["CSF"], parenchyma)
+    return VisitImage(np.asarray(reading.dataobj), parenchyma, np.asarray(reading.affine))
 
 
 def _record(bundle: Mapping[str, str]) -> dict[str, Any]:
@@ -195,21 +206,45 @@ def followup_changes(
 
     _active_scan(outcome, _record(followup), protocol)
 
-    pair = pairs["baseline"]
+    _brain_change(outcome, baseline, followup, pairs["baseline"].record, protocol, out_dir)
+    return outcome
+
+
+def _brain_change(
+    outcome: FollowupOutcome,
+    baseline: Mapping[str, str],
+    followup: Mapping[str, str],
+    registration: Mapping[str, Any],
+    protocol: Protocol,
+    out_dir: Path,
+) -> None:
+    """PBVC and PCF change from baseline by the protocol's method, with quality figures."""
     classes = tuple(protocol.pcf.parenchyma_classes)
+    images = (_visit_image(baseline, classes), _visit_image(followup, classes))
+    to_followup = np.asarray(registration["earlier_to_later_ras"], dtype=np.float64)
+    slab = np.asarray(read_image(baseline["slab"]).dataobj)
+    change: BoundaryShift | JacobianChange
     try:
-        change = brain_change(
-            _parenchyma(pair, "earlier", classes),
-            _parenchyma(pair, "later", classes),
-            pair.load("earlier", "slab"),
-            (pair.zooms[0], pair.zooms[1], pair.zooms[2]),
-        )
+        if protocol.pbvc.method == "boundary_shift":
+            change = boundary_shift(*images, to_followup, slab, protocol.pbvc)
+        else:
+            preset = load_registration_preset(protocol.registration.preset)
+            change = jacobian_integration(*images, to_followup, slab, preset, out_dir / "jacobian")
     except ValueError as err:
         reason = f"brain volume change failed: {err}"
         outcome.not_available.update(pcf_change_pct=reason, pbvc=reason)
-    else:
-        outcome.measures.update(pbvc=change.pbvc, pcf_change_pct=change.pcf_change_pct)
-    return outcome
+        return
+    outcome.atrophy = change.quality()
+    for name, value in (("pbvc", change.pbvc), ("pcf_change_pct", change.pcf_change_pct)):
+        if np.isfinite(value):
+            outcome.measures[name] = float(value)
+        else:
+            edge_points = outcome.atrophy.get("edge_points", 0.0)
+            total = outcome.atrophy.get("edge_points_total", 0.0)
+            outcome.not_available[name] = (
+                f"boundary shift: too few edge points could be measured "
+                f"({edge_points:.0f} of {total:.0f})"
+            )
 
 
 def _changes(pair: _Pair, channels: tuple[str, ...], protocol: Protocol) -> LesionChanges | str:

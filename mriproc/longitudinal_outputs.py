@@ -80,6 +80,7 @@ def write_longitudinal_outputs(
             content["categories"] = outcome.get("categories", {}).get("previous", {})
             content["categories_vs_baseline"] = outcome.get("categories", {}).get("baseline", {})
             content["registration"] = outcome["registration"]
+            content["atrophy"] = outcome.get("atrophy", {})
             sources = visit_records[index].get("sources", {})
             for key, path in sorted(outcome.get("images", {}).items()):
                 image = read_image(path)

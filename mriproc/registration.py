@@ -34,9 +34,12 @@ __all__ = [
     "apply_linear",
     "apply_transform_files",
     "from_ants",
+    "jacobian_determinant",
+    "matrix_power",
     "mean_displacement_mm",
     "n4_bias_correct",
     "n4_bias_field",
+    "register_deformable",
     "register_halfway",
     "register_linear",
     "register_nonlinear",
@@ -168,7 +171,7 @@ class HalfwayRegistration:
     asymmetry_mm: float  # mean distance between the two directions' answers, over the brain
 
 
-def _matrix_power(matrix: npt.NDArray[np.float64], power: float) -> npt.NDArray[np.float64]:
+def matrix_power(matrix: npt.NDArray[np.float64], power: float) -> npt.NDArray[np.float64]:
     """``matrix ** power`` of a rigid 4 x 4 matrix through its logarithm."""
     return np.asarray(np.real(linalg.expm(power * linalg.logm(matrix))), dtype=np.float64)
 
@@ -193,7 +196,7 @@ def register_halfway(
         np.real(linalg.logm(forward.fixed_to_moving)) + np.real(linalg.logm(inverse_backward))
     )
     fixed_to_moving = np.asarray(np.real(linalg.expm(mean_log)), dtype=np.float64)
-    half = _matrix_power(fixed_to_moving, 0.5)
+    half = matrix_power(fixed_to_moving, 0.5)
     inverse_half = np.asarray(np.linalg.inv(half), dtype=np.float64)
     if points_ras is None:
         shape = fixed.shape[:3]
@@ -246,6 +249,53 @@ def register_nonlinear(
         verbose=False,
     )
     return NonlinearRegistration(tuple(Path(p) for p in result["fwdtransforms"]))
+
+
+def register_deformable(
+    fixed: nib.Nifti1Image | nib.Nifti2Image,
+    moving: nib.Nifti1Image | nib.Nifti2Image,
+    *,
+    preset: RegistrationPreset,
+    out_dir: Path,
+) -> NonlinearRegistration:
+    """SyN of two images already in one space (no linear stage; the longitudinal preset).
+
+    Metric ``preset.jacobian_syn_metric`` (its radius or bins ``jacobian_syn_sampling``)
+    and iterations ``preset.jacobian_syn_iterations``; step and smoothing as the
+    template's SyN.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = tempfile.mkdtemp(prefix="syn-", dir=out_dir) + os.sep
+    result = ants.registration(
+        fixed=to_ants(fixed),
+        moving=to_ants(moving),
+        type_of_transform="SyNOnly",
+        initial_transform="Identity",
+        outprefix=prefix,
+        grad_step=preset.syn_gradient_step,
+        flow_sigma=preset.syn_flow_sigma,
+        total_sigma=preset.syn_total_sigma,
+        syn_metric=preset.jacobian_syn_metric,
+        syn_sampling=preset.jacobian_syn_sampling,
+        reg_iterations=preset.jacobian_syn_iterations,
+        verbose=False,
+    )
+    return NonlinearRegistration(tuple(Path(p) for p in result["fwdtransforms"]))
+
+
+def jacobian_determinant(
+    reference: nib.Nifti1Image | nib.Nifti2Image, registration: NonlinearRegistration
+) -> npt.NDArray[np.float32]:
+    """Determinant of the spatial derivative of a SyN warp, on ``reference``'s grid.
+
+    The warp maps fixed points to moving points, so the determinant is the moving
+    image's local volume per unit volume of the fixed image.
+    """
+    (warp,) = [p for p in registration.transform_files if p.name.endswith("Warp.nii.gz")]
+    determinant = ants.create_jacobian_determinant_image(
+        to_ants(reference), str(warp), do_log=False, geom=False
+    )
+    return np.asarray(determinant.numpy(), dtype=np.float32)
 
 
 def apply_transform_files(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -133,6 +134,7 @@ class FollowupChanges(SimpleInterface):
             },
             "links": outcome.links,
             "registration": outcome.registration,
+            "atrophy": {k: (v if np.isfinite(v) else None) for k, v in outcome.atrophy.items()},
         }
         path = out_dir / "followup.json"
         path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

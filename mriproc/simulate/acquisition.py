@@ -110,8 +110,9 @@ def sample_grid(
 ) -> SampledGrid:
     """Where in the template every sample of a scan comes from.
 
-    The rigid part is exact; the smooth deformations are evaluated every ``stride``
-    voxels in plane and interpolated linearly (they vary over centimetres).
+    The rigid part is exact; the subject's anatomy (which varies over centimetres) is
+    evaluated every ``stride`` voxels in plane and interpolated linearly, the atrophy
+    at every sample.
     """
     nx, ny, nz = geometry.shape
     offsets = np.asarray(geometry.slice_offsets_mm) / geometry.voxel_size_mm[2]
@@ -132,7 +133,7 @@ def sample_grid(
             subject,
             anatomy=anatomy,
             anatomy_scale=anatomy_scale,
-            atrophy=atrophy,
+            atrophy=None,
             template_affine=template_affine,
         )
 
@@ -140,6 +141,11 @@ def sample_grid(
     full = _upsample_in_plane(
         _upsample_in_plane(coarse, coarse_i, nx, axis=1), coarse_j, ny, axis=2
     )
+    if atrophy is not None:
+        # Atrophy moves boundaries by fractions of a millimetre over a few millimetres:
+        # it is evaluated at every sample, not interpolated between strided ones.
+        to_voxel = np.linalg.inv(template_affine)[:3, :3].astype(np.float32)
+        full = full + np.tensordot(to_voxel, atrophy.at(full), axes=1)
     return SampledGrid(geometry=geometry, affine=scan_affine, template_voxels=full)
 
 

@@ -5,9 +5,9 @@ voxels apart) used as *pull-back* maps: a point ``p`` of a subject at a visit ta
 its tissue from template point ``p + u(p)``.  Under a pull-back map whose divergence
 is ``+a`` in parenchyma, parenchymal volume shrinks by a factor of about ``1 - a``.
 
-The atrophy field is the gradient of a potential whose Laplacian is ``+1`` in
-parenchyma and negative in CSF, balanced so that the intracranial volume is kept:
-parenchyma shrinks, ventricles and sulci widen, the skull stays where it is.
+The atrophy field moves every parenchyma/CSF boundary into the parenchyma (the
+gradient of the smoothed parenchyma fraction): the cortex thins, the ventricles and
+sulci widen locally by what the parenchyma loses, the skull stays where it is.
 """
 
 from __future__ import annotations
@@ -73,44 +73,40 @@ def smooth_random_field(
     return CoarseField(np.asarray(smooth * (rms_mm / max(rms, 1e-12)), dtype=np.float32), step)
 
 
-def atrophy_field(parenchyma: FloatArray, csf: FloatArray, *, step: int = 4) -> CoarseField:
-    """Pull-back field shrinking parenchyma by about 1 % (scale it for other amounts).
+def atrophy_field(
+    parenchyma: FloatArray,
+    csf: FloatArray,
+    *,
+    step: int = 1,
+    smoothing_mm: float = 2.0,
+    skull_margin_mm: float = 2.0,
+) -> CoarseField:
+    """Pull-back field shrinking parenchyma where it meets CSF (callers scale it to an amount).
+
+    The field is the gradient of the parenchyma fraction smoothed by a Gaussian of
+    ``smoothing_mm``, pointing from parenchyma into CSF: every parenchyma/CSF
+    boundary retreats into the parenchyma (the cortex thins, the ventricles and
+    sulci widen) and the CSF beside it fills the space, so the intracranial volume
+    is kept locally (the field's divergence, minus the Laplacian of the smoothed
+    fraction, integrates to zero across each boundary).  It fades to zero within
+    ``skull_margin_mm`` of the intracranial boundary: the skull stays where it is.
 
     Parameters
     ----------
     parenchyma, csf
         Tissue fractions on the 1 mm template grid.
     step
-        Coarse grid spacing in voxels (mm).
+        Grid spacing of the returned field in voxels (mm).
+    smoothing_mm, skull_margin_mm
+        As above.
     """
-    shape = (int(parenchyma.shape[0]), int(parenchyma.shape[1]), int(parenchyma.shape[2]))
-    coarse = _coarse_shape(shape, step)
-
-    def down(volume: FloatArray) -> FloatArray:
-        padded = np.zeros(tuple(c * step for c in coarse), dtype=np.float32)
-        padded[: shape[0], : shape[1], : shape[2]] = volume
-        blocks = padded.reshape(coarse[0], step, coarse[1], step, coarse[2], step)
-        return np.asarray(blocks.mean(axis=(1, 3, 5)), dtype=np.float32)
-
-    par, fluid = down(parenchyma), down(csf)
-    source = 0.01 * (par - fluid * (par.sum() / max(float(fluid.sum()), 1e-6)))
-    # Poisson solve by FFT on a grid padded to twice the size (no wrap-around).
-    padded_shape = tuple(2 * n for n in coarse)
-    spectrum = np.fft.rfftn(source, s=padded_shape, axes=(0, 1, 2))
-    k = [np.fft.fftfreq(n, d=step) for n in padded_shape[:2]] + [
-        np.fft.rfftfreq(padded_shape[2], d=step)
-    ]
-    kx, ky, kz = np.meshgrid(*k, indexing="ij")
-    # Eigenvalues of the discrete 7-point Laplacian, so div(grad(psi)) matches the source.
-    eig = sum((2.0 * np.cos(2.0 * np.pi * kk * step) - 2.0) / step**2 for kk in (kx, ky, kz))
-    eig[0, 0, 0] = 1.0
-    potential_hat = spectrum / eig
-    potential_hat[0, 0, 0] = 0.0
-    potential = np.fft.irfftn(potential_hat, s=padded_shape, axes=(0, 1, 2))[
-        : coarse[0], : coarse[1], : coarse[2]
-    ]
-    gradient = np.stack(np.gradient(potential, step))
-    return CoarseField(np.asarray(gradient, dtype=np.float32), step)
+    smooth = ndimage.gaussian_filter(np.asarray(parenchyma, dtype=np.float32), smoothing_mm)
+    intracranial = (np.asarray(parenchyma) + np.asarray(csf)) >= 0.5
+    depth = ndimage.distance_transform_edt(intracranial)
+    fade = np.clip((depth - 0.5 * skull_margin_mm) / skull_margin_mm, 0.0, 1.0).astype(np.float32)
+    gradient = np.stack(np.gradient(smooth)) * fade  # per mm on the 1 mm grid
+    displacement = -gradient[:, ::step, ::step, ::step]
+    return CoarseField(np.ascontiguousarray(displacement, dtype=np.float32), step)
 
 
 def random_pose(

@@ -73,7 +73,7 @@ class VisitState:
 
 
 def _parenchymal_volume(
-    template: Template, parenchyma: FloatArray, field: CoarseField | None, step: int = 2
+    template: Template, parenchyma: FloatArray, field: CoarseField | None, step: int = 1
 ) -> float:
     """Volume (mL) of parenchyma pulled back through ``field``, sampled every ``step`` mm."""
     grid = np.mgrid[

@@ -1,0 +1,106 @@
+"""Boundary-shift PBVC and PCF change on synthetic brains with a known volume change."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mriproc.atrophy import VisitImage, boundary_shift, brain_surface, jacobian_change
+from mriproc.config import load_protocol
+
+PARAMS = load_protocol("esims").pbvc
+
+
+def rotation_z(degrees: float, shift: tuple[float, float, float]) -> np.ndarray:
+    angle = np.radians(degrees)
+    matrix = np.eye(4)
+    matrix[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    matrix[:3, 3] = shift
+    return matrix
+
+
+def brain(
+    zooms: tuple[float, float, float],
+    radii: tuple[float, float, float],
+    pose: np.ndarray,
+    seed: int,
+    *,
+    ventricle: float = 12.0,
+) -> VisitImage:
+    """An ellipsoidal brain (intensity 100) with a spherical ventricle, in CSF (200).
+
+    Partial volume is a linear ramp of the signed distance to the surfaces, one
+    voxel wide; ``pose`` maps the brain's own space to the scanner's.
+    """
+    fov = np.array([120.0, 140.0, 110.0])
+    shape = tuple(int(n) for n in np.round(fov / np.asarray(zooms)))
+    affine = np.diag([*zooms, 1.0])
+    affine[:3, 3] = -(np.asarray(shape) - 1) / 2 * np.asarray(zooms)
+    grid = np.indices(shape).reshape(3, -1).T.astype(float)
+    world = grid @ affine[:3, :3].T + affine[:3, 3]
+    inverse = np.linalg.inv(pose)
+    points = world @ inverse[:3, :3].T + inverse[:3, 3]
+    scaled = np.linalg.norm(points / np.asarray(radii), axis=1)
+    outer = (1.0 - scaled) * min(radii)  # about the signed distance inside the surface
+    inner = np.linalg.norm(points, axis=1) - ventricle
+    ramp = np.asarray(zooms).mean()
+    parenchyma = np.clip(0.5 + outer / ramp, 0, 1) * np.clip(0.5 + inner / ramp, 0, 1)
+    parenchyma = parenchyma.reshape(shape)
+    rng = np.random.default_rng(seed)
+    intensity = 200.0 - 100.0 * parenchyma + rng.normal(0.0, 3.0, shape)
+    return VisitImage(intensity.astype(np.float32), parenchyma.astype(np.float32), affine)
+
+
+def volume(radii: tuple[float, float, float], ventricle: float) -> float:
+    return 4.0 / 3.0 * np.pi * (float(np.prod(radii)) - ventricle**3)
+
+
+@pytest.mark.parametrize("zooms", [(1.5, 1.5, 1.5), (1.0, 1.0, 4.0)])
+def test_boundary_shift_measures_a_known_loss_and_a_rescan(
+    zooms: tuple[float, float, float],
+) -> None:
+    radii = (45.0, 55.0, 40.0)
+    shrunk = tuple(r * 0.995 for r in radii)
+    true_pbvc = 100.0 * (volume(shrunk, 12.0) / volume(radii, 12.0) - 1.0)  # about -1.7 %
+    pose0, pose1 = rotation_z(2.0, (0.7, -0.4, 0.9)), rotation_z(-1.5, (-1.1, 0.6, -0.5))
+    baseline = brain(zooms, radii, pose0, 1)
+    to_followup = pose1 @ np.linalg.inv(pose0)
+    slab = np.ones(baseline.parenchyma.shape)
+    loss = boundary_shift(baseline, brain(zooms, shrunk, pose1, 2), to_followup, slab, PARAMS)
+    rescan = boundary_shift(baseline, brain(zooms, radii, pose1, 3), to_followup, slab, PARAMS)
+    assert loss.pbvc == pytest.approx(true_pbvc, abs=0.1)
+    assert abs(rescan.pbvc) < 0.1
+    # The slab is the whole volume: the PCF change is the brain's volume change.
+    assert loss.pcf_change_pct == pytest.approx(true_pbvc, abs=0.25)
+    assert 0.8 < loss.calibration_gain < 1.2
+    assert loss.edge_points > PARAMS.min_edge_points
+
+
+def test_thick_slices_measure_only_in_plane_normals() -> None:
+    image = brain((1.0, 1.0, 5.0), (45.0, 55.0, 40.0), np.eye(4), 1)
+    surface = brain_surface(image, PARAMS)
+    tilt = np.degrees(np.arcsin(np.abs(surface.normals[surface.measurable, 2])))
+    assert tilt.max() <= PARAMS.max_normal_tilt_deg + 1e-6
+    assert 0.2 < surface.measurable.mean() < 0.9
+    np.testing.assert_allclose(surface.directions[surface.measurable, 2], 0.0, atol=1e-9)
+    isotropic = dataclasses.replace(PARAMS, thick_slice_ratio=10.0)
+    assert brain_surface(image, isotropic).measurable.all()
+
+
+def test_too_few_edge_points_give_nan_not_a_number() -> None:
+    image = brain((1.5, 1.5, 1.5), (45.0, 55.0, 40.0), np.eye(4), 1)
+    strict = dataclasses.replace(PARAMS, min_edge_points=10_000_000)
+    result = boundary_shift(image, image, np.eye(4), np.ones(image.parenchyma.shape), strict)
+    assert np.isnan(result.pbvc) and np.isnan(result.pcf_change_pct)
+
+
+def test_jacobian_change_weights_by_parenchyma() -> None:
+    jacobian = np.ones((4, 4, 4))
+    jacobian[:2] = 0.98
+    parenchyma = np.zeros((4, 4, 4))
+    parenchyma[:2] = 1.0
+    assert jacobian_change(jacobian, parenchyma) == pytest.approx(-2.0)
+    with pytest.raises(ValueError, match="no parenchyma"):
+        jacobian_change(jacobian, np.zeros((4, 4, 4)))
