@@ -146,9 +146,10 @@ def main() -> int:
     anatomies: dict[str, Anatomy] = {}
     print(
         "\n| pair | geometry | true PBVC | PBVC | error | true PCF change | PCF change | error "
-        "| quality |"
+        "| true / measured change (mL) | true / measured parenchyma (mL) | quality |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    truth_rows = ["participant_id\tsession\tendpoint\tvalue"]
     for label, entry in sorted(truth.items()):
         if entry["scan"] not in scans or entry["geometry"] not in geometries:
             continue
@@ -157,6 +158,10 @@ def main() -> int:
         ].set_index("endpoint")
         anatomy = anatomies.setdefault(entry["scan"], load_anatomy(entry["scan"]))
         pcf_truth = true_pcf_change(args.work, out, label, entry, anatomy)
+        truth_rows += [
+            f"sub-{label}\tses-M12\tpbvc\t{entry['pbvc']!r}",
+            f"sub-{label}\tses-M12\tpcf_change_pct\t{pcf_truth!r}",
+        ]
         record = (
             out
             / "mriproc"
@@ -175,10 +180,23 @@ def main() -> int:
                 cells += [f"{value:+.3f}", f"{value - true_value:+.3f}"]
             else:
                 cells += [str(rows.loc[endpoint, "status"]) if endpoint in rows.index else "-", "-"]
+        # The injected change is exact in mL; a percentage also depends on what each
+        # side calls parenchyma (the truth: a T1w Gaussian mixture; mriproc: its model).
+        true_ml = float(anatomy.parenchyma.sum()) * abs(np.linalg.det(anatomy.grid_affine[:3, :3]))
+        true_ml /= 1000.0
+        measured_ml = float(quality.get("parenchyma_ml") or np.nan)
+        value = rows.loc["pbvc", "value"] if "pbvc" in rows.index else np.nan
+        cells += [
+            f"{entry['pbvc'] / 100 * true_ml:+.2f} / {value / 100 * measured_ml:+.2f}",
+            f"{true_ml:.0f} / {measured_ml:.0f}",
+        ]
         shown = ", ".join(
-            f"{k} {v:.3g}" for k, v in sorted(quality.items()) if isinstance(v, int | float)
+            f"{k} {v:.3g}"
+            for k, v in sorted(quality.items())
+            if isinstance(v, int | float) and k != "parenchyma_ml"
         )
         print("| " + " | ".join([*cells, shown]) + " |")
+    (args.work / "truth_endpoints.tsv").write_text("\n".join(truth_rows) + "\n")
     return 0
 
 

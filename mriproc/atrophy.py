@@ -17,10 +17,11 @@ from its published description):
    each visit's gain, offset or slow bias.
 3. Self-calibration: the same vertices measured between the image and a copy of it
    scaled by a known factor about the brain's centre (sampled, not resampled) give
-   the same measurement's answer to a known volume change, ``s**3 - 1``.  Their
-   ratio turns the area-weighted mean displacement into a percentage volume change
-   whatever the contrast, the resolution, the smoothing and the share of the surface
-   that is measured.
+   the measurement's gain, measured over known displacement, whatever the contrast,
+   the resolution and the smoothing.  The volume the edges sweep (area x
+   displacement, divided by the gain) is carried from the vertices measured to the
+   whole surface by their share of its area (atrophy is a boundary retreat: it
+   scales with edge area), and divided by the parenchymal volume.
 4. The forward run (baseline's surface) and the backward run (the follow-up's
    surface, roles swapped) are averaged.
 
@@ -224,6 +225,33 @@ def _derivative(profiles: FloatArray, sigma_samples: float) -> FloatArray:
     )
 
 
+def _central_lobe(derivative: FloatArray, centre: int) -> FloatArray:
+    """1 on the derivative's lobe around ``centre`` (same sign, contiguous), with a sample
+    of margin each side, else 0.
+
+    The edge at a vertex is this lobe: a neighbouring edge within the window (the
+    other wall of a sulcus, a millimetre or two away) has the opposite sign and moves
+    the other way under atrophy; correlating it too would average the two motions
+    towards zero, while a scaling (the self-calibration) moves both alike.
+    """
+    sign = np.sign(derivative[:, centre : centre + 1])
+    same = np.sign(derivative) == sign
+    n = derivative.shape[1]
+    lobe = np.zeros(derivative.shape, dtype=bool)
+    lobe[:, centre] = True
+    for direction in (-1, 1):
+        running = np.ones(len(derivative), dtype=bool)
+        index = centre + direction
+        while 0 <= index < n:
+            running &= same[:, index]
+            lobe[:, index] = running
+            index += direction
+    grown = lobe.copy()
+    grown[:, 1:] |= lobe[:, :-1]
+    grown[:, :-1] |= lobe[:, 1:]
+    return grown.astype(np.float64)
+
+
 def edge_motion(
     fixed: VisitImage,
     moving: VisitImage,
@@ -265,14 +293,16 @@ def edge_motion(
         complete = ~(np.isnan(profile_fixed).any(axis=1) | np.isnan(profile_moving).any(axis=1))
         d_fixed = _derivative(np.nan_to_num(profile_fixed), sigma)
         d_moving = _derivative(np.nan_to_num(profile_moving), sigma)
-        centred_fixed = d_fixed - (d_fixed * window).sum(axis=1, keepdims=True)
-        norm_fixed = np.sqrt((window * centred_fixed**2).sum(axis=1))
+        weight = window * _central_lobe(d_fixed, half)
+        weight /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
+        centred_fixed = d_fixed - (d_fixed * weight).sum(axis=1, keepdims=True)
+        norm_fixed = np.sqrt((weight * centred_fixed**2).sum(axis=1))
         correlations = np.empty((len(points), 2 * search + 1))
         for k in range(2 * search + 1):
             segment = d_moving[:, k : k + 2 * half + 1]
-            centred = segment - (segment * window).sum(axis=1, keepdims=True)
-            norm = np.sqrt((window * centred**2).sum(axis=1))
-            correlations[:, k] = (window * centred_fixed * centred).sum(axis=1) / np.maximum(
+            centred = segment - (segment * weight).sum(axis=1, keepdims=True)
+            norm = np.sqrt((weight * centred**2).sum(axis=1))
+            correlations[:, k] = (weight * centred_fixed * centred).sum(axis=1) / np.maximum(
                 norm_fixed * norm, 1e-12
             )
         peak = np.argmax(correlations, axis=1)
@@ -323,6 +353,7 @@ class _Run:
     total: int
     gain: float  # measured / expected displacement of the scaled copy
     median_correlation: float
+    parenchyma_ml: float  # the surface's own visit's parenchymal volume
 
 
 def _one_direction(
@@ -336,7 +367,7 @@ def _one_direction(
     """PBVC of ``moving`` relative to ``fixed`` measured on ``fixed``'s surface."""
     surface = brain_surface(fixed, params)
     if len(surface) == 0:
-        return _Run(np.nan, np.nan, 0, 0, np.nan, np.nan)
+        return _Run(np.nan, np.nan, 0, 0, np.nan, np.nan, np.nan)
     weights = np.asarray(fixed.parenchyma, dtype=np.float64)
     grid = np.indices(weights.shape).reshape(3, -1)
     mass = weights.reshape(-1)
@@ -359,20 +390,26 @@ def _one_direction(
         & (calibration.correlation >= params.min_profile_correlation)
     )
     if used.sum() < params.min_edge_points:
-        return _Run(np.nan, np.nan, int(used.sum()), len(surface), np.nan, np.nan)
+        return _Run(np.nan, np.nan, int(used.sum()), len(surface), np.nan, np.nan, np.nan)
     # A shift along the profile is a displacement along the normal times their cosine.
     area = surface.areas
     displacement = motion.shift_mm * surface.cosines
     measured = float((area * calibration.shift_mm * surface.cosines)[used].sum())
     geometric = (factor - 1.0) * ((surface.points - centre) * surface.normals).sum(axis=1)
     expected = float((area * geometric)[used].sum())
-    change = float((area * displacement)[used].sum())
-    pbvc = 100.0 * (factor**3 - 1.0) * change / measured if measured > 0 else np.nan
     gain = measured / expected if expected > 0 else np.nan
-    # Parenchyma crossing the slab's brain/CSF boundaries, calibrated like PBVC.
+    # Volume swept by the edges (mL), corrected by the calibration's gain and carried
+    # from the edge points measured to the whole surface by their share of its area:
+    # atrophy is a boundary retreat, so it scales with edge area (not, as a scaling's
+    # does, with the distance from the centre, which would over-weight the in-plane
+    # normals of thick slices: those lie where the brain is widest).
     slab = np.nan_to_num(_sampler(slab_weight, fixed.affine)(surface.points))
-    slab_change = float((area * displacement * slab)[used].sum())
-    slab_change_ml = slab_change / gain / 1000.0 * _coverage(area, geometric, used, slab)
+    swept_ml = float((area * displacement)[used].sum()) / gain / 1000.0
+    slab_swept_ml = float((area * displacement * slab)[used].sum()) / gain / 1000.0
+    voxel_ml = float(abs(np.linalg.det(fixed.affine[:3, :3]))) / 1000.0
+    parenchyma_ml = float(weights.sum()) * voxel_ml
+    pbvc = 100.0 * swept_ml * _area_share(area, used) / parenchyma_ml
+    slab_change_ml = slab_swept_ml * _area_share(area * slab, used)
     slab_pct = 100.0 * slab_change_ml / slab_parenchyma_ml if slab_parenchyma_ml > 0 else np.nan
     return _Run(
         pbvc,
@@ -381,20 +418,14 @@ def _one_direction(
         len(surface),
         gain,
         float(np.median(motion.correlation[used])),
+        parenchyma_ml,
     )
 
 
-def _coverage(
-    area: FloatArray, geometric: FloatArray, used: npt.NDArray[np.bool_], slab: FloatArray
-) -> float:
-    """The slab surface's whole flux under a scaling over the flux through the vertices used.
-
-    The slab's surface is measured only where profiles could be taken (in-plane
-    normals on thick slices); this extrapolates to the rest of it.
-    """
-    total = float((area * geometric * slab).sum())
-    measured = float((area * geometric * slab)[used].sum())
-    return total / measured if measured > 0 else np.nan
+def _area_share(area: FloatArray, used: npt.NDArray[np.bool_]) -> float:
+    """The whole surface's area over the area of the edge points used (NaN if none)."""
+    measured = float(area[used].sum())
+    return float(area.sum()) / measured if measured > 0 else np.nan
 
 
 @dataclass(frozen=True)
@@ -409,6 +440,8 @@ class BoundaryShift:
     edge_points_total: int
     calibration_gain: float  # measured / geometric displacement of the scaled copy (mean)
     median_correlation: float
+    parenchyma_ml: float  # baseline's parenchymal volume, PBVC's denominator
+    distrust_reason: str | None  # why the value cannot be trusted (None: it can)
 
     def quality(self) -> dict[str, float]:
         """The quality figures, for the record."""
@@ -419,7 +452,20 @@ class BoundaryShift:
             "edge_points_total": float(self.edge_points_total),
             "calibration_gain": self.calibration_gain,
             "median_correlation": self.median_correlation,
+            "parenchyma_ml": self.parenchyma_ml,
         }
+
+    def note(self) -> str:
+        """How the value was measured, for the ``note`` column."""
+        return (
+            f"boundary shift: {self.edge_points} of {self.edge_points_total} edge points, "
+            f"calibration gain {self.calibration_gain:.3f}, forward {self.forward_pbvc:+.3f} % "
+            f"/ backward {self.backward_pbvc:+.3f} %"
+        )
+
+    def distrust(self) -> str | None:
+        """Why the values cannot be trusted, or None."""
+        return self.distrust_reason
 
 
 def boundary_shift(
@@ -443,6 +489,26 @@ def boundary_shift(
     followup_slab = _carry(slab, baseline.affine, followup, to_baseline)
     forward = _one_direction(baseline, followup, baseline_to_followup, slab, slab_ml, params)
     backward = _one_direction(followup, baseline, to_baseline, followup_slab, slab_ml, params)
+    gain = 0.5 * (forward.gain + backward.gain)
+    difference = abs(forward.pbvc + backward.pbvc)
+    reason = None
+    if min(forward.used, backward.used) < params.min_edge_points:
+        reason = (
+            f"boundary shift: too few edge points could be measured (forward {forward.used}, "
+            f"backward {backward.used}; at least {params.min_edge_points} each)"
+        )
+    elif not params.min_calibration_gain <= gain <= params.max_calibration_gain:
+        reason = (
+            f"boundary shift: the self-calibration found the edges of a scaled copy moved by "
+            f"{gain:.2f} times the known amount (allowed {params.min_calibration_gain:g}-"
+            f"{params.max_calibration_gain:g}): the edges cannot be located"
+        )
+    elif not difference <= params.max_direction_difference_pct:
+        reason = (
+            f"boundary shift: forward ({forward.pbvc:+.2f} %) and backward "
+            f"({-backward.pbvc:+.2f} %) runs disagree by {difference:.2f} points "
+            f"(allowed {params.max_direction_difference_pct:g})"
+        )
     return BoundaryShift(
         pbvc=0.5 * (forward.pbvc - backward.pbvc),
         pcf_change_pct=0.5 * (forward.slab_change_pct - backward.slab_change_pct),
@@ -450,8 +516,10 @@ def boundary_shift(
         backward_pbvc=-backward.pbvc,
         edge_points=forward.used + backward.used,
         edge_points_total=forward.total + backward.total,
-        calibration_gain=0.5 * (forward.gain + backward.gain),
+        calibration_gain=gain,
         median_correlation=0.5 * (forward.median_correlation + backward.median_correlation),
+        parenchyma_ml=forward.parenchyma_ml,
+        distrust_reason=reason,
     )
 
 
@@ -479,6 +547,17 @@ class JacobianChange:
     def quality(self) -> dict[str, float]:
         """The quality figures, for the record."""
         return {"halfway_voxel_mm": self.halfway_voxel_mm, "parenchyma_ml": self.parenchyma_ml}
+
+    def note(self) -> str:
+        """How the value was measured, for the ``note`` column."""
+        return (
+            f"Jacobian integration: SyN in halfway space on {self.halfway_voxel_mm:g} mm voxels, "
+            f"over {self.parenchyma_ml:.0f} mL of baseline parenchyma"
+        )
+
+    def distrust(self) -> str | None:
+        """Why the values cannot be trusted, or None."""
+        return None
 
 
 def jacobian_integration(
@@ -538,8 +617,8 @@ def jacobian_change(
 ) -> float:
     """PBVC (%) from a registration's Jacobian determinant over the baseline parenchyma.
 
-    >>> jacobian_change(np.full((4, 4, 4), 0.99), np.ones((4, 4, 4)))
-    -1.0000000000000009
+    >>> round(jacobian_change(np.full((4, 4, 4), 0.99), np.ones((4, 4, 4))), 9)
+    -1.0
     """
     weight = np.asarray(parenchyma, dtype=np.float64)
     total = float(weight.sum())

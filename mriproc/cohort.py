@@ -303,7 +303,9 @@ def _record_rows(
             status = _explain(missing.get(endpoint, reason), problems or {})
             rows.append(EndpointRow(*where, None, status))
         else:
-            note = "rater mask" if "rater" in record and endpoint in LESION_ENDPOINTS else ""
+            note = record.get("notes", {}).get(endpoint, "")
+            if "rater" in record and endpoint in LESION_ENDPOINTS:
+                note = "rater mask"
             rows.append(EndpointRow(*where, float(value), note=note))
     return rows
 

@@ -197,7 +197,14 @@ class PbvcParams:
     min_profile_correlation: float = field(metadata=_range(-1.0, 1.0))
     # Self-calibration: the image against a copy scaled by this much (linear, %).
     calibration_scale_pct: float = field(metadata=_range(0.1, 10.0))
+    # A value is n/a (with the reason) when fewer edge points than this could be
+    # measured in either direction, when the calibration found the scaled copy's
+    # edges moved by a gain outside these limits, or when the forward and backward
+    # runs disagree by more than this many percentage points.
     min_edge_points: int = field(metadata=_range(1, 10_000_000))
+    min_calibration_gain: float = field(metadata=_range(0.0, 10.0))
+    max_calibration_gain: float = field(metadata=_range(0.0, 10.0))
+    max_direction_difference_pct: float = field(metadata=_range(0.0, 100.0))
 
 
 @dataclass(frozen=True, slots=True)

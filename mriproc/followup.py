@@ -9,9 +9,12 @@ contrast in reading space; ``lesions``: the T2 lesion label map; ``GM``, ``WM``,
 them), the earlier visit's reading grid being the halfway grid.
 
 New and enlarging lesions (:func:`mriproc.longitudinal.lesion_changes`) are found
-against the previous visit and against baseline; PBVC and PCF change
-(:func:`mriproc.atrophy.brain_change`) against baseline; ``active_scan`` from the
-follow-up's CEL count and its new/enlarging lesions versus the previous visit.
+against the previous visit and against baseline; PBVC and PCF change against
+baseline by the protocol's ``pbvc.method`` (:func:`mriproc.atrophy.boundary_shift`
+or :func:`mriproc.atrophy.jacobian_integration`), with quality figures in the
+record and, when they say the value cannot be trusted, n/a with the reason;
+``active_scan`` from the follow-up's CEL count and its new/enlarging lesions
+versus the previous visit.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class FollowupOutcome:
     links: list[tuple[int, int]] = field(default_factory=list)  # (previous label, label)
     registration: dict[str, dict[str, Any]] = field(default_factory=dict)
     atrophy: dict[str, float] = field(default_factory=dict)  # quality of PBVC / PCF change
+    notes: dict[str, str] = field(default_factory=dict)  # endpoint -> how it was measured
 
 
 class _Pair:
@@ -235,16 +239,13 @@ def _brain_change(
         outcome.not_available.update(pcf_change_pct=reason, pbvc=reason)
         return
     outcome.atrophy = change.quality()
+    distrust = change.distrust()
     for name, value in (("pbvc", change.pbvc), ("pcf_change_pct", change.pcf_change_pct)):
-        if np.isfinite(value):
+        if distrust is None and np.isfinite(value):
             outcome.measures[name] = float(value)
+            outcome.notes[name] = change.note()
         else:
-            edge_points = outcome.atrophy.get("edge_points", 0.0)
-            total = outcome.atrophy.get("edge_points_total", 0.0)
-            outcome.not_available[name] = (
-                f"boundary shift: too few edge points could be measured "
-                f"({edge_points:.0f} of {total:.0f})"
-            )
+            outcome.not_available[name] = distrust or f"{change.note()}: no value"
 
 
 def _changes(pair: _Pair, channels: tuple[str, ...], protocol: Protocol) -> LesionChanges | str:

@@ -81,6 +81,7 @@ def write_longitudinal_outputs(
             content["categories_vs_baseline"] = outcome.get("categories", {}).get("baseline", {})
             content["registration"] = outcome["registration"]
             content["atrophy"] = outcome.get("atrophy", {})
+            content["notes"] = outcome.get("notes", {})
             sources = visit_records[index].get("sources", {})
             for key, path in sorted(outcome.get("images", {}).items()):
                 image = read_image(path)

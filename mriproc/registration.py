@@ -232,23 +232,15 @@ def register_nonlinear(
     out_dir: Path,
 ) -> NonlinearRegistration:
     """SyN (deformable) registration starting from a linear registration's result."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prefix = tempfile.mkdtemp(prefix="syn-", dir=out_dir) + os.sep
-    result = ants.registration(
-        fixed=to_ants(fixed),
-        moving=to_ants(moving),
-        type_of_transform="SyNOnly",
-        initial_transform=str(initial.transform_file),
-        outprefix=prefix,
-        grad_step=preset.syn_gradient_step,
-        flow_sigma=preset.syn_flow_sigma,
-        total_sigma=preset.syn_total_sigma,
-        syn_metric=preset.syn_metric,
-        syn_sampling=preset.histogram_bins,
-        reg_iterations=preset.syn_iterations,
-        verbose=False,
+    return _syn(
+        fixed,
+        moving,
+        initial=str(initial.transform_file),
+        metric=(preset.syn_metric, preset.histogram_bins),
+        iterations=preset.syn_iterations,
+        preset=preset,
+        out_dir=out_dir,
     )
-    return NonlinearRegistration(tuple(Path(p) for p in result["fwdtransforms"]))
 
 
 def register_deformable(
@@ -264,20 +256,41 @@ def register_deformable(
     and iterations ``preset.jacobian_syn_iterations``; step and smoothing as the
     template's SyN.
     """
+    return _syn(
+        fixed,
+        moving,
+        initial="Identity",
+        metric=(preset.jacobian_syn_metric, preset.jacobian_syn_sampling),
+        iterations=preset.jacobian_syn_iterations,
+        preset=preset,
+        out_dir=out_dir,
+    )
+
+
+def _syn(
+    fixed: nib.Nifti1Image | nib.Nifti2Image,
+    moving: nib.Nifti1Image | nib.Nifti2Image,
+    *,
+    initial: str,
+    metric: tuple[str, int],
+    iterations: tuple[int, ...],
+    preset: RegistrationPreset,
+    out_dir: Path,
+) -> NonlinearRegistration:
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = tempfile.mkdtemp(prefix="syn-", dir=out_dir) + os.sep
     result = ants.registration(
         fixed=to_ants(fixed),
         moving=to_ants(moving),
         type_of_transform="SyNOnly",
-        initial_transform="Identity",
+        initial_transform=initial,
         outprefix=prefix,
         grad_step=preset.syn_gradient_step,
         flow_sigma=preset.syn_flow_sigma,
         total_sigma=preset.syn_total_sigma,
-        syn_metric=preset.jacobian_syn_metric,
-        syn_sampling=preset.jacobian_syn_sampling,
-        reg_iterations=preset.jacobian_syn_iterations,
+        syn_metric=metric[0],
+        syn_sampling=metric[1],
+        reg_iterations=iterations,
         verbose=False,
     )
     return NonlinearRegistration(tuple(Path(p) for p in result["fwdtransforms"]))

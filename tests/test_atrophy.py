@@ -94,6 +94,32 @@ def test_too_few_edge_points_give_nan_not_a_number() -> None:
     strict = dataclasses.replace(PARAMS, min_edge_points=10_000_000)
     result = boundary_shift(image, image, np.eye(4), np.ones(image.parenchyma.shape), strict)
     assert np.isnan(result.pbvc) and np.isnan(result.pcf_change_pct)
+    assert "too few edge points" in (result.distrust() or "")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"min_calibration_gain": 1.5, "max_calibration_gain": 2.0}, "self-calibration"),
+        ({"max_direction_difference_pct": 0.0}, "forward"),
+        ({}, None),
+    ],
+)
+def test_values_that_cannot_be_trusted_say_why(
+    change: dict[str, float], reason: str | None
+) -> None:
+    radii = (45.0, 55.0, 40.0)
+    baseline = brain((1.5, 1.5, 1.5), radii, np.eye(4), 1)
+    followup = brain((1.5, 1.5, 1.5), tuple(r * 0.995 for r in radii), np.eye(4), 2)
+    params = dataclasses.replace(PARAMS, **change)
+    result = boundary_shift(
+        baseline, followup, np.eye(4), np.ones(baseline.parenchyma.shape), params
+    )
+    if reason is None:
+        assert result.distrust() is None
+        assert "calibration gain" in result.note()
+    else:
+        assert reason in (result.distrust() or "")
 
 
 def test_jacobian_change_weights_by_parenchyma() -> None:

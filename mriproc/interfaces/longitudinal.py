@@ -135,6 +135,7 @@ class FollowupChanges(SimpleInterface):
             "links": outcome.links,
             "registration": outcome.registration,
             "atrophy": {k: (v if np.isfinite(v) else None) for k, v in outcome.atrophy.items()},
+            "notes": outcome.notes,
         }
         path = out_dir / "followup.json"
         path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -180,12 +180,17 @@ def _boundary(frame: pd.DataFrame, outcome: str, *, binary: bool = False) -> str
     return None
 
 
+_NO_OVER_DISPERSION = 1e-3  # below: variance mu + alpha mu^2 is within 1 % of Poisson for mu <= 10
+
+
 def _fit_negative_binomial(formula: str, frame: pd.DataFrame, exposure: str) -> Any:
     """Maximum-likelihood NB2 fit: BFGS, then Newton, then Nelder-Mead until one converges.
 
     Newton's method alone fails (NaN) on some small, barely over-dispersed samples
     that BFGS fits; None when no method converges to finite coefficients and standard
-    errors (e.g. without over-dispersion, where the dispersion's estimate is 0).
+    errors, or when the dispersion's estimate sits at its boundary (no over-dispersion:
+    the NB model is then Poisson's with a singular information matrix, and whether an
+    optimiser stops at 1e-5 or 1e-8 depends on the machine's floating point).
     """
     import statsmodels.formula.api as smf
 
@@ -195,6 +200,8 @@ def _fit_negative_binomial(formula: str, frame: pd.DataFrame, exposure: str) -> 
             warnings.simplefilter("always")
             result = model.fit(disp=0, method=method, maxiter=1000)
         converged = result.mle_retvals.get("converged", False)
+        if converged and float(result.params["alpha"]) < _NO_OVER_DISPERSION:
+            return None
         if converged and np.isfinite(result.params).all() and np.isfinite(result.bse).all():
             for w in caught:  # only the warnings of the fit that is used
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
