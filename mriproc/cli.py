@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -279,6 +280,31 @@ def _setup_logging(verbosity: int) -> None:
     root.propagate = False
 
 
+def run_folders_problem(bids_dir: Path, output_dir: Path, work_dir: Path) -> str | None:
+    """Why ``mriproc run`` cannot use these (resolved) folders, in one line, or None.
+
+    OUT_DIR and the work dir must lie outside the BIDS dataset (input discovery
+    would read the outputs as inputs), except under its ``derivatives/``, which
+    discovery never reads; each must be, or be creatable as, a writable folder.
+
+    >>> run_folders_problem(Path("/d/bids"), Path("/d/bids/out"), Path("/tmp/w"))[:40]
+    'OUT_DIR /d/bids/out is inside the BIDS d'
+    """
+    for what, folder in (("OUT_DIR", output_dir), ("work dir", work_dir)):
+        if folder.is_relative_to(bids_dir) and not folder.is_relative_to(bids_dir / "derivatives"):
+            return (
+                f"{what} {folder} is inside the BIDS dataset {bids_dir}: its outputs would be "
+                f"read back as inputs; choose a folder outside it, or under "
+                f"{bids_dir / 'derivatives'}"
+            )
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            return f"{what} {folder}: {existing} is a file, not a folder"
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            return f"{what} {folder}: {existing} is not writable"
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     from mriproc.cohort import gather_cohort
     from mriproc.io.bids import DatasetError
@@ -289,6 +315,10 @@ def _run(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.protocol)
     output_dir: Path = args.output_dir.resolve()
     work_dir: Path = (args.work_dir or args.output_dir / "work").resolve()
+    problem = run_folders_problem(args.bids_dir.resolve(), output_dir, work_dir)
+    if problem:
+        logger.error("%s", problem)
+        return EXIT_USAGE
     run_id = new_run_id()
     log_dir = run_log_dir(output_dir, run_id)
     plugin_args = dict(args.plugin_args or {})

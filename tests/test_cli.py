@@ -87,6 +87,37 @@ def test_bad_plugin_args_is_a_usage_error(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("out", "work", "message"),
+    [
+        ("bids/out", None, "OUT_DIR {tmp}/bids/out is inside the BIDS dataset {tmp}/bids"),
+        ("out", "bids/work", "work dir {tmp}/bids/work is inside the BIDS dataset"),
+        ("afile/out", None, "OUT_DIR {tmp}/afile/out: {tmp}/afile is a file, not a folder"),
+    ],
+    ids=["out-inside-bids", "work-inside-bids", "out-under-a-file"],
+)
+def test_unusable_run_folders_are_one_line_usage_errors(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    out: str,
+    work: str | None,
+    message: str,
+) -> None:
+    # Before: OUT_DIR inside the dataset was accepted and the next run read its own
+    # outputs as inputs; OUT_DIR under a file gave a 22-line traceback and exit 1.
+    (tmp_path / "bids").mkdir()
+    (tmp_path / "afile").write_text("not a folder\n")
+    argv = ["run", str(tmp_path / "bids"), str(tmp_path / out), "participant"]
+    if work:
+        argv += ["--work-dir", str(tmp_path / work)]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "bids"]
+    assert list((tmp_path / "bids").iterdir()) == []
+
+
 # --------------------------------------------------------------------------- validate
 
 
