@@ -2,8 +2,9 @@
 
 One small real run covers every case: sub-001 ses-M00 is processed (its T1w stored
 left-right flipped, its post-contrast T1w a zero-byte file, an unknown-suffix file
-beside them); every other session is skipped before any workflow runs, each for one
-defect.  Contrasts that do not register (refused inside the visit workflow) are in
+beside them); sub-004 ses-M00 has PD/T2 only (no T1 scan at all) and is processed;
+every other session is skipped before any workflow runs, each for one defect.
+Contrasts that do not register (refused inside the visit workflow) are in
 ``tests/test_visit.py``.
 """
 
@@ -71,6 +72,7 @@ def isolated(tmp_path_factory: pytest.TempPathFactory, run_fast: RunFast) -> tup
         ("002", "M12"),
         ("002", "M24"),
         ("003", "M00"),
+        ("004", "M00"),
     ):
         _copy_session(root, participant, session)
     anat = _anat(root, "001", "M00")
@@ -104,9 +106,12 @@ def isolated(tmp_path_factory: pytest.TempPathFactory, run_fast: RunFast) -> tup
     )
     # sub-003 ses-M00: the reading-space contrast is missing.
     (_anat(root, "003", "M00") / _name("003", "M00", "T2w")).unlink()
+    # sub-004 ses-M00: dual-echo PD/T2 only, as public dual-echo data often is.
+    for role in ("T1w", "T1w_gad"):
+        (_anat(root, "004", "M00") / _name("004", "M00", role)).unlink()
     with (root / "participants.tsv").open("a") as table:
         header = (root / "participants.tsv").read_text().splitlines()[0].split("\t")
-        for participant in ("sub-002", "sub-003"):
+        for participant in ("sub-002", "sub-003", "sub-004"):
             row = {"participant_id": participant, "arm": "ivig"}
             table.write("\t".join(row.get(c, "n/a") for c in header) + "\n")
     code, out = run_fast(root, tmp)
@@ -221,9 +226,24 @@ def test_each_endpoint_says_why_it_is_missing(isolated: tuple[int, Path, Path]) 
 
 
 def test_skipped_sessions_never_reach_the_workflow(isolated: tuple[int, Path, Path]) -> None:
-    """Only the usable session was processed; no crash file was written."""
+    """Only the usable sessions were processed; no crash file was written."""
     _, _, out = isolated
     processed = {p.parent.parent.name + "/" + p.parent.name for p in out.glob("sub-*/ses-*/anat")}
-    assert processed == {"sub-001/ses-M00"}
+    assert processed == {"sub-001/ses-M00", "sub-004/ses-M00"}
     assert not list((out / "logs").rglob("crash-*"))
     assert read_table(out / "errors.tsv").crash_file.isna().all()
+
+
+def test_a_visit_without_t1_scans_keeps_its_lesions_and_pcf(
+    isolated: tuple[int, Path, Path],
+) -> None:
+    # Before: every endpoint of such a visit was n/a ("processing failed: TypeError:
+    # '_Undefined' object is not iterable" in the outputs node).
+    _, _, out = isolated
+    endpoints = _endpoints(out, "sub-004", "ses-M00")
+    for name in ("t2_lesion_volume", "t2_lesion_count", "pcf", "bpf"):
+        value, status = endpoints[name]
+        assert status == "ok" and np.isfinite(float(value)), (name, status)
+    assert endpoints["black_hole_volume"][1] == "needs T1w (missing)"
+    assert endpoints["cel_count"][1] == "needs T1w (missing), T1w_gad (missing)"
+    assert ("sub-004", "ses-M00", "visit") not in _errors(out)

@@ -264,11 +264,18 @@ class _VisitOutputsInputSpec(BaseInterfaceInputSpec):
     not_available = traits.Dict(traits.Str, traits.Str, desc="endpoint -> why it is NA")
     lesion_list = traits.Either(None, File(exists=True))
     rater = traits.Dict(desc="rater versus automated mask")
-    coreg_roles = traits.List(traits.Str, desc="roles of the co-registered contrasts")
-    coregistered = traits.List(traits.Str, desc="their images, in that order (empty: refused)")
-    transforms = traits.List(File(exists=True), desc="their ITK transforms")
-    qualities = traits.List(traits.Float, desc="their NMI quality")
-    refusals = traits.List(traits.Str, desc="why the check refused each one (empty: passed)")
+    # A visit whose contrasts are all in reading space (PD/T2 alone) has none of these.
+    coreg_roles = traits.List(
+        traits.Str, usedefault=True, desc="roles of the co-registered contrasts"
+    )
+    coregistered = traits.List(
+        traits.Str, usedefault=True, desc="their images, in that order (empty: refused)"
+    )
+    transforms = traits.List(File(exists=True), usedefault=True, desc="their ITK transforms")
+    qualities = traits.List(traits.Float, usedefault=True, desc="their NMI quality")
+    refusals = traits.List(
+        traits.Str, usedefault=True, desc="why the check refused each one (empty: passed)"
+    )
 
 
 class _VisitOutputsOutputSpec(TraitedSpec):
