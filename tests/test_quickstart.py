@@ -10,11 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def quickstart_commands() -> list[str]:
     readme = (ROOT / "README.md").read_text()
-    block = re.search(
-        r"<!-- quickstart:begin -->\n```bash\n(.*?)```\n<!-- quickstart:end -->", readme, re.S
-    )
-    assert block, "README.md lost its quick-start block"
-    return [line for line in block.group(1).splitlines() if line.strip()]
+    section = re.search(r"<!-- quickstart:begin -->\n(.*?)<!-- quickstart:end -->", readme, re.S)
+    assert section, "README.md lost its quick-start markers"
+    # One command per block, so that copying the first never also starts the tests.
+    blocks = re.findall(r"```bash\n(.*?)```", section.group(1), re.S)
+    assert all(len([c for c in b.splitlines() if c.strip()]) == 1 for b in blocks), blocks
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
 
 
 def test_readme_has_exactly_two_commands_demo_then_tests() -> None:
