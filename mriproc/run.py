@@ -145,7 +145,19 @@ def run_participants(
     )
     crash_dir = log_dir / "crash"
     crash_dir.mkdir(parents=True, exist_ok=True)
+    for problem in dataset.problems:  # e.g. participants.tsv missing: arms are n/a
+        logger.warning("%s", problem)
     errors: dict[str, list[ErrorRow]] = {p: [] for p in dataset.participants}
+    for participant in dataset.without_data:
+        errors[participant] = [
+            ErrorRow(
+                f"sub-{participant}",
+                None,
+                SKIPPED_STAGE,
+                f"listed in participants.tsv but has no data (no sub-{participant} folder "
+                "with images)",
+            )
+        ]
     skipped: set[tuple[str, str]] = set()
     to_run: list[SessionInputs] = []
     for session in dataset.sessions:

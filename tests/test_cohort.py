@@ -185,6 +185,38 @@ def test_group_gathers_participants_run_in_separate_jobs(
     assert set(errors.stage) == {"inputs", "input-file"}
 
 
+def test_a_listed_participant_without_data_is_an_error_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: a participant in participants.tsv with no folder vanished without a word.
+    bids = skeleton(tmp_path / "bids", 1)
+    for image in bids.rglob("*.nii.gz"):  # nothing to process: every scan unusable
+        image.write_bytes(b"")
+    with (bids / "participants.tsv").open("a") as table:
+        header = (bids / "participants.tsv").read_text().splitlines()[0].split("\t")
+        table.write("\t".join({"participant_id": "sub-09"}.get(c, "n/a") for c in header) + "\n")
+    out = tmp_path / "out"
+    assert main(["run", str(bids), str(out), "participant"]) == EXIT_FAILURE
+    reason = "listed in participants.tsv but has no data (no sub-09 folder with images)"
+    assert f"mriproc: WARNING: sub-09: {reason}" in capsys.readouterr().err
+    errors = read_table(out / "mriproc" / "errors.tsv")
+    row = errors[errors.participant_id == "sub-09"]
+    assert list(row.stage) == ["inputs"] and list(row.reason) == [reason]
+
+
+def test_run_says_when_participants_tsv_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: every arm was n/a without a word from run.
+    bids = skeleton(tmp_path / "bids", 1)
+    for image in bids.rglob("*.nii.gz"):
+        image.write_bytes(b"")
+    (bids / "participants.tsv").unlink()
+    main(["run", str(bids), str(tmp_path / "out"), "participant"])
+    err = capsys.readouterr().err
+    assert "mriproc: WARNING: participants.tsv is missing; arm and covariates are n/a" in err
+
+
 def test_group_without_participant_runs_lists_everyone_as_not_processed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

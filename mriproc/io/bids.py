@@ -87,6 +87,8 @@ class BidsDataset:
     participants: dict[str, Participant]
     sessions: tuple[SessionInputs, ...]
     problems: tuple[str, ...] = ()
+    # Listed in participants.tsv (and selected) but without a sub-<label> folder.
+    without_data: tuple[str, ...] = ()
 
     def visits_of(self, participant: str) -> list[SessionInputs]:
         """The participant's sessions with a known visit month, earliest first."""
@@ -177,7 +179,17 @@ def discover_dataset(
         if unknown:
             problems.append("participant(s) not found: " + ", ".join(f"sub-{s}" for s in unknown))
         subjects = [s for s in subjects if s in wanted_subjects]
-    participants = _read_participants(root, subjects, problems)
+    participants, listed = _read_participants(root, subjects, problems)
+    without_data = sorted(
+        label
+        for label in listed - set(layout.get_subjects())
+        if wanted_subjects is None or label in wanted_subjects
+    )
+    problems += [
+        f"sub-{label}: listed in participants.tsv but has no data (no sub-{label} folder "
+        "with images)"
+        for label in without_data
+    ]
 
     sessions: list[SessionInputs] = []
     all_sessions: set[str] = set()
@@ -225,6 +237,7 @@ def discover_dataset(
         participants=participants,
         sessions=tuple(sessions),
         problems=tuple(problems),
+        without_data=tuple(without_data),
     )
 
 
@@ -236,7 +249,8 @@ def _strip(labels: Sequence[str] | None, prefix: str) -> set[str] | None:
 
 def _read_participants(
     root: Path, subjects: Iterable[str], problems: list[str]
-) -> dict[str, Participant]:
+) -> tuple[dict[str, Participant], set[str]]:
+    """The subjects' rows of ``participants.tsv``, and every label the table lists."""
     path = root / "participants.tsv"
     table: pd.DataFrame | None = None
     if path.is_file():
@@ -266,7 +280,7 @@ def _read_participants(
             problems.append(f"sub-{subject}: not listed in participants.tsv; arm is n/a")
         arm = covariates.pop("arm", None)
         participants[subject] = Participant(label=subject, arm=arm, covariates=covariates)
-    return participants
+    return participants, set(rows)
 
 
 def _read_session_months(root: Path, subject: str, problems: list[str]) -> dict[str, float]:
