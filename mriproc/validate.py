@@ -69,6 +69,7 @@ class ValidationReport:
                 "problems": s.problems,
                 "ignored": {str(p): why for p, why in s.ignored},
                 "notes": list(s.notes),
+                "orientation": dict(s.orientations),
                 "unavailable_endpoints": self.dataset.unavailable_endpoints(s, self.protocol),
             }
             for s in self.dataset.sessions

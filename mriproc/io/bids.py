@@ -66,6 +66,7 @@ class SessionInputs:
     problems: dict[str, str]
     ignored: tuple[tuple[Path, str], ...] = ()
     notes: tuple[str, ...] = ()
+    orientations: dict[str, str] = field(default_factory=dict)  # role -> voxel axis codes
 
     @property
     def participant_id(self) -> str:
@@ -366,6 +367,7 @@ def _sort_session(
     problems: dict[str, str] = {}
     checks: dict[str, ImageCheck] = {}
     notes: list[str] = []
+    orientations: dict[str, str] = {}
     for role in protocol.contrasts:
         found = candidates.get(role, [])
         if not found:
@@ -377,6 +379,8 @@ def _sort_session(
             check = check_image(found[0])
             checks[role] = check
             notes.extend(f"{found[0].name}: {note}" for note in check.notes)
+            if check.orientation:
+                orientations[role] = check.orientation
             if check.ok:
                 files[role] = found[0]
             else:
@@ -419,6 +423,7 @@ def _sort_session(
         problems=problems,
         ignored=tuple(ignored),
         notes=tuple(notes),
+        orientations=orientations,
     )
 
 

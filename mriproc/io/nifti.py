@@ -35,6 +35,7 @@ class ImageCheck:
     shape: tuple[int, ...] | None = None
     voxel_size_mm: tuple[float, ...] | None = None
     affine: npt.NDArray[np.float64] | None = field(default=None, repr=False)
+    orientation: str | None = None  # voxel axis codes, e.g. "LAS" (radiological storage)
 
     @property
     def ok(self) -> bool:
@@ -86,8 +87,10 @@ def check_image(path: str | os.PathLike[str]) -> ImageCheck:
 
     Problems (fatal): unreadable, empty or truncated file; not 3-D (a 4-D image with
     one volume is accepted); NaN or Inf voxels; constant image; invalid affine or
-    voxel size.  Notes (processing goes on): oblique axes, left-right flipped
-    storage, missing qform/sform codes.
+    voxel size.  Notes (processing goes on): oblique axes, missing qform/sform codes.
+    The voxel order (``orientation``, e.g. ``LAS`` as 2-D DICOM converts to) is
+    recorded, not noted: the affine says where every voxel is, so a user has
+    nothing to act on.
     """
     path = Path(path)
     img, problem = _load(path)
@@ -96,6 +99,7 @@ def check_image(path: str | os.PathLike[str]) -> ImageCheck:
 
     problems: list[str] = []
     notes: list[str] = []
+    orientation: str | None = None
     shape = tuple(int(n) for n in img.shape)
     if len(shape) == 4 and shape[3] == 1:
         notes.append("4-D with a single volume: used as 3-D")
@@ -113,10 +117,7 @@ def check_image(path: str | os.PathLike[str]) -> ImageCheck:
         obliquity_deg = np.degrees(nib.affines.obliquity(affine)).max()
         if obliquity_deg > 0.5:
             notes.append(f"oblique acquisition ({obliquity_deg:.1f} degrees off the scanner axes)")
-        if np.linalg.det(affine[:3, :3]) < 0:
-            notes.append(
-                "left-right flipped (radiological) voxel order; orientation from the affine"
-            )
+        orientation = "".join(nib.aff2axcodes(affine))
     sform_code = int(img.header["sform_code"])
     qform_code = int(img.header["qform_code"])
     if sform_code == 0 and qform_code == 0:
@@ -138,6 +139,7 @@ def check_image(path: str | os.PathLike[str]) -> ImageCheck:
         shape=shape[:3],
         voxel_size_mm=zooms,
         affine=affine,
+        orientation=orientation,
     )
 
 
