@@ -7,6 +7,7 @@ unusable dataset.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mriproc import __version__
-from mriproc.config import ProtocolError, available_protocols, load_protocol
+from mriproc.config import Protocol, ProtocolError, available_protocols, load_protocol
 
 __all__ = [
     "EXIT_FAILURE",
@@ -306,11 +307,7 @@ def run_folders_problem(bids_dir: Path, output_dir: Path, work_dir: Path) -> str
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mriproc.cohort import gather_cohort
-    from mriproc.io.bids import DatasetError
-    from mriproc.provenance import new_run_id, run_log_dir, write_run_config
-    from mriproc.run import run_participants
-    from mriproc.tables import write_dataset_description
+    from mriproc.run import WorkDirInUseError, work_dir_lock
 
     protocol = load_protocol(args.protocol)
     output_dir: Path = args.output_dir.resolve()
@@ -319,6 +316,24 @@ def _run(args: argparse.Namespace) -> int:
     if problem:
         logger.error("%s", problem)
         return EXIT_USAGE
+    with contextlib.ExitStack() as held:
+        if args.analysis_level == "participant":
+            try:
+                held.enter_context(work_dir_lock(work_dir))
+            except WorkDirInUseError as err:
+                logger.error("%s", err)
+                return EXIT_USAGE
+        return _run_in(args, protocol, output_dir, work_dir)
+
+
+def _run_in(args: argparse.Namespace, protocol: Protocol, output_dir: Path, work_dir: Path) -> int:
+    """``mriproc run`` once its folders are checked (and the work dir held)."""
+    from mriproc.cohort import gather_cohort
+    from mriproc.io.bids import DatasetError
+    from mriproc.provenance import new_run_id, run_log_dir, write_run_config
+    from mriproc.run import run_participants
+    from mriproc.tables import write_dataset_description
+
     run_id = new_run_id()
     log_dir = run_log_dir(output_dir, run_id)
     plugin_args = dict(args.plugin_args or {})

@@ -13,6 +13,7 @@ ignored files, with the reason and the crash file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -39,7 +40,7 @@ from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_data
 from mriproc.progress import WorkflowProgress
 from mriproc.tables import ErrorRow, write_dataset_description
 
-__all__ = ["RunResult", "run_participants"]
+__all__ = ["RunResult", "WorkDirInUseError", "run_participants", "work_dir_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,39 @@ def _crash_reasons(crash_dir: Path) -> dict[str, tuple[str, str]]:
             if part.startswith(("visit_", "longitudinal_")):
                 reasons.setdefault(part, (message, str(crash)))
     return reasons
+
+
+class WorkDirInUseError(RuntimeError):
+    """Another ``mriproc run`` holds the work dir."""
+
+
+@contextlib.contextmanager
+def work_dir_lock(work_dir: Path) -> Iterator[None]:
+    """Hold ``work_dir`` for this run (an advisory lock, released when the process ends).
+
+    Two runs sharing a Nipype work dir remove each other's files mid-run; the second
+    is refused instead (:class:`WorkDirInUseError`).
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / ".mriproc-run.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise WorkDirInUseError(
+                f"work dir {work_dir} is in use by another mriproc run (process {holder}); "
+                "give each concurrent run its own --work-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_participants(

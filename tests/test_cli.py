@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from mriproc import __version__
 from mriproc.cli import EXIT_OK, EXIT_USAGE, main
 from mriproc.config import load_protocol
+from mriproc.run import work_dir_lock
 from mriproc.skeleton import write_skeleton_dataset
 
 ARMS = {"01": "placebo", "02": "ivig"}
@@ -116,6 +118,22 @@ def test_unusable_run_folders_are_one_line_usage_errors(
     assert len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "bids"]
     assert list((tmp_path / "bids").iterdir()) == []
+
+
+def test_a_work_dir_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: two runs sharing a work dir removed each other's Nipype files and left
+    # "FileNotFoundError ... _unfinished.json" rows in errors.tsv.
+    (tmp_path / "bids").mkdir()
+    work = tmp_path / "work"
+    argv = ["run", str(tmp_path / "bids"), str(tmp_path / "out"), "participant", "-w", str(work)]
+    with work_dir_lock(work):  # another run holds it
+        assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"work dir {work} is in use by another mriproc run (process {os.getpid()})" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    assert main(argv) == EXIT_USAGE  # free again: now the empty dataset is what is wrong
+    assert "in use" not in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- validate
