@@ -287,11 +287,13 @@ def test_bids_apps_form_is_the_run_command(argv: list[str], expected: list[str])
 
 
 def test_bids_apps_form_through_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(tmp_path), str(tmp_path / "out"), "participant", "--help"]) == 0
+    folder = tmp_path / "data"
+    folder.mkdir()
+    assert main([str(folder), str(tmp_path / "out"), "participant", "--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: mriproc run")
     # Mapped to ``run ... group``, the folder is read as a BIDS dataset and refused for
     # what it is (without the mapping argparse would refuse the arguments themselves).
-    assert main([str(tmp_path), str(tmp_path / "out"), "group", "-v"]) == EXIT_USAGE
+    assert main([str(folder), str(tmp_path / "out"), "group", "-v"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "not a BIDS dataset" in err and "usage:" not in err
 
