@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
-from mriproc.atrophy import VisitImage, boundary_shift, brain_surface, jacobian_change
-from mriproc.config import load_protocol
+from mriproc.atrophy import (
+    VisitImage,
+    boundary_shift,
+    brain_surface,
+    jacobian_change,
+    jacobian_integration,
+)
+from mriproc.config import load_protocol, load_registration_preset
+from mriproc.followup import FollowupOutcome, _brain_change
 
 PARAMS = load_protocol("esims").pbvc
 
@@ -130,3 +139,100 @@ def test_jacobian_change_weights_by_parenchyma() -> None:
     assert jacobian_change(jacobian, parenchyma) == pytest.approx(-2.0)
     with pytest.raises(ValueError, match="no parenchyma"):
         jacobian_change(jacobian, np.zeros((4, 4, 4)))
+
+
+@pytest.fixture(scope="module")
+def loss_pair() -> tuple[VisitImage, VisitImage]:
+    radii = (45.0, 55.0, 40.0)
+    pose = rotation_z(1.0, (0.4, -0.3, 0.2))
+    baseline = brain((2.0, 2.0, 2.0), radii, np.eye(4), 1)
+    return baseline, brain((2.0, 2.0, 2.0), tuple(r * 0.99 for r in radii), pose, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("surface_smoothing_mm", 2.0),
+        ("profile_half_length_mm", 2.0),
+        ("profile_step_mm", 0.5),
+        ("profile_window_mm", 0.5),
+        ("profile_smoothing_mm", 2.0),
+        ("search_mm", 1.0),
+        ("min_profile_correlation", 0.99),
+        ("calibration_scale_pct", 3.0),
+        ("thick_slice_ratio", 0.5),
+    ],
+)
+def test_every_boundary_shift_parameter_is_used(
+    loss_pair: tuple[VisitImage, VisitImage], name: str, value: float
+) -> None:
+    baseline, followup = loss_pair
+    pose = rotation_z(1.0, (0.4, -0.3, 0.2))
+    slab = np.ones(baseline.parenchyma.shape)
+    default = boundary_shift(baseline, followup, pose, slab, PARAMS)
+    changed = boundary_shift(
+        baseline, followup, pose, slab, dataclasses.replace(PARAMS, **{name: value})
+    )
+    assert (changed.pbvc, changed.edge_points) != (default.pbvc, default.edge_points)
+
+
+def test_the_normal_tilt_limit_is_used_on_thick_slices(
+    loss_pair: tuple[VisitImage, VisitImage],
+) -> None:
+    baseline, followup = loss_pair
+    pose = rotation_z(1.0, (0.4, -0.3, 0.2))
+    slab = np.ones(baseline.parenchyma.shape)
+    thick = dataclasses.replace(PARAMS, thick_slice_ratio=0.5)  # every grid counts as thick
+    wide = boundary_shift(baseline, followup, pose, slab, thick)
+    narrow = boundary_shift(
+        baseline, followup, pose, slab, dataclasses.replace(thick, max_normal_tilt_deg=5.0)
+    )
+    assert narrow.edge_points < wide.edge_points
+
+
+def test_jacobian_integration_measures_a_loss_on_its_own_grid(
+    loss_pair: tuple[VisitImage, VisitImage], tmp_path: Path
+) -> None:
+    baseline, followup = loss_pair
+    pose = rotation_z(1.0, (0.4, -0.3, 0.2))
+    preset = dataclasses.replace(
+        load_registration_preset("fast"), jacobian_voxel_mm=3.0, jacobian_syn_iterations=(20, 10)
+    )
+    slab = np.ones(baseline.parenchyma.shape)
+    result = jacobian_integration(baseline, followup, pose, slab, preset, tmp_path)
+    assert result.halfway_voxel_mm == 3.0
+    assert -5.0 < result.pbvc < -0.5  # true about -3.3 %; a coarse, short SyN
+
+
+@pytest.mark.parametrize(
+    ("method", "note"), [("boundary_shift", "boundary shift"), ("jacobian", "Jacobian")]
+)
+def test_the_protocol_method_chooses_the_measurement(
+    loss_pair: tuple[VisitImage, VisitImage], tmp_path: Path, method: str, note: str
+) -> None:
+    protocol = load_protocol("esims")
+    protocol = dataclasses.replace(
+        protocol,
+        pbvc=dataclasses.replace(protocol.pbvc, method=method),
+        registration=dataclasses.replace(protocol.registration, preset="fast"),
+    )
+    bundles = []
+    for name, visit in zip(("baseline", "followup"), loss_pair, strict=True):
+        images = {
+            "reading": visit.intensity,
+            "GM": visit.parenchyma,
+            "WM": np.zeros_like(visit.parenchyma),
+            "CSF": 1.0 - visit.parenchyma,
+            "slab": np.ones_like(visit.parenchyma),
+        }
+        bundle = {}
+        for key, data in images.items():
+            path = tmp_path / f"{name}_{key}.nii.gz"
+            nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), visit.affine), path)
+            bundle[key] = str(path)
+        bundles.append(bundle)
+    record = {"earlier_to_later_ras": rotation_z(1.0, (0.4, -0.3, 0.2)).tolist()}
+    outcome = FollowupOutcome()
+    _brain_change(outcome, bundles[0], bundles[1], record, protocol, tmp_path / "work")
+    assert outcome.notes["pbvc"].startswith(note), outcome.notes
+    assert outcome.measures["pbvc"] < -0.5
