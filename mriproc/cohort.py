@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ from mriproc.tables import (
     write_rater_agreement,
 )
 from mriproc.visit_lesions import LESION_ENDPOINTS
+
+# A role that a record says is missing: ``T1w_gad (missing)``.
+_MISSING_ROLE = re.compile(r"(\w+) \(missing\)")
 
 __all__ = [
     "FILE_STAGE",
@@ -276,11 +280,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _explain(status: str, problems: dict[str, str]) -> str:
-    """``needs T1w_gad (missing)`` -> ``needs T1w_gad (<why the file was not used>)``."""
-    if not (status.startswith("needs ") and status.endswith(" (missing)")):
+    """``needs T1w_gad (missing)`` -> ``needs T1w_gad (<why the file was not used>)``.
+
+    >>> _explain("needs T2w (missing), T1w (missing)", {"T1w": "2 files match"})
+    'needs T2w (missing), T1w (2 files match)'
+    """
+    if not status.startswith("needs "):
         return status
-    roles = status.removeprefix("needs ").removesuffix(" (missing)").split(", ")
-    return "needs " + ", ".join(f"{role} ({problems.get(role, 'missing')})" for role in roles)
+    return _MISSING_ROLE.sub(lambda m: f"{m[1]} ({problems.get(m[1], 'missing')})", status)
 
 
 def _record_rows(

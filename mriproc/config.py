@@ -298,7 +298,9 @@ class Protocol:
         elif group == "active_scan":
             needs = self.cel.requires + lesion_channels
         elif group == "pcf":
-            needs = (self.reading_space, *self.pcf.channels)
+            # The tissue model is fitted on the pcf.channels a session has; the
+            # reading space is one of them (checked on loading).
+            needs = (self.reading_space,)
         elif group == "pbvc":
             needs = (self.reading_space,)
         else:  # pragma: no cover - Literal exhausts the cases
@@ -402,6 +404,12 @@ def _check_cross_references(p: Protocol) -> None:
         for role in used:
             if role not in roles:
                 fail(key, f"{role!r} is not a contrast of this protocol {known}")
+    if p.reading_space not in p.pcf.channels:
+        fail(
+            "pcf.channels",
+            f"must include the reading space {p.reading_space!r}: the tissue model of a "
+            "visit is fitted on the channels it has, and every processed visit has that one",
+        )
     if p.dual_echo and len(p.dual_echo) != 2:
         fail("dual_echo", f"names the two echoes of one series, got {len(p.dual_echo)}")
     entities = [(spec.suffix, spec.ce) for spec in p.contrasts.values()]

@@ -240,12 +240,28 @@ def _brain_change(
         return
     outcome.atrophy = change.quality()
     distrust = change.distrust()
+    note = "; ".join(filter(None, (change.note(), _tissue_note(baseline, followup, protocol))))
     for name, value in (("pbvc", change.pbvc), ("pcf_change_pct", change.pcf_change_pct)):
         if distrust is None and np.isfinite(value):
             outcome.measures[name] = float(value)
-            outcome.notes[name] = change.note()
+            outcome.notes[name] = note
         else:
             outcome.not_available[name] = distrust or f"{change.note()}: no value"
+
+
+def _tissue_note(
+    baseline: Mapping[str, str], followup: Mapping[str, str], protocol: Protocol
+) -> str:
+    """Which channels the two visits' tissue models had, when not all of the protocol's."""
+    full = list(protocol.pcf.channels)
+    used = {
+        which: _record(bundle).get("tissue_channels") or full
+        for which, bundle in (("baseline", baseline), ("follow-up", followup))
+    }
+    if all(channels == full for channels in used.values()):
+        return ""
+    described = ", ".join(f"{which} from {' + '.join(c)}" for which, c in used.items())
+    return f"tissue models: {described} (not all of {' + '.join(full)}): less precise"
 
 
 def _changes(pair: _Pair, channels: tuple[str, ...], protocol: Protocol) -> LesionChanges | str:

@@ -67,12 +67,9 @@ def _processable(session: SessionInputs, protocol: Protocol) -> str | None:
     nothing = not session.files and not session.ignored
     if nothing and set(session.problems.values()) == {"missing"}:
         return "the session holds no images"
-    needs = [protocol.reading_space, *protocol.pcf.channels]
-    lacking = [role for role in dict.fromkeys(needs) if role not in session.files]
-    if lacking:
-        return "needs " + ", ".join(
-            f"{role} ({session.problems.get(role, 'missing')})" for role in lacking
-        )
+    reading = protocol.reading_space
+    if reading not in session.files:
+        return f"needs {reading} ({session.problems.get(reading, 'missing')})"
     return None
 
 
@@ -82,7 +79,7 @@ def _input_errors(
     """errors.tsv rows of a session's inputs: skipped, unusable files, ignored files."""
     pid, ses = session.participant_id, session.session_id
     rows = [] if skipped is None else [ErrorRow(pid, ses, SKIPPED_STAGE, skipped)]
-    needed = {protocol.reading_space, *protocol.pcf.channels} if skipped else set()
+    needed = {protocol.reading_space} if skipped else set()
     for role, why in sorted(session.problems.items()):
         if why != "missing" and role not in needed:
             rows.append(ErrorRow(pid, ses, FILE_STAGE, f"{role} not used: {why}"))

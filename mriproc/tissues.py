@@ -29,6 +29,7 @@ __all__ = [
     "CLASSES",
     "DSEG_LABELS",
     "MixelModel",
+    "TissueError",
     "TissueFractions",
     "tissue_fractions",
 ]
@@ -134,7 +135,8 @@ def tissue_fractions(
     Parameters
     ----------
     channels
-        Co-registered, bias-corrected images on one grid (at least two).
+        Co-registered, bias-corrected images on one grid (at least one; with fewer,
+        mixtures of two classes are told from a third class less surely).
     priors
         Template ``CSF``, ``GM`` and ``WM`` probabilities on that grid (they locate
         the voxels whose medians are the class signatures).
@@ -153,8 +155,8 @@ def tissue_fractions(
         the component weights): two scans of one subject, intensity-matched and
         measured with one model, differ only by what changed between them.
     """
-    if len(channels) < 2:
-        raise TissueError(f"tissue fractions need at least 2 contrasts, got {len(channels)}")
+    if not channels:
+        raise TissueError("tissue fractions need at least one contrast")
     data = np.stack([np.asarray(c, dtype=np.float64)[region] for c in channels], axis=1)
     at_edge = np.asarray(edge, dtype=bool)[region]
     in_zone = np.asarray(tissue_zone, dtype=bool)[region]

@@ -17,6 +17,7 @@ from typing import Any
 
 from mriproc.config import Protocol
 from mriproc.io.bids import BidsDataset, DatasetError, SessionInputs, discover_dataset
+from mriproc.tables import ENDPOINTS
 
 __all__ = ["EXIT_INCOMPLETE", "EXIT_OK", "EXIT_UNUSABLE", "ValidationReport", "validate_dataset"]
 
@@ -71,10 +72,21 @@ class ValidationReport:
                 "notes": list(s.notes),
                 "orientation": dict(s.orientations),
                 "unavailable_endpoints": self.dataset.unavailable_endpoints(s, self.protocol),
+                "tissue_model_without": self.tissue_model_without(s),
             }
             for s in self.dataset.sessions
         ]
         return out
+
+    def tissue_model_without(self, session: SessionInputs) -> list[str]:
+        """The protocol's tissue-model channels a processable session lacks.
+
+        Its tissue model is then fitted on the others: PCF, BPF and the brain-volume
+        changes are computed, less precisely, and say so in their note.
+        """
+        if self.protocol.reading_space not in session.files:
+            return []
+        return [r for r in self.protocol.pcf.channels if r not in session.files]
 
     def to_json(self) -> str:
         """The report as indented JSON."""
@@ -115,6 +127,13 @@ class ValidationReport:
                     by_reason.setdefault(why, []).append(endpoint)
                 for why, endpoints in by_reason.items():
                     out.append(f"  cannot compute ({why}): {', '.join(endpoints)}")
+            without = self.tissue_model_without(s)
+            if without:
+                brain = [e.name for e in ENDPOINTS if e.group in ("pcf", "pbvc")]
+                out.append(
+                    f"  less precise (tissue model without {', '.join(without)}): "
+                    + ", ".join(brain)
+                )
         out.append("")
         n_complete = sum(1 for s in ds.sessions if not s.problems)
         verdict = {

@@ -9,7 +9,7 @@ writes its results into ``out_dir``.  Every output is on the reading-space grid.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,6 +308,26 @@ def _closing(
     return np.asarray(ndimage.binary_fill_holes(closed[inner]), dtype=bool)
 
 
+def tissue_model_note(
+    channels: Sequence[str], used: Sequence[str], refused: Mapping[str, str] | None = None
+) -> str:
+    """How a tissue model fitted on fewer than the protocol's ``channels`` was measured.
+
+    Empty when every channel was used.
+
+    >>> tissue_model_note(["FLAIR", "T2w", "T1w"], ["FLAIR", "T2w"])
+    'tissue model from FLAIR, T2w only (T1w missing): less precise'
+    """
+    left = [role for role in channels if role not in used]
+    if not left:
+        return ""
+    why = [
+        f"{role} {'refused by the co-registration check' if role in (refused or {}) else 'missing'}"
+        for role in left
+    ]
+    return f"tissue model from {', '.join(used)} only ({'; '.join(why)}): less precise"
+
+
 def write_visit_outputs(
     output_dir: str | Path,
     participant: str,
@@ -324,6 +344,8 @@ def write_visit_outputs(
     lesion_list: str | Path | None = None,
     rater: dict[str, Any] | None = None,
     refused: dict[str, str] | None = None,
+    tissue_channels: list[str] | None = None,
+    notes: dict[str, str] | None = None,
     protocol_name: str | None = None,
 ) -> Path:
     """Write one visit's derivatives (BIDS names, sidecars) and its measures record.
@@ -337,7 +359,8 @@ def write_visit_outputs(
     computed (``not_available``), the lesions (``lesions``: label, volume,
     centroid, enhancing, black hole), the QC figures and, when a rater's T2 lesion mask
     was used, its agreement with the automated one (``rater``), the contrasts refused by the
-    co-registration check with the reason (``refused``) and ``GeneratedBy`` (mriproc's
+    co-registration check with the reason (``refused``), the tissue model's channels
+    (``tissue_channels``), per-endpoint notes (``notes``) and ``GeneratedBy`` (mriproc's
     version, ``protocol_name`` and the lock-file hash); the endpoint tables are assembled
     from the records of every visit.
     """
@@ -411,6 +434,8 @@ def write_visit_outputs(
         "lesions": [] if lesion_list is None else json.loads(Path(lesion_list).read_text()),
         "qc": qc,
         "refused": refused or {},
+        "tissue_channels": tissue_channels or [],
+        "notes": notes or {},
         "sources": sources,
         "GeneratedBy": generated_by(protocol_name=protocol_name),
     }

@@ -132,7 +132,7 @@ def visit_lesions(
         needed = protocol.required_contrasts(group)  # type: ignore[arg-type]
         absent = [r for r in needed if r not in images and r not in refused]
         bad = [r for r in needed if r not in images and r in refused]
-        reasons = [f"needs {', '.join(absent)} (missing)"] if absent else []
+        reasons = ["needs " + ", ".join(f"{r} (missing)" for r in absent)] if absent else []
         if bad:
             reasons.append(f"needs {', '.join(bad)} (refused by the co-registration check)")
         return "; ".join(reasons) or None

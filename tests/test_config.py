@@ -179,7 +179,8 @@ def test_required_contrasts_follow_the_protocol() -> None:
     esims = load_protocol("esims")
     assert esims.required_contrasts("t2_lesions") == ("PDw", "T2w")
     assert esims.required_contrasts("black_holes") == ("T1w", "PDw", "T2w")
-    assert esims.required_contrasts("pcf") == ("T2w", "PDw")
+    # The tissue model is fitted on the channels a visit has: PCF needs the reading space.
+    assert esims.required_contrasts("pcf") == ("T2w",)
     flair = load_protocol("flair")
     assert flair.required_contrasts("cel") == ("T1w", "T1w_gad", "FLAIR")
     no_correspondence = dataclasses.replace(

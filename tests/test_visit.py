@@ -17,7 +17,7 @@ from mriproc.evaluation import dice
 from mriproc.io.bids import discover_dataset
 from mriproc.simulate import TrialSpec, simulate_trial
 from mriproc.tables import read_table
-from mriproc.tissues import tissue_fractions
+from mriproc.tissues import TissueError, tissue_fractions
 from mriproc.workflows.visit import init_visit_wf
 
 RunFast = Callable[..., tuple[int, Path]]  # the conftest fixture
@@ -59,6 +59,29 @@ def test_mixel_model_recovers_partial_volumes() -> None:
         truth = float(fractions[name][region].sum())
         assert abs(float(estimate.sum()) - truth) < 0.03 * truth, name
     assert np.allclose(model.signatures[0], signatures["CSF"], rtol=0.05)
+
+
+@pytest.mark.parametrize("channel", [0, 1, 2])
+def test_mixel_model_on_one_channel(channel: int) -> None:
+    """A visit with one tissue-model channel: CSF and parenchyma within 10 % (the split
+    of parenchyma into GM and WM is not asserted: one channel cannot tell a two-class
+    mixture from the third class, the reason the note says "less precise")."""
+    fractions, labels = phantom()
+    signatures = {"CSF": (880.0, 880.0, 250.0), "GM": (1140.0, 610.0, 500.0)}
+    signatures["WM"] = (1020.0, 460.0, 575.0)
+    noise = np.random.default_rng(0).normal(0, 20, labels.shape)
+    image = sum(fractions[k] * signatures[k][channel] for k in fractions) + noise
+    region = labels != 3
+    brain = (fractions["GM"] + fractions["WM"]) > 0
+    result, _ = tissue_fractions(
+        [np.asarray(image, dtype=np.float32)], fractions, region, labels == 4, brain
+    )
+    parenchyma = float((fractions["GM"] + fractions["WM"])[region].sum())
+    csf = float(fractions["CSF"][region].sum())
+    assert abs(float(result.parenchyma.sum()) / parenchyma - 1) < 0.1
+    assert abs(float(result.csf.sum()) / csf - 1) < 0.1
+    with pytest.raises(TissueError, match="at least one contrast"):
+        tissue_fractions([], fractions, region, labels == 4, brain)
 
 
 def test_mixel_model_on_a_skull_stripped_scan() -> None:
@@ -234,13 +257,15 @@ def test_rater_masks_are_used_and_compared(visit_run: VisitRun) -> None:
     assert (visit_run.anat(RATER) / f"{RATER}_ses-M00_desc-t2lesionautomated_mask.nii.gz").is_file()
 
 
-def test_quality_check_refuses_noise_and_fails_only_for_required_contrasts(
+def test_quality_check_refuses_noise_and_the_tissue_model_goes_on_without_it(
     tmp_path: Path,
 ) -> None:
-    """Noise registered onto an anatomical image: refused; the node fails only if required."""
+    """Noise registered onto an anatomical image: refused, never a failed node; the
+    tissue model is fitted on the channels that passed, and fails (naming them) only
+    when none did."""
     from scipy import ndimage
 
-    from mriproc.interfaces.visit import CoregistrationQuality
+    from mriproc.interfaces.visit import CoregistrationQuality, TissueClasses
 
     fractions, _ = phantom()
     anatomy = 100 * fractions["CSF"] + 60 * fractions["GM"] + 40 * fractions["WM"]
@@ -255,25 +280,48 @@ def test_quality_check_refuses_noise_and_fails_only_for_required_contrasts(
         files[name] = tmp_path / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(data.astype(np.float32), np.eye(4)), files[name])
 
-    def check(registered: str, required: bool) -> dict[str, object]:
+    def check(registered: str) -> dict[str, object]:
         node = CoregistrationQuality(
             registered=str(files[registered]),
             fixed=str(files["fixed"]),
             mask=str(files["mask"]),
             source=f"/data/{registered}_T1w.nii.gz",
             reference="/data/T2w.nii.gz",
-            required=required,
             protocol="esims",
         )
         return dict(node.run(cwd=str(tmp_path)).outputs.get())
 
-    passed = check("good", required=True)
+    passed = check("good")
     assert passed["out_file"] == str(files["good"]) and passed["refused"] == ""
-    refused = check("noise", required=False)
+    refused = check("noise")
     assert refused["out_file"] == "" and refused["quality"] < passed["quality"]
     assert str(refused["refused"]).startswith("/data/noise_T1w.nii.gz: did not register")
-    with pytest.raises(RuntimeError, match=r"noise_T1w\.nii\.gz: did not register"):
-        check("noise", required=True)
+
+    maps = {}
+    for name, values in (
+        ("icv", np.ones(anatomy.shape)),
+        ("brain", fractions["GM"] + fractions["WM"]),
+        ("slab", np.ones(anatomy.shape)),
+        *((k, fractions[k]) for k in ("CSF", "GM", "WM")),
+    ):
+        maps[name] = str(tmp_path / f"template_{name}.nii.gz")
+        nib.save(nib.Nifti1Image(np.asarray(values, np.float32), np.eye(4)), maps[name])
+
+    def tissues(channels: list[str]) -> dict[str, object]:
+        node = TissueClasses(
+            roles=["T2w", "T1w"], channels=channels, template_maps=maps, protocol="esims"
+        )
+        cwd = tmp_path / ("tissue" + "".join("1" if c else "0" for c in channels))
+        cwd.mkdir()
+        return dict(node.run(cwd=str(cwd)).outputs.get())
+
+    both = tissues([str(files["fixed"]), str(files["good"])])
+    assert both["channels_used"] == ["T2w", "T1w"]
+    alone = tissues([str(files["fixed"]), ""])
+    assert alone["channels_used"] == ["T2w"]
+    assert Path(alone["outputs"]["GM"]).is_file()  # type: ignore[index]
+    with pytest.raises(TissueError, match=r"no tissue-model channel passed.*T2w, T1w"):
+        tissues(["", ""])
 
 
 def test_run_refuses_contrasts_that_do_not_register(visit_run: VisitRun) -> None:

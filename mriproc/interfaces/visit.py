@@ -18,6 +18,7 @@ from nipype.interfaces.base import (
 )
 
 from mriproc.config import load_protocol, load_registration_preset
+from mriproc.tissues import TissueError
 from mriproc.visit import (
     RegistrationQualityError,
     bias_correct,
@@ -25,6 +26,7 @@ from mriproc.visit import (
     check_coregistration,
     coregister,
     tissue_classes,
+    tissue_model_note,
     write_visit_outputs,
 )
 from mriproc.visit_lesions import visit_lesions
@@ -134,26 +136,21 @@ class _CoregistrationQualityInputSpec(BaseInterfaceInputSpec):
     mask = File(exists=True, mandatory=True, desc="reading-space intracranial map")
     source = traits.Str(mandatory=True, desc="raw file of the contrast (named in errors)")
     reference = traits.Str(mandatory=True, desc="raw file of the reading space")
-    required = traits.Bool(
-        False, usedefault=True, desc="every endpoint needs this contrast: a refusal fails the node"
-    )
-    protocol = traits.Str(mandatory=True)
+    protocol = traits.Str(mandatory=True, desc="protocol name or file")
 
 
 class _CoregistrationQualityOutputSpec(TraitedSpec):
     out_file = traits.Str(desc="``registered`` once it passed the check, else empty")
-    quality = traits.Float()
+    quality = traits.Float(desc="normalized mutual information with the reading space")
     refused = traits.Str(desc="why the check refused the registration, else empty")
 
 
 class CoregistrationQuality(SimpleInterface):
     """The co-registration quality check (NMI).
 
-    A refused registration fails the node only when the contrast is ``required`` (a
-    tissue-model channel: every endpoint of the visit needs it).  Otherwise the
-    contrast leaves the visit (``out_file`` empty, ``refused`` says why) so that only
-    the endpoints that need it become NA, and the reason reaches ``errors.tsv``
-    through the visit's record.
+    A refused contrast leaves the visit (``out_file`` empty, ``refused`` says why):
+    only the endpoints that need it become n/a (the tissue model goes on with its
+    other channels), and the reason reaches ``errors.tsv`` through the visit's record.
     """
 
     input_spec = _CoregistrationQualityInputSpec
@@ -170,8 +167,6 @@ class CoregistrationQuality(SimpleInterface):
                 reference=self.inputs.reference,
             )
         except RegistrationQualityError as refused:
-            if self.inputs.required:
-                raise
             self._results.update(out_file="", quality=refused.quality, refused=str(refused))
         else:
             self._results.update(out_file=self.inputs.registered, quality=quality, refused="")
@@ -179,31 +174,45 @@ class CoregistrationQuality(SimpleInterface):
 
 
 class _TissueClassesInputSpec(BaseInterfaceInputSpec):
-    channels = traits.List(File(exists=True), mandatory=True)
+    roles = traits.List(traits.Str, mandatory=True, desc="contrast roles of ``channels``")
+    channels = traits.List(
+        traits.Str, mandatory=True, desc="reading-space images (empty: refused registration)"
+    )
     template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     skull_stripped = traits.Bool(False, usedefault=True, desc="the scans are skull-stripped")
-    protocol = traits.Str(mandatory=True)
+    protocol = traits.Str(mandatory=True, desc="protocol name or file")
 
 
 class _TissueClassesOutputSpec(TraitedSpec):
     outputs = traits.Dict(traits.Str, File(exists=True))
+    channels_used = traits.List(traits.Str, desc="roles the tissue model was fitted on")
 
 
 class TissueClasses(SimpleInterface):
-    """Tissue fractions and classes, refined brain and intracranial masks, PCF slab."""
+    """Tissue fractions and classes, refined brain and intracranial masks, PCF slab.
+
+    The model is fitted on the channels that passed the co-registration check.
+    """
 
     input_spec = _TissueClassesInputSpec
     output_spec = _TissueClassesOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
+        images = dict(zip(self.inputs.roles, self.inputs.channels, strict=True))
+        used = [role for role, path in images.items() if path]
+        if not used:
+            raise TissueError(
+                "no tissue-model channel passed the co-registration check: " + ", ".join(images)
+            )
         result = tissue_classes(
-            self.inputs.channels,
+            [images[role] for role in used],
             dict(self.inputs.template_maps),
             pcf=load_protocol(self.inputs.protocol).pcf,
             out_dir=Path(runtime.cwd),
             skull_stripped=self.inputs.skull_stripped,
         )
         self._results["outputs"] = {k: str(v) for k, v in result.items()}
+        self._results["channels_used"] = used
         return runtime
 
 
@@ -259,6 +268,9 @@ class _VisitOutputsInputSpec(BaseInterfaceInputSpec):
     protocol = traits.Str(mandatory=True)
     sources = traits.Dict(traits.Str, traits.Str, mandatory=True)
     tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    tissue_channels = traits.List(
+        traits.Str, mandatory=True, desc="roles the tissue model was fitted on"
+    )
     lesion_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     measures = traits.Dict(traits.Str, traits.Float, mandatory=True)
     not_available = traits.Dict(traits.Str, traits.Str, desc="endpoint -> why it is NA")
@@ -294,6 +306,8 @@ class VisitOutputs(SimpleInterface):
         images = {k: tissue[k] for k in ("brain", "icv", "slab", "CSF", "GM", "WM")}
         images.update(dict(self.inputs.lesion_outputs))  # dseg (with lesions) and lesion masks
         roles = list(self.inputs.coreg_roles)
+        refused = {r: why for r, why in zip(roles, self.inputs.refusals, strict=True) if why}
+        note = tissue_model_note(protocol.pcf.channels, self.inputs.tissue_channels, refused)
         images.update(
             {f"coreg:{r}": p for r, p in zip(roles, self.inputs.coregistered, strict=True) if p}
         )
@@ -317,7 +331,9 @@ class VisitOutputs(SimpleInterface):
             lesion_list=self.inputs.lesion_list or None,
             rater=dict(self.inputs.rater),
             qc={f"nmi_{r}": q for r, q in zip(roles, self.inputs.qualities, strict=True)},
-            refused={r: why for r, why in zip(roles, self.inputs.refusals, strict=True) if why},
+            refused=refused,
+            tissue_channels=list(self.inputs.tissue_channels),
+            notes=dict.fromkeys(("pcf", "bpf"), note) if note else {},
             protocol_name=protocol.name,
         )
         self._results["record"] = str(record)

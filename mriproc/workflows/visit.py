@@ -45,7 +45,7 @@ def init_visit_wf(
     Parameters
     ----------
     session
-        The session's usable contrast files (reading space and PCF channels present).
+        The session's usable contrast files (the reading space among them).
     protocol
         The protocol.
     output_dir
@@ -100,12 +100,7 @@ def init_visit_wf(
         connect_corrected(reading, registration, "fixed")
         check = node(
             CoregistrationQuality(
-                source=str(files[role]),
-                reference=str(files[reading]),
-                # The tissue model (every endpoint) needs its channels; any other
-                # contrast that does not register only takes its endpoints with it.
-                required=role in protocol.pcf.channels,
-                protocol=protocol_ref,
+                source=str(files[role]), reference=str(files[reading]), protocol=protocol_ref
             ),
             f"coreg_quality_{role}".lower(),
         )
@@ -125,8 +120,11 @@ def init_visit_wf(
                 connect_corrected(role, merge, f"in{index}")
         return merge
 
-    tissues = node(TissueClasses(protocol=protocol_ref), "tissue_classes")
-    merge_channels = reading_space_images(protocol.pcf.channels, "pcf_channels")
+    # The tissue model on the protocol's channels the session has (the reading space
+    # among them); a channel refused by the co-registration check leaves it.
+    tissue_roles = [r for r in protocol.pcf.channels if r in files]
+    tissues = node(TissueClasses(roles=tissue_roles, protocol=protocol_ref), "tissue_classes")
+    merge_channels = reading_space_images(tissue_roles, "pcf_channels")
     wf.connect(merge_channels, "out", tissues, "channels")
     wf.connect(brain, "template_maps", tissues, "template_maps")
     wf.connect(brain, "skull_stripped", tissues, "skull_stripped")
@@ -153,6 +151,7 @@ def init_visit_wf(
         "outputs",
     )
     wf.connect(tissues, "outputs", outputs, "tissue_outputs")
+    wf.connect(tissues, "channels_used", outputs, "tissue_channels")
     for field in ("outputs", "measures", "not_available", "lesion_list", "rater"):
         wf.connect(lesions, field, outputs, "lesion_outputs" if field == "outputs" else field)
     if moving_roles:
