@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from mriproc.brain import carry_template_maps, fit_template, template_maps
 from mriproc.config import PcfParams, RegistrationPreset
-from mriproc.io.atomic import atomic_write_text
+from mriproc.io.atomic import atomic_write_text, staged_outputs
 from mriproc.io.itk import write_itk_affine
 from mriproc.registration import apply_linear, n4_bias_field, register_linear
 from mriproc.tissues import DSEG_LABELS, tissue_fractions
@@ -360,7 +360,9 @@ def write_visit_outputs(
     centroid, enhancing, black hole), the QC figures and, when a rater's T2 lesion mask
     was used, its agreement with the automated one (``rater``), the contrasts refused by the
     co-registration check with the reason (``refused``), the tissue model's channels
-    (``tissue_channels``), per-endpoint notes (``notes``) and ``GeneratedBy`` (mriproc's
+    (``tissue_channels``), per-endpoint notes (``notes``), the visit's files
+    (``files``: a rerun replaces them as a set, removing those it no longer writes)
+    and ``GeneratedBy`` (mriproc's
     version, ``protocol_name`` and the lock-file hash); the endpoint tables are assembled
     from the records of every visit.
     """
@@ -384,62 +386,78 @@ def write_visit_outputs(
         "cel": dict(suffix="mask", desc="cel"),
         "t2lesionautomated": dict(suffix="mask", desc="t2lesionautomated"),
     }
-    written = {}
-    for key, path in images.items():
-        loaded = read_image(path)
-        data = np.asarray(loaded.dataobj)
-        affine = loaded.affine
-        if key.startswith("coreg:"):
-            role = key.split(":", 1)[1]
-            suffix, ce = contrasts[role]
-            entities: dict[str, Any] = dict(suffix=suffix, desc="coreg", ce=ce)
-            meta: dict[str, Any] = {"SpatialReference": reading_source}
-            source_list = [sources[role], reading_source]
-        else:
-            entities = dict(described[key])
-            meta = {"SpatialReference": reading_source}
-            if key == "dseg":
-                meta["Labels"] = {str(k): v for k, v in DSEG_LABELS.items()}
-            if key == "lesions":
-                meta["Description"] = "T2 lesion label map: value = label column of lesions.tsv"
-            source_list = [sources[r] for r in sources]
-        written[key] = write_derivative(
-            root,
-            participant,
-            session,
-            data,
-            affine,
-            sources=source_list,
-            metadata=meta,
-            protocol_name=protocol_name,
-            **entities,
-        )
-    for role, path in transforms.items():
-        target = bids_path(
-            root,
-            participant,
-            session,
-            suffix="xfm",
-            extension=".txt",
-            **{"from": role.replace("_", ""), "to": reading_space, "mode": "image"},
-        )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(target, Path(path).read_text())  # ITK text from coregister
     record = bids_path(
         root, participant, session, suffix="measures", extension=".json", desc="visit"
     )
-    content: dict[str, Any] = {
-        "measures": measures,
-        "not_available": not_available or {},
-        "lesions": [] if lesion_list is None else json.loads(Path(lesion_list).read_text()),
-        "qc": qc,
-        "refused": refused or {},
-        "tissue_channels": tissue_channels or [],
-        "notes": notes or {},
-        "sources": sources,
-        "GeneratedBy": generated_by(protocol_name=protocol_name),
-    }
-    if rater:
-        content["rater"] = rater
-    atomic_write_text(record, json.dumps(content, indent=2, sort_keys=True) + "\n")
+    last = str(record.relative_to(root))
+    # Written in full beside the outputs, then swapped in: a visit whose writing fails
+    # leaves its previous outputs as they were.
+    with staged_outputs(root, last=last, previous=_listed_files(record)) as staging:
+        for key, path in images.items():
+            loaded = read_image(path)
+            data = np.asarray(loaded.dataobj)
+            affine = loaded.affine
+            if key.startswith("coreg:"):
+                role = key.split(":", 1)[1]
+                suffix, ce = contrasts[role]
+                entities: dict[str, Any] = dict(suffix=suffix, desc="coreg", ce=ce)
+                meta: dict[str, Any] = {"SpatialReference": reading_source}
+                source_list = [sources[role], reading_source]
+            else:
+                entities = dict(described[key])
+                meta = {"SpatialReference": reading_source}
+                if key == "dseg":
+                    meta["Labels"] = {str(k): v for k, v in DSEG_LABELS.items()}
+                if key == "lesions":
+                    meta["Description"] = "T2 lesion label map: value = label column of lesions.tsv"
+                source_list = [sources[r] for r in sources]
+            write_derivative(
+                staging,
+                participant,
+                session,
+                data,
+                affine,
+                sources=source_list,
+                metadata=meta,
+                protocol_name=protocol_name,
+                **entities,
+            )
+        for role, path in transforms.items():
+            target = bids_path(
+                staging,
+                participant,
+                session,
+                suffix="xfm",
+                extension=".txt",
+                **{"from": role.replace("_", ""), "to": reading_space, "mode": "image"},
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, Path(path).read_text())  # ITK text from coregister
+        staged = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+        content: dict[str, Any] = {
+            "measures": measures,
+            "not_available": not_available or {},
+            "lesions": [] if lesion_list is None else json.loads(Path(lesion_list).read_text()),
+            "qc": qc,
+            "refused": refused or {},
+            "tissue_channels": tissue_channels or [],
+            "notes": notes or {},
+            "sources": sources,
+            "GeneratedBy": generated_by(protocol_name=protocol_name),
+            # This visit's files under the derivatives root: a rerun removes those it
+            # does not write again.
+            "files": [*staged, last],
+        }
+        if rater:
+            content["rater"] = rater
+        atomic_write_text(staging / last, json.dumps(content, indent=2, sort_keys=True) + "\n")
     return record
+
+
+def _listed_files(record: Path) -> list[str]:
+    """The files a visit record lists (none when it is absent, unreadable or older)."""
+    try:
+        files = json.loads(record.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(f) for f in files] if isinstance(files, list) else []

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -224,3 +227,56 @@ def test_read_table_checks_the_schema(tmp_path: Path) -> None:
     path.write_text("participant_id\tvalue\nsub-01\t1\n")
     with pytest.raises(TableError, match="do not match the schema"):
         read_table(path)
+
+
+def _visit_outputs(root: Path, work: Path, keys: list[str], **extra: object) -> Path:
+    """A visit's derivatives written by the real writer (tiny images)."""
+    from mriproc.visit import write_visit_outputs
+
+    work.mkdir(exist_ok=True)
+    images = {}
+    for key in keys:
+        images[key] = str(work / f"{key}.nii.gz")
+        nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)), images[key])
+    arguments: dict[str, Any] = dict(
+        reading_space="T2w",
+        contrasts={"T2w": ("T2w", None)},
+        sources={"T2w": "/data/sub-01_ses-M00_T2w.nii.gz"},
+        images=images,
+        transforms={},
+        measures={"pcf": 0.8},
+        qc={},
+        protocol_name="esims",
+    )
+    return write_visit_outputs(root, "01", "M00", **(arguments | extra))
+
+
+def test_visit_outputs_are_replaced_as_a_set_and_only_when_complete(tmp_path: Path) -> None:
+    """A rerun removes what it no longer writes; a failed write leaves the last set.
+
+    Before: files of an earlier run that the new run did not write (a black-hole
+    mask, say) stayed beside the new ones, and a write failing midway left a mix.
+    """
+    root = tmp_path / "mriproc"
+    record = _visit_outputs(root, tmp_path / "work", ["brain", "blackhole"])
+    anat = record.parent
+    first = sorted(p.name for p in anat.iterdir())
+    assert "sub-01_ses-M00_desc-blackhole_mask.nii.gz" in first
+    listed = json.loads(record.read_text())["files"]
+    assert sorted(Path(f).name for f in listed) == first
+
+    with pytest.raises(KeyError):  # the writer fails midway: an image key it does not know
+        _visit_outputs(root, tmp_path / "work", ["cel", "unknown"], measures={"pcf": 0.7})
+    assert sorted(p.name for p in anat.iterdir()) == first
+    assert json.loads(record.read_text())["measures"] == {"pcf": 0.8}
+
+    _visit_outputs(root, tmp_path / "work", ["brain"], measures={"pcf": 0.7})
+    second = sorted(p.name for p in anat.iterdir())
+    assert "sub-01_ses-M00_desc-blackhole_mask.nii.gz" not in second
+    assert "sub-01_ses-M00_desc-brain_mask.nii.gz" in second
+    assert json.loads(record.read_text())["measures"] == {"pcf": 0.7}
+    # A file the visit does not own (the longitudinal stage's) is left alone.
+    (anat / "sub-01_ses-M00_desc-longitudinal_measures.json").write_text("{}")
+    _visit_outputs(root, tmp_path / "work", ["brain"])
+    assert (anat / "sub-01_ses-M00_desc-longitudinal_measures.json").exists()
+    assert not [p for p in root.iterdir() if p.name.startswith(".staging")]
