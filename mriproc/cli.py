@@ -313,7 +313,9 @@ def _run(args: argparse.Namespace) -> int:
     output_dir: Path = args.output_dir.resolve()
     work_dir: Path = (args.work_dir or args.output_dir / "work").resolve()
     problem = run_folders_problem(args.bids_dir.resolve(), output_dir, work_dir)
-    if problem:
+    if problem is None and args.analysis_level == "participant":
+        problem = _nothing_to_run(args, protocol)
+    if problem:  # said before any folder is made: a refused run leaves nothing behind
         logger.error("%s", problem)
         return EXIT_USAGE
     with contextlib.ExitStack() as held:
@@ -324,6 +326,26 @@ def _run(args: argparse.Namespace) -> int:
                 logger.error("%s", err)
                 return EXIT_USAGE
         return _run_in(args, protocol, output_dir, work_dir)
+
+
+def _nothing_to_run(args: argparse.Namespace, protocol: Protocol) -> str | None:
+    """Why a participant-level run has nothing to do (not BIDS, no session selected)."""
+    from mriproc.io.bids import DatasetError, discover_dataset
+
+    try:
+        dataset = discover_dataset(
+            args.bids_dir.resolve(),
+            protocol,
+            participant_labels=args.participant_label,
+            session_labels=args.session_label,
+            check_images=False,
+        )
+    except DatasetError as err:
+        return str(err)
+    if dataset.sessions or dataset.without_data:
+        return None
+    found = "; ".join(dataset.problems) or "no session matches the selection"
+    return f"{args.bids_dir}: nothing to process ({found})"
 
 
 def _run_in(args: argparse.Namespace, protocol: Protocol, output_dir: Path, work_dir: Path) -> int:

@@ -123,7 +123,7 @@ def test_unusable_run_folders_are_one_line_usage_errors(
 def test_a_work_dir_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Before: two runs sharing a work dir removed each other's Nipype files and left
     # "FileNotFoundError ... _unfinished.json" rows in errors.tsv.
-    (tmp_path / "bids").mkdir()
+    _one_session_dataset(tmp_path / "bids")
     work = tmp_path / "work"
     argv = ["run", str(tmp_path / "bids"), str(tmp_path / "out"), "participant", "-w", str(work)]
     with work_dir_lock(work):  # another run holds it
@@ -132,8 +132,46 @@ def test_a_work_dir_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     assert f"work dir {work} is in use by another mriproc run (process {os.getpid()})" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
-    assert main(argv) == EXIT_USAGE  # free again: now the empty dataset is what is wrong
-    assert "in use" not in capsys.readouterr().err
+
+
+def _one_session_dataset(root: Path) -> None:
+    anat = root / "sub-01" / "ses-M00" / "anat"
+    anat.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.8.0"}')
+    (anat / "sub-01_ses-M00_T2w.nii.gz").write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "options", "message"),
+    [
+        ("folder", [], "{tmp}/bids: not a BIDS dataset (dataset_description.json is missing)"),
+        ("empty", [], "{tmp}/bids: nothing to process"),
+        ("one", ["--participant-label", "02"], "participant(s) not found: sub-02"),
+    ],
+    ids=["not-bids", "no-participants", "unknown-participant"],
+)
+def test_a_run_with_nothing_to_process_leaves_nothing_behind(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    dataset: str,
+    options: list[str],
+    message: str,
+) -> None:
+    # Before: such a run left OUT_DIR with a log folder only (not BIDS), or reported
+    # "Processed 0 session(s)" with exit 0 and empty tables (no participants).
+    bids = tmp_path / "bids"
+    if dataset == "one":
+        _one_session_dataset(bids)
+    else:
+        bids.mkdir()
+    if dataset == "empty":
+        (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.8.0"}')
+    argv = ["run", str(bids), str(tmp_path / "out"), "participant", *options]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bids"]
 
 
 # --------------------------------------------------------------------------- validate
