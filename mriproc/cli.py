@@ -553,8 +553,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _demo_comparison(endpoints: Path, bids_dir: Path) -> str:
-    """Measured next to true values of a few endpoints, one line per scan."""
-    from mriproc.tables import read_table
+    """Measured next to true values of a few endpoints, one line per scan, then the
+    values flagged as implausible (kept, left out of the statistics) with the reason."""
+    from mriproc.tables import FLAGGED, read_table
 
     shown = ["t2_lesion_volume", "pcf", "pbvc"]
     keys = ["participant_id", "session", "arm"]
@@ -564,8 +565,27 @@ def _demo_comparison(endpoints: Path, bids_dir: Path) -> str:
         truth[keys + shown], on=keys, suffixes=("", " truth"), how="left"
     )
     both = both[keys + [f"{name}{suffix}" for name in shown for suffix in ("", " truth")]]
-    return "Measured and true values (T2 lesion volume mL, PCF, PBVC %):\n" + both.to_string(
+    text = "Measured and true values (T2 lesion volume mL, PCF, PBVC %):\n" + both.to_string(
         index=False, na_rep="n/a", float_format=lambda v: f"{v:.4g}"
+    )
+    long = read_table(endpoints)
+    flagged = long[long["status"].astype(str).str.startswith(FLAGGED)]
+    if flagged.empty:
+        return text + "\nNo value is outside the protocol's plausibility bounds."
+    lines = [
+        f"  {participant} {session} {endpoint} = {value:.4g}: {str(status).removeprefix(FLAGGED)}"
+        for participant, session, endpoint, value, status in zip(
+            flagged["participant_id"],
+            flagged["session"],
+            flagged["endpoint"],
+            flagged["value"].astype(float),
+            flagged["status"],
+            strict=True,
+        )
+    ]
+    return (
+        text + f"\nFlagged for review ({len(lines)} value(s) outside the protocol's plausibility "
+        "bounds; kept in the tables, left out of the statistics):\n" + "\n".join(lines)
     )
 
 

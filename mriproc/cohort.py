@@ -32,6 +32,7 @@ from mriproc.followup import LONGITUDINAL_ENDPOINTS
 from mriproc.io.atomic import atomic_write_text
 from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
 from mriproc.longitudinal_outputs import longitudinal_record_path
+from mriproc.plausibility import flag_implausible
 from mriproc.tables import (
     EndpointRow,
     ErrorRow,
@@ -242,7 +243,9 @@ def gather_cohort(root: Path, bids_dir: Path, protocol: Protocol) -> CohortTable
                 tables = ParticipantTables.read(participant_tables_path(root, participant))
             else:
                 tables = participant_tables(root, dataset, participant, [])
-            endpoints += tables.endpoints
+            # Flagged here, from the protocol of this gathering: one place, and a
+            # participant's stored rows never carry an earlier protocol's flags.
+            endpoints += flag_implausible(tables.endpoints, protocol.plausibility)
             lesions += tables.lesions
             errors += tables.errors
             rater += tables.rater

@@ -208,6 +208,20 @@ class PbvcParams:
 
 
 @dataclass(frozen=True, slots=True)
+class PlausibilityParams:
+    """Bounds beyond which a value is kept but flagged for review (:mod:`mriproc.plausibility`)."""
+
+    # Brain-volume change from baseline (PBVC, PCF change, in %): a loss beyond
+    # allowance + per_year x years, or a gain beyond the allowance alone.
+    brain_change_allowance_pct: float = field(metadata=_range(0.0, 100.0))
+    brain_loss_per_year_pct: float = field(metadata=_range(0.0, 100.0))
+    # T2 lesion volume between consecutive visits: a change of at least this many mL
+    # that is also at least this ratio (larger / smaller volume).
+    t2_lesion_volume_jump_ml: float = field(metadata=_range(0.0, 10_000.0))
+    t2_lesion_volume_jump_ratio: float = field(metadata=_range(1.0, 1000.0))
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrationPreset:
     """antsRegistration and N4 parameters (``pipelines/presets/registration.yaml``)."""
 
@@ -281,6 +295,7 @@ class Protocol:
     active_scan: ActiveScanParams
     pcf: PcfParams
     pbvc: PbvcParams
+    plausibility: PlausibilityParams
     source: str = field(default="", metadata={"yaml": False})  # the file it was read from
 
     def required_contrasts(self, group: EndpointGroup) -> tuple[str, ...]:
@@ -297,15 +312,14 @@ class Protocol:
                 needs += lesion_channels
         elif group == "active_scan":
             needs = self.cel.requires + lesion_channels
-        elif group == "pcf":
+        elif group in ("pcf", "pbvc"):
             # The tissue model is fitted on the pcf.channels a session has; the
             # reading space is one of them (checked on loading).
-            needs = (self.reading_space,)
-        elif group == "pbvc":
-            needs = (self.reading_space,)
+            needs = ()
         else:  # pragma: no cover - Literal exhausts the cases
             raise ValueError(f"unknown endpoint group {group!r}")
-        return tuple(dict.fromkeys(needs))
+        # No visit is processed without its reading-space image.
+        return tuple(dict.fromkeys((*needs, self.reading_space)))
 
     def compared_contrasts(self, group: EndpointGroup) -> tuple[str, ...]:
         """Contrast roles an endpoint group needs in the visit it is compared with.

@@ -33,6 +33,7 @@ __all__ = [
     "ENDPOINTS",
     "ENDPOINT_COLUMNS",
     "ERROR_COLUMNS",
+    "FLAGGED",
     "LESION_CATEGORIES",
     "LESION_COLUMNS",
     "NA",
@@ -149,6 +150,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 _ENDPOINT_BY_NAME = {e.name: e for e in ENDPOINTS}
 
+# The identifier columns of ``endpoints_wide.tsv`` (one row per scan).
+WIDE_ID_COLUMNS = ("participant_id", "session", "visit_month", "arm")
+
+# The status of a value kept but outside the protocol's plausibility bounds.
+FLAGGED = "flagged: "
+
 ENDPOINT_COLUMNS: dict[str, str] = {
     "participant_id": "Participant label with its sub- prefix.",
     "session": "Session label with its ses- prefix.",
@@ -157,7 +164,8 @@ ENDPOINT_COLUMNS: dict[str, str] = {
     "endpoint": "Endpoint name (see Levels).",
     "value": "The endpoint's value in `unit`; n/a when it could not be computed.",
     "unit": "Unit of `value`.",
-    "status": "ok, or why the value is missing.",
+    "status": "ok; why the value is missing; or 'flagged: <reason>' when the value lies "
+    "outside the protocol's plausibility bounds (kept for review, left out of statistics).",
     "note": "Further information (e.g. which inputs were used); may be empty.",
 }
 
@@ -225,8 +233,10 @@ class EndpointRow:
         else:
             if not math.isfinite(self.value):
                 raise TableError(f"{where}: value {self.value!r} is not finite")
-            if self.status != "ok":
-                raise TableError(f"{where}: a value is present, so status must be 'ok'")
+            if self.status != "ok" and not self.status.startswith(FLAGGED):
+                raise TableError(
+                    f"{where}: a value is present, so status must be 'ok' or '{FLAGGED}<reason>'"
+                )
         if "\t" in self.status or "\n" in self.status or "\t" in self.note or "\n" in self.note:
             raise TableError(f"{where}: status and note must not contain tabs or newlines")
 
@@ -393,14 +403,16 @@ def write_endpoints(
     for r in sorted_rows:
         scan = scans.setdefault(
             (r.participant_id, r.session),
-            {"visit_month": r.visit_month, "arm": r.arm, "values": {}},
+            {"visit_month": r.visit_month, "arm": r.arm, "values": {}, "flagged": []},
         )
         scan["values"][r.endpoint] = _format_number(r.value, r.unit)
-    id_columns = ["participant_id", "session", "visit_month", "arm"]
+        if r.status.startswith(FLAGGED):
+            scan["flagged"].append(r.endpoint)
+    id_columns = list(WIDE_ID_COLUMNS)
     atomic_write_text(
         wide_path,
         _tsv(
-            id_columns + [e.name for e in ENDPOINTS],
+            [*id_columns, *(e.name for e in ENDPOINTS), "flagged"],
             (
                 [
                     participant,
@@ -408,6 +420,7 @@ def write_endpoints(
                     _format_number(scan["visit_month"]),
                     scan["arm"] or NA,
                     *(scan["values"].get(e.name, NA) for e in ENDPOINTS),
+                    ",".join(scan["flagged"]) or NA,
                 ]
                 for (participant, session), scan in scans.items()
             ),
@@ -420,6 +433,10 @@ def write_endpoints(
             "Description": e.description + " n/a when missing; endpoints.tsv says why.",
             "Units": e.unit,
         }
+    wide_columns["flagged"] = {
+        "Description": "Endpoints of the scan whose value lies outside the protocol's "
+        "plausibility bounds (comma-separated; endpoints.tsv says why); n/a when none."
+    }
     _write_sidecar(wide_path, wide_columns, protocol_name)
     return long_path, wide_path
 
@@ -561,8 +578,11 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         "endpoints.tsv": list(ENDPOINT_COLUMNS),
         "lesions.tsv": list(LESION_COLUMNS),
         "errors.tsv": list(ERROR_COLUMNS),
-        "endpoints_wide.tsv": ["participant_id", "session", "visit_month", "arm"]
-        + [e.name for e in ENDPOINTS],
+        "endpoints_wide.tsv": [
+            *WIDE_ID_COLUMNS,
+            *(e.name for e in ENDPOINTS),
+            "flagged",
+        ],
     }.get(path.name)
     text_columns = {
         "participant_id",
@@ -577,6 +597,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         "stage",
         "reason",
         "crash_file",
+        "flagged",
     }
     frame = pd.read_csv(
         path,

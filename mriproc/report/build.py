@@ -42,7 +42,7 @@ from mriproc.report.pages import (
 )
 from mriproc.report.plots import arm_distributions_png, trajectories_png
 from mriproc.report.png import data_uri
-from mriproc.tables import ENDPOINTS, ErrorRow
+from mriproc.tables import ENDPOINTS, FLAGGED, ErrorRow
 
 __all__ = ["ReportResult", "write_report"]
 
@@ -73,10 +73,17 @@ def _endpoint_rows(rows: pd.DataFrame) -> list[list[str]]:
                 html.escape(str(row["endpoint"])),
                 text,
                 html.escape(str(row["unit"])),
-                f'<span class="{"ok" if status == "ok" else "na"}">{html.escape(status)}</span>',
+                f'<span class="{_status_class(status)}">{html.escape(status)}</span>',
             ]
         )
     return cells
+
+
+def _status_class(status: str) -> str:
+    """The CSS class of an endpoint's status: ok, flagged (kept for review) or n/a."""
+    if status == "ok":
+        return "ok"
+    return "flagged" if status.startswith(FLAGGED) else "na"
 
 
 def _why_no_images(flag: Flag | None, files: VisitFiles) -> str:

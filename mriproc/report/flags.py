@@ -1,8 +1,9 @@
 """Which scans the QC report flags, and why.
 
 A scan is flagged when ``errors.tsv`` lists it (failed or skipped, or a stage of its
-participant failed) or when any of its endpoints is ``n/a`` (the status says why: a
-missing contrast, a registration refused by the quality check, a failed stage).
+participant failed), when any of its endpoints is ``n/a`` (the status says why: a
+missing contrast, a registration refused by the quality check, a failed stage), or
+when a value lies outside the protocol's plausibility bounds (status ``flagged:``).
 Each flag links to the scan's section of its subject page.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mriproc.report.inputs import TrialTables
+from mriproc.tables import FLAGGED
 
 __all__ = ["PARTICIPANT_ANCHOR", "Flag", "flagged_scans"]
 
@@ -47,7 +49,7 @@ def _na_reasons(rows: pd.DataFrame) -> list[str]:
     >>> _na_reasons(rows)
     ['n/a: cel_count, cel_volume (needs T1w_gad (missing))']
     """
-    missing = rows[rows["status"] != "ok"]
+    missing = rows[(rows["status"] != "ok") & ~_is_flagged(rows)]
     reasons = []
     for status, group in missing.groupby("status", sort=True):
         status = str(status)
@@ -55,6 +57,27 @@ def _na_reasons(rows: pd.DataFrame) -> list[str]:
         listed = f"all {len(names)} endpoints" if len(names) == len(rows) > 2 else ", ".join(names)
         reasons.append(f"n/a: {listed} ({status})")
     return reasons
+
+
+def _is_flagged(rows: pd.DataFrame) -> pd.Series:
+    return rows["status"].astype(str).str.startswith(FLAGGED)
+
+
+def _implausible_reasons(rows: pd.DataFrame) -> list[str]:
+    """Values of one scan outside the plausibility bounds, with the bound.
+
+    >>> rows = pd.DataFrame({"endpoint": ["pcf", "pbvc"], "value": [0.8, -4.94],
+    ...                      "status": ["ok", "flagged: brain loss 4.9 % beyond 3 %"]})
+    >>> _implausible_reasons(rows)
+    ['implausible: pbvc = -4.94 (brain loss 4.9 % beyond 3 %)']
+    """
+    flagged = rows[_is_flagged(rows)]
+    return [
+        f"implausible: {endpoint} = {float(value):.4g} ({str(status).removeprefix(FLAGGED)})"
+        for endpoint, value, status in zip(
+            flagged["endpoint"], flagged["value"].astype(float), flagged["status"], strict=True
+        )
+    ]
 
 
 def flagged_scans(tables: TrialTables) -> list[Flag]:
@@ -68,9 +91,9 @@ def flagged_scans(tables: TrialTables) -> list[Flag]:
     for (participant, session), rows in tables.endpoints.groupby(
         ["participant_id", "session"], sort=True
     ):
-        na = _na_reasons(rows)
-        if na:
-            reasons.setdefault((str(participant), str(session)), []).extend(na)
+        found = _na_reasons(rows) + _implausible_reasons(rows)
+        if found:
+            reasons.setdefault((str(participant), str(session)), []).extend(found)
     order: dict[tuple[str, str | None], int] = {
         (participant, session): index
         for participant in tables.participants()

@@ -41,6 +41,7 @@ section { border-top: 2px solid #ddd; margin-top: 1.2em; padding-top: 0.4em; }
 .note { background: #fffbe6; border-left: 4px solid #d9a400; padding: 0.3em 0.8em;
   margin: 0.4em 0; }
 .na { color: #a00; }
+.flagged { color: #a00; background: #fff0f0; font-weight: bold; }
 .ok { color: #070; }
 """
 
