@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -172,7 +172,10 @@ class PcfParams:
     slab_inferior_mni_z_mm: float = field(metadata=_range(-72.0, 110.0))
     slab_thickness_mm: float = field(metadata=_range(1.0, 180.0))
     parenchyma_classes: tuple[TissueClass, ...] = field(metadata={"min_len": 1})
-    channels: tuple[str, ...] = field(metadata={"min_len": 2})  # unmixed into tissue fractions
+    channels: tuple[str, ...] = field(metadata={"min_len": 1})  # unmixed into tissue fractions
+    # PCF, BPF and the brain-volume changes need a tissue model from at least this
+    # many of the channels (the lesion stage uses the model whatever it has).
+    min_channels: int = field(metadata=_range(1, 10))
     parenchyma_margin_mm: float = field(metadata=_range(0.0, 10.0))  # beyond the brain mask
     csf_margin_mm: float = field(metadata=_range(0.0, 20.0))  # beyond the intracranial mask
     skull_edge_depth_mm: float = field(metadata=_range(0.0, 20.0))  # bone partial volume
@@ -321,6 +324,29 @@ class Protocol:
         # No visit is processed without its reading-space image.
         return tuple(dict.fromkeys((*needs, self.reading_space)))
 
+    def tissue_model_lacks(
+        self, present: Collection[str], refused: Collection[str] = ()
+    ) -> str | None:
+        """Why a visit whose usable contrasts are ``present`` gets no PCF/BPF (None: it does).
+
+        ``refused``: contrasts the visit had but the co-registration check refused.
+
+        >>> load_protocol("flair").tissue_model_lacks(["FLAIR", "T1w_gad"], ["T1w"])
+        'needs T2w (missing), T1w (refused by the co-registration check): at least 2 of FLAIR, T2w, T1w for the tissue model'
+        """  # noqa: E501
+        used = [role for role in self.pcf.channels if role in present]
+        if len(used) >= self.pcf.min_channels:
+            return None
+        lacking = ", ".join(
+            f"{r} ({'refused by the co-registration check' if r in refused else 'missing'})"
+            for r in self.pcf.channels
+            if r not in present
+        )
+        return (
+            f"needs {lacking}: at least {self.pcf.min_channels} of "
+            f"{', '.join(self.pcf.channels)} for the tissue model"
+        )
+
     def compared_contrasts(self, group: EndpointGroup) -> tuple[str, ...]:
         """Contrast roles an endpoint group needs in the visit it is compared with.
 
@@ -418,6 +444,8 @@ def _check_cross_references(p: Protocol) -> None:
         for role in used:
             if role not in roles:
                 fail(key, f"{role!r} is not a contrast of this protocol {known}")
+    if p.pcf.min_channels > len(p.pcf.channels):
+        fail("pcf.min_channels", f"is more than the {len(p.pcf.channels)} pcf.channels")
     if p.reading_space not in p.pcf.channels:
         fail(
             "pcf.channels",

@@ -223,6 +223,12 @@ def _brain_change(
     out_dir: Path,
 ) -> None:
     """PBVC and PCF change from baseline by the protocol's method, with quality figures."""
+    for which, bundle in (("baseline", baseline), ("follow-up", followup)):
+        record = _record(bundle)
+        if "pcf" in record.get("not_available", {}):
+            reason = f"no PCF at the {which} visit: {record['not_available']['pcf']}"
+            outcome.not_available.update(pcf_change_pct=reason, pbvc=reason)
+            return
     classes = tuple(protocol.pcf.parenchyma_classes)
     images = (_visit_image(baseline, classes), _visit_image(followup, classes))
     to_followup = np.asarray(registration["earlier_to_later_ras"], dtype=np.float64)

@@ -233,10 +233,14 @@ def visit_lesions(
     if reason is not None:
         unavailable(reason, "black_hole_volume", "black_hole_count")
 
-    pcf, bpf = brain_fractions(
-        fractions, _load(template["slab"]), protocol.pcf.parenchyma_classes, t2_mask
-    )
-    outcome.measures.update(pcf=pcf, bpf=bpf)
+    reason = protocol.tissue_model_lacks(images, refused)
+    if reason is None:
+        pcf, bpf = brain_fractions(
+            fractions, _load(template["slab"]), protocol.pcf.parenchyma_classes, t2_mask
+        )
+        outcome.measures.update(pcf=pcf, bpf=bpf)
+    else:
+        unavailable(reason, "pcf", "bpf")
     dseg = np.asarray(read_image(tissue["dseg"]).dataobj, dtype=np.int16)
     if t2_mask is not None:
         dseg = np.where(t2_mask, _LESION_LABEL, dseg).astype(np.int16)

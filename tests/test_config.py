@@ -143,6 +143,15 @@ def test_unknown_name_lists_shipped_protocols() -> None:
             r"pbvc\.method: expected one of 'jacobian', 'boundary_shift'",
         ),
         (lambda d: d.update(source="x"), r"source: unknown key"),
+        (lambda d: d["pcf"].update(min_channels=3), r"pcf\.min_channels: is more than the 2"),
+        (
+            lambda d: d["pcf"].update(channels=["PDw"], min_channels=1),
+            r"pcf\.channels: must include the reading space 'T2w'",
+        ),
+        (
+            lambda d: d["plausibility"].update(t2_lesion_volume_jump_ratio=0.5),
+            r"plausibility\.t2_lesion_volume_jump_ratio: 0\.5 is out of range",
+        ),
     ],
 )
 def test_bad_protocols_name_file_key_and_problem(
@@ -186,4 +195,5 @@ def test_required_contrasts_follow_the_protocol() -> None:
     no_correspondence = dataclasses.replace(
         esims, cel=dataclasses.replace(esims.cel, require_t2_correspondence=False)
     )
-    assert no_correspondence.required_contrasts("cel") == ("T1w", "T1w_gad")
+    # Every endpoint needs the reading space: no visit is processed without it.
+    assert no_correspondence.required_contrasts("cel") == ("T1w", "T1w_gad", "T2w")

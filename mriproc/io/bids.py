@@ -130,6 +130,15 @@ class BidsDataset:
                 continue  # a comparison does not apply at baseline
             if lacking:
                 missing[endpoint.name] = "needs " + ", ".join(lacking)
+            elif endpoint.group in ("pcf", "pbvc"):
+                # The tissue model needs enough of its channels (at both visits).
+                compared = [session] if endpoint.compares_with == "none" else [visits[0], session]
+                for visit in compared:
+                    reason = protocol.tissue_model_lacks(visit.files)
+                    if reason:
+                        at = "" if visit is session else f" at {visit.session_id}"
+                        missing[endpoint.name] = reason + at
+                        break
         return missing
 
 

@@ -1,0 +1,180 @@
+"""Every combination of contrasts runs to the end, and ``validate`` promises what ``run`` delivers.
+
+One simulated session (PD/T2, FLAIR, T1w before and after gadolinium) is copied into
+one participant per non-empty subset of a shipped protocol's contrasts (15 per
+protocol); the dataset is validated and run with that protocol.  For every session,
+the endpoints ``validate`` says cannot be computed are exactly those ``run`` leaves
+n/a, each n/a names the contrasts it lacks, every other endpoint has a finite value,
+and the brain endpoints say "less precise" exactly when ``validate`` says the tissue
+model lacks a channel.
+
+The default suite runs every ``esims`` subset (at half the in-plane resolution) and
+the ``flair`` subsets a real follow-up most often has (FLAIR alone, FLAIR + T2w
+without T1w, and one without FLAIR); every ``flair`` subset at full resolution takes
+about 4 minutes more and is marked ``slow`` (``pytest -m slow``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mriproc.cli import main
+from mriproc.config import load_protocol
+from mriproc.demo import protocol_with_preset
+from mriproc.simulate import TrialSpec, simulate_trial
+from mriproc.tables import read_table
+from mriproc.validate import validate_dataset
+
+# Contrast role -> the simulated file's BIDS name after ``sub-001_ses-M00_``.
+FILES = {
+    "PDw": "PDw",
+    "T2w": "T2w",
+    "FLAIR": "FLAIR",
+    "T1w": "T1w",
+    "T1w_gad": "ce-gadolinium_T1w",
+}
+# (protocol, which subsets): None is every subset.
+CASES = [
+    pytest.param(("esims", None), id="esims-all"),
+    pytest.param(("flair", (("FLAIR",), ("FLAIR", "T2w"), ("T2w", "T1w"))), id="flair-common"),
+    pytest.param(("flair", None), id="flair-all", marks=pytest.mark.slow),
+]
+
+
+def _subsets(roles: list[str]) -> list[tuple[str, ...]]:
+    return [c for n in range(1, len(roles) + 1) for c in itertools.combinations(roles, n)]
+
+
+def _dataset(
+    simulated: Path, root: Path, protocol: str, chosen: tuple[tuple[str, ...], ...] | None
+) -> dict[str, tuple[str, ...]]:
+    """A dataset of one participant per contrast subset (``chosen``, else every one);
+    participant label -> subset."""
+    root.mkdir(parents=True)
+    shutil.copy(simulated / "dataset_description.json", root)
+    source = simulated / "sub-001" / "ses-M00" / "anat"
+    images = {
+        role: _halved(source / f"sub-001_ses-M00_{name}.nii.gz") for role, name in FILES.items()
+    }
+    every = _subsets(list(load_protocol(protocol).contrasts))
+    subsets = {f"s{i:02d}": s for i, s in enumerate(every) if chosen is None or s in chosen}
+    rows = ["participant_id\tarm"]
+    for label, subset in subsets.items():
+        anat = root / f"sub-{label}" / "ses-M00" / "anat"
+        anat.mkdir(parents=True)
+        for role in subset:
+            name = f"_ses-M00_{FILES[role]}"
+            shutil.copy(source / f"sub-001{name}.json", anat / f"sub-{label}{name}.json")
+            shutil.copy(images[role], anat / f"sub-{label}{name}.nii.gz")
+        rows.append(f"sub-{label}\tplacebo")
+    (root / "participants.tsv").write_text("\n".join(rows) + "\n")
+    return subsets
+
+
+def _halved(path: Path) -> Path:
+    """The image at half its in-plane resolution (2 x 2 voxel means), beside itself.
+
+    The subsets are about which contrasts a visit has, not resolution: the ESIMS
+    visits run at 1.9 mm in-plane to save the suite's time.  (The template fit on a
+    FLAIR reading space fails at that resolution: the flair visits run at 0.94 mm.)
+    """
+    target = path.with_name("half_" + path.name)
+    if not target.exists():
+        image = nib.load(path)
+        data = np.asarray(image.dataobj, dtype=np.float32)
+        nx, ny, nz = data.shape
+        blocks = data[: nx // 2 * 2, : ny // 2 * 2].reshape(nx // 2, 2, ny // 2, 2, nz)
+        affine = image.affine.copy()
+        affine[:3, 3] += affine[:3, :2] @ [0.5, 0.5]
+        affine[:3, :2] *= 2
+        nib.save(nib.Nifti1Image(blocks.mean(axis=(1, 3)), affine), target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("subsets") / "sim"
+    spec = TrialSpec(n_subjects=1, months=(0,), flair=True, seed=41)
+    simulate_trial(root, spec, load_protocol("flair"))
+    return root
+
+
+@pytest.fixture(scope="module", params=CASES)
+def outcome(
+    request: pytest.FixtureRequest, simulated: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, dict[str, tuple[str, ...]], dict[str, object], Path]:
+    """(protocol, subsets, validate's JSON report, run's derivatives folder)."""
+    protocol, chosen = request.param
+    tmp = tmp_path_factory.mktemp(protocol)
+    subsets = _dataset(simulated, tmp / "bids", protocol, chosen)
+    report = validate_dataset(tmp / "bids", load_protocol(protocol)).as_dict()
+    fast = protocol_with_preset(protocol, "fast", tmp / f"{protocol}_fast.yaml")
+    out = tmp / "out"
+    argv = ["run", str(tmp / "bids"), str(out), "participant", "--protocol", str(fast)]
+    main([*argv, "-w", str(tmp / "work"), "--nprocs", "2"])
+    return protocol, subsets, report, out / "mriproc"
+
+
+def test_validate_promises_what_run_delivers(
+    outcome: tuple[str, dict[str, tuple[str, ...]], dict[str, object], Path],
+) -> None:
+    protocol, subsets, report, out = outcome
+    endpoints = read_table(out / "endpoints.tsv")
+    reading = load_protocol(protocol).reading_space
+    sessions = report["sessions"]
+    assert isinstance(sessions, list) and len(sessions) == len(subsets)
+    for session in sessions:
+        participant = session["participant_id"]
+        subset = subsets[participant.removeprefix("sub-")]
+        rows = endpoints[endpoints.participant_id == participant]
+        assert len(rows), (protocol, subset, "no rows")
+        promised_na: dict[str, str] = session["unavailable_endpoints"]
+        delivered = {r.endpoint: (r.value, r.status, r.note) for r in rows.itertuples()}
+        na = {name for name, (value, _, _) in delivered.items() if _missing(value)}
+        assert na == set(promised_na), (protocol, subset, na ^ set(promised_na))
+        for name, (value, status, note) in delivered.items():
+            if name in promised_na:
+                lacking = promised_na[name].removeprefix("needs ").split(", ")
+                if reading not in subset:  # skipped: the reason names the reading space
+                    assert status == f"needs {reading} (missing)", (protocol, subset, name)
+                elif "tissue model" in promised_na[name]:  # too few tissue-model channels
+                    assert status == promised_na[name], (protocol, subset, name, status)
+                else:  # each contrast validate names as lacking is named in the status
+                    assert all(f"{role} (missing)" in status for role in lacking), (
+                        protocol,
+                        subset,
+                        name,
+                        status,
+                    )
+                continue
+            assert status == "ok" and math.isfinite(float(value)), (protocol, subset, name)
+            if name in ("pcf", "bpf"):
+                less = bool(session["tissue_model_without"])
+                assert ("less precise" in str(note)) == less, (protocol, subset, name, note)
+
+
+def test_no_processed_session_fails(
+    outcome: tuple[str, dict[str, tuple[str, ...]], dict[str, object], Path],
+) -> None:
+    """The only errors.tsv rows are sessions skipped for lacking the reading space."""
+    protocol, subsets, _, out = outcome
+    reading = load_protocol(protocol).reading_space
+    errors = read_table(out / "errors.tsv")
+    skipped = {f"sub-{label}" for label, subset in subsets.items() if reading not in subset}
+    assert set(errors.participant_id) == skipped, errors.to_dict("records")
+    assert set(errors.stage) == {"inputs"}, errors.to_dict("records")
+    assert all(f"needs {reading} (missing)" in reason for reason in errors.reason)
+    processed = json.loads((out / "dataset_description.json").read_text())
+    assert processed["Name"]
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
