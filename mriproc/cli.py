@@ -158,7 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     convert = sub.add_parser(
-        "convert", help="convert scanner DICOM to a de-identified BIDS dataset"
+        "convert",
+        help="convert scanner DICOM to a de-identified BIDS dataset",
+        description="Convert scanner DICOM (any folder tree; files may be gzip, bzip2 or "
+        "xz compressed) to a de-identified BIDS dataset.",
+        epilog="Every file not converted is counted by reason ('not converted: ...'). "
+        "Exit status: 0 when everything a user may want was converted (series left out on "
+        "purpose -- localisers, field maps, ASL, diffusion, BOLD, derived images, other "
+        "modalities, mapping-file skips -- and files that are not DICOM are counted, not "
+        "failures); 1 when a series failed, a file was damaged or not read (an archive: "
+        "unpack it), or an MR series' weighting was not recognised; 2: usage error.",
     )
     convert.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR")
     convert.add_argument("bids_dir", type=Path, metavar="BIDS_DIR")
@@ -478,13 +487,16 @@ def _convert(args: argparse.Namespace) -> int:
         logger.error("%s", err)
         return EXIT_USAGE
     failed = result.count("failed")
+    left_out = sum(group.files for group in result.left_out)
     sys.stdout.write(
         f"Converted {result.count('converted')} series ({len(result.new_sessions)} new "
         f"session(s)); {result.count('exists')} already in the dataset, "
-        f"{result.count('skipped')} skipped (not anatomical MRI), {failed} failed.\n"
-        f"Report: {result.report}\n"
+        f"{result.count('skipped')} skipped (not anatomical MRI), {failed} failed; "
+        f"{left_out} of {result.files} file(s) not converted"
+        + (" (by reason above)" if left_out else "")
+        + f".\nReport: {result.report}\n"
     )
-    return EXIT_OK if failed == 0 else EXIT_FAILURE
+    return result.exit_status
 
 
 def _read_covariates(path: Path) -> Any:

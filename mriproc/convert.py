@@ -1,6 +1,8 @@
 """``mriproc convert``: scanner DICOM to a de-identified BIDS dataset.
 
-Steps: scan the DICOM tree (:mod:`mriproc.io.dicom`); classify every series
+Steps: scan the DICOM tree (:mod:`mriproc.io.dicom`; files compressed as a whole,
+``*.dcm.gz`` and the like, are decompressed into a private temporary folder, never
+next to the input, and read like the others); classify every series
 (:mod:`mriproc.series_roles`); check that a series to convert has all its files and
 slices; convert it with dcm2niix into a staging folder inside ``BIDS_DIR``
 (:mod:`mriproc.io.dcm2niix`); label participants and sessions
@@ -11,11 +13,34 @@ sidecar (:mod:`mriproc.deidentify`); merge ``participants.tsv`` and the
 Every series ends up in the report ``BIDS_DIR/code/mriproc/convert_series.tsv``
 (BIDS validators ignore ``code/``) as ``converted``, ``exists`` (already in the
 dataset, identical), ``skipped`` (not anatomical MRI, with the reason) or
-``failed`` (with the reason, naming the file); one conversion's rows are appended
-to the earlier ones.  An existing image is never overwritten.  No identifying
-DICOM value reaches the dataset, the report, a log line or an error message; the
-PatientID -> participant mapping is written only to ``mapping_out``, which may not
-lie inside ``BIDS_DIR``.
+``failed`` (with the reason, naming the file), with its SeriesNumber and
+SeriesDescription whenever any header of the series can be read; damaged files of
+no series and files not read (archives) get ``failed`` rows of their own, files that
+are not DICOM one ``ignored`` row.  One conversion's rows are appended to the
+earlier ones.  An existing image is never overwritten.  No identifying DICOM value
+reaches the dataset, the report, a log line or an error message; the PatientID ->
+participant mapping is written only to ``mapping_out``, which may not lie inside
+``BIDS_DIR``.
+
+Nothing is left out silently: :attr:`ConvertResult.left_out` counts every file of
+the tree that gave no new BIDS image, grouped by reason (not DICOM, damaged, not
+read, non-image objects, files of non-structural, undecided, failed or already
+converted series), and each group is logged as a warning ("not converted: ...").
+Together with the converted files they add up to every file below ``dicom_dir``.
+
+Exit status (:attr:`ConvertResult.exit_status`): ``EXIT_FAILURE`` when anything the
+user may have wanted was left out -- a series failed (incomplete, a missing slice,
+dcm2niix failed, no session, a name taken by other images), a file was damaged or
+unreadable (in any series, also one not converted anyway, or in none; a compressed
+file that does not decompress), a file may hold DICOM but was not read (an archive),
+or an MR volume's weighting was not recognised (or the mapping file's role does not
+fit it); ``EXIT_OK`` otherwise.  Series left out on purpose -- non-structural ones
+(localisers, field maps, ASL and other perfusion, diffusion, BOLD, phase, derived
+and secondary-capture images, 4-D, multi-echo or too few slices), other
+modalities, series the mapping file skips -- non-image DICOM objects, files that are
+not DICOM and series already in the dataset do not make the exit status non-zero:
+they are counted in the summary and the report only.  A series whose weighting is
+not recognised is settled by giving its role (or ``skip``) in a mapping file.
 """
 
 from __future__ import annotations
@@ -28,13 +53,14 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 
+from mriproc.cli import EXIT_FAILURE, EXIT_OK
 from mriproc.convert_labels import LabelPlan, Study, plan_labels
 from mriproc.deidentify import Redactor, scrub_sidecar
 from mriproc.io.atomic import atomic_write_text
@@ -49,7 +75,7 @@ from mriproc.io.bids_update import (
 )
 from mriproc.io.conversion_mapping import ConversionMapping, write_mapping
 from mriproc.io.dcm2niix import Dcm2niixError, Dcm2niixImage, run_dcm2niix
-from mriproc.io.dicom import DicomSeries, scan_dicom_tree, slice_stack
+from mriproc.io.dicom import DicomScan, DicomSeries, scan_dicom_tree, slice_stack
 from mriproc.progress import Progress
 from mriproc.series_roles import Classification, DicomHeuristics, classify_series
 from mriproc.tables import NA, write_table
@@ -59,6 +85,7 @@ __all__ = [
     "REPORT_COLUMNS",
     "ConvertError",
     "ConvertResult",
+    "LeftOut",
     "SeriesRow",
     "convert_dicom",
 ]
@@ -108,17 +135,60 @@ class SeriesTiming:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """Files of the DICOM tree that gave no new BIDS image, for one reason.
+
+    ``wanted``: the user may have wanted them (damaged or unread files, failed or
+    undecided series); any such group makes the exit status ``EXIT_FAILURE``.
+    ``detail`` breaks the files down (by kind of series, say).
+    """
+
+    what: str
+    files: int
+    wanted: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        """One line for the console summary, e.g. ``12 file(s) not DICOM``."""
+        return f"{self.files} {self.what}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
 class ConvertResult:
-    """What a conversion did."""
+    """What a conversion did.
+
+    ``files``: every file below the DICOM folder; ``left_out``: those that gave no new
+    BIDS image, by reason (the rest were converted).
+    """
 
     rows: tuple[SeriesRow, ...]
     report: Path
     timings: tuple[SeriesTiming, ...]
     new_sessions: tuple[str, ...]
+    left_out: tuple[LeftOut, ...] = ()
+    files: int = 0
 
     def count(self, status: Status) -> int:
         """Series with ``status``."""
         return sum(1 for row in self.rows if row.status == status)
+
+    @property
+    def exit_status(self) -> int:
+        """``EXIT_FAILURE`` when anything the user may have wanted was left out.
+
+        That is: a series failed, a file was damaged, unreadable or not read (an
+        archive), or an MR volume was not placed (weighting not recognised, or the
+        mapping file's role does not fit).  Series left out on purpose
+        (non-structural, other modalities, skipped by the mapping file), non-image
+        objects, files that are not DICOM and series already in the dataset give
+        ``EXIT_OK``.  See the module docstring.
+        """
+        wanted = any(group.wanted for group in self.left_out)
+        return EXIT_FAILURE if wanted or self.count("failed") else EXIT_OK
+
+    def summary(self) -> list[str]:
+        """The console lines of ``left_out``: ``not converted: 12 file(s) not DICOM``."""
+        return [f"not converted: {group.line()}" for group in self.left_out]
 
 
 @dataclass
@@ -170,7 +240,37 @@ def convert_dicom(
         )
     if not source.is_dir():
         raise ConvertError(f"{source}: no such folder")
-    scan = scan_dicom_tree(source, identifying_attributes=rules.identifying_attributes)
+    # Compressed DICOM is decompressed here (private to the user, removed at the end),
+    # never next to the input; dcm2niix reads the copies.
+    with tempfile.TemporaryDirectory(prefix="mriproc-convert-dicom-") as unpack_dir:
+        scan = scan_dicom_tree(
+            source, identifying_attributes=rules.identifying_attributes, unpack_dir=unpack_dir
+        )
+        if not scan.series and not scan.damaged:
+            raise ConvertError(_nothing_found(scan, source))
+        return _convert_scan(scan, root, rules, mapping, mapping_given, covariates, mapping_out)
+
+
+def _nothing_found(scan: DicomScan, source: Path) -> str:
+    """Why a tree gave nothing to convert (no path below ``source``: nothing was read
+    that could tell identifying folder names apart)."""
+    message = f"{source}: no DICOM files found ({scan.other_files} other file(s))"
+    if scan.not_read:
+        kinds = "; ".join(sorted({why for _, why in scan.not_read}))
+        message += f"; {len(scan.not_read)} file(s) not read ({kinds})"
+    return message
+
+
+def _convert_scan(
+    scan: DicomScan,
+    root: Path,
+    rules: DicomHeuristics,
+    mapping: ConversionMapping,
+    mapping_given: bool,
+    covariates: pd.DataFrame | None,
+    mapping_out: str | os.PathLike[str] | None,
+) -> ConvertResult:
+    source = scan.root
     extra = {
         "PatientID": (*mapping.participants, *mapping.baseline_dates),
         "StudyDate": tuple(mapping.baseline_dates.values()),
@@ -178,8 +278,6 @@ def convert_dicom(
     if covariates is not None and "PatientID" in covariates:
         extra["OtherPatientIDs"] = tuple(str(v) for v in covariates["PatientID"].dropna())
     redactor = Redactor.from_attributes({**scan.identifiers, **extra})
-    if not scan.series and not scan.damaged:
-        raise ConvertError(f"{source}: no DICOM files found ({scan.other_files} other file(s))")
     root.mkdir(parents=True, exist_ok=True)
     existing = read_existing(root)
     staging = Path(tempfile.mkdtemp(prefix=".mriproc-convert-", dir=root))
@@ -209,20 +307,105 @@ def convert_dicom(
         for item in prepared:
             start = time.perf_counter()
             item_runs = runs.get(_key(item.series), {})
-            rows.append(_write_series(item, plan, root, rules, redactor, matches, item_runs))
+            rows.append(
+                _write_series(item, plan, root, rules, redactor, matches, item_runs, source)
+            )
             if item.classification.converted and item.problem is None:
                 total = item.prepare_s + time.perf_counter() - start
                 timings.append(SeriesTiming(len(item.series.files), item.dcm2niix_s, total))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    rows += _file_rows(scan.damaged, scan.other_files, redactor, source)
+    in_series = zip(prepared, rows, strict=True)
+    left_out = left_out_files(
+        scan, [(item.series, item.classification, row) for item, row in in_series]
+    )
+    rows += _file_rows(scan, redactor)
     new_sessions = _update_tables(root, rows, prepared, plan, existing, covariates, redactor)
     report = _write_report(root, rows)
     if mapping_out is not None:
         write_mapping(mapping_out, _mapping_record(mapping, plan, prepared))
+    for group in left_out:
+        log = logger.info if group.what == _EXISTING else logger.warning
+        log("not converted: %s", group.line())
     return ConvertResult(
-        rows=tuple(rows), report=report, timings=tuple(timings), new_sessions=new_sessions
+        rows=tuple(rows),
+        report=report,
+        timings=tuple(timings),
+        new_sessions=new_sessions,
+        left_out=left_out,
+        files=scan.file_count,
     )
+
+
+# --------------------------------------------------------------------------- summary
+
+_EXISTING = "file(s) of series already in the dataset"
+
+
+def left_out_files(
+    scan: DicomScan, series: Iterable[tuple[DicomSeries, Classification, SeriesRow]]
+) -> tuple[LeftOut, ...]:
+    """Every file of ``scan`` that gave no new BIDS image, grouped by reason.
+
+    ``series``: each series of the scan with its classification and report row.  The
+    files of converted series are the only ones not counted; the groups and the
+    converted files add up to ``scan.file_count``.
+    """
+    damaged = len(scan.damaged)
+    objects: Counter[str] = Counter()
+    failed: list[int] = []
+    undecided: list[int] = []
+    excluded: Counter[str] = Counter()
+    excluded_series = 0
+    existing = 0
+    for one, classification, row in series:
+        damaged += len(one.bad_files)
+        objects.update(one.other_objects)
+        images = len(one.files) + len(one.unplaced)
+        if row.status == "converted":
+            continue
+        if row.status == "exists":
+            existing += images
+        elif row.status == "failed":
+            failed.append(images)
+        elif classification.decision == "undecided":
+            undecided.append(images)
+        else:
+            excluded[classification.label] += images
+            excluded_series += 1
+    objects.update(scan.outside_series)
+
+    def breakdown(counts: Counter[str]) -> str:
+        return "; ".join(f"{what}: {n}" for what, n in counts.most_common())
+
+    groups = [
+        LeftOut("file(s) not DICOM", scan.not_dicom, wanted=False),
+        LeftOut("file(s) damaged or unreadable", damaged, wanted=True),
+        LeftOut(
+            "file(s) not read (archives or compressed files: unpack them and run again)",
+            len(scan.not_read),
+            wanted=True,
+        ),
+        LeftOut("non-image DICOM object(s)", sum(objects.values()), False, breakdown(objects)),
+        LeftOut(
+            "file(s) of failed series", sum(failed), wanted=True, detail=f"{len(failed)} series"
+        ),
+        LeftOut(
+            "file(s) of series whose weighting was not recognised (give their roles in a "
+            "mapping file)",
+            sum(undecided),
+            wanted=True,
+            detail=f"{len(undecided)} series",
+        ),
+        LeftOut(
+            f"file(s) of {excluded_series} non-structural series",
+            sum(excluded.values()),
+            wanted=False,
+            detail=breakdown(excluded),
+        ),
+        LeftOut(_EXISTING, existing, wanted=False),
+    ]
+    return tuple(group for group in groups if group.files)
 
 
 # --------------------------------------------------------------------------- per series
@@ -265,12 +448,20 @@ def _prepare(
     return item
 
 
+def _listed(files: Sequence[tuple[Path, str]], redactor: Redactor, source: Path) -> str:
+    return "; ".join(f"{redactor.path(path, source)}: {why}" for path, why in files)
+
+
 def _completeness_problem(series: DicomSeries, redactor: Redactor, source: Path) -> str | None:
     if series.bad_files:
-        listed = "; ".join(
-            f"{redactor.path(path, source)}: {why}" for path, why in series.bad_files
-        )
+        listed = _listed(series.bad_files, redactor, source)
         return f"{len(series.bad_files)} damaged file(s), series not converted: {listed}"
+    if series.unplaced:
+        listed = _listed(series.unplaced, redactor, source)
+        return (
+            f"{len(series.unplaced)} image file(s) without position or orientation, series "
+            f"not converted: {listed}"
+        )
     stack = slice_stack(series.slices)
     counts = sorted(set(stack.slices_per_echo.values()))
     if len(counts) > 1:
@@ -353,6 +544,7 @@ def _write_series(
     redactor: Redactor,
     matches: Mapping[Path, Path],
     runs: Mapping[str, int],
+    source: Path,
 ) -> SeriesRow:
     series = item.series
     participant = plan.participants.get(series.patient_id)
@@ -375,8 +567,13 @@ def _write_series(
         )
 
     if not item.classification.converted:
-        note = f"; {len(series.bad_files)} damaged file(s)" if series.bad_files else ""
-        return row("skipped", item.classification.reason + note)
+        damaged = ""
+        if series.bad_files:
+            listed = _listed(series.bad_files, redactor, source)
+            damaged = f"{len(series.bad_files)} damaged file(s): {listed}"
+        if item.classification.decision == "unreadable":
+            return row("failed", f"{item.classification.reason}; {damaged}")
+        return row("skipped", item.classification.reason + (f"; {damaged}" if damaged else ""))
     if item.problem is not None:
         return row("failed", item.problem)
     if study is None or study.problem is not None or session is None:
@@ -479,27 +676,27 @@ def _place_image(
     image.nifti.replace(target)
 
 
-def _file_rows(
-    damaged: Sequence[tuple[Path, str]], other_files: int, redactor: Redactor, source: Path
-) -> list[SeriesRow]:
+def _file_rows(scan: DicomScan, redactor: Redactor) -> list[SeriesRow]:
+    """Rows for the files of no series: damaged, not read, not DICOM, outside any series."""
     rows = []
-    for path, why in damaged:
-        reason = f"{redactor.path(path, source)}: {why}"
+    for damaged in scan.damaged:
+        reason = f"{redactor.path(damaged.path, scan.root)}: {damaged.problem}"
         logger.error("DICOM file without a usable series: %s", reason)
-        rows.append(SeriesRow(None, None, None, "", (), "failed", (), reason))
-    if other_files:
+        description = " ".join(redactor.text(damaged.description).split())
         rows.append(
-            SeriesRow(
-                None,
-                None,
-                None,
-                "",
-                (),
-                "ignored",
-                (),
-                f"{other_files} file(s) that are not DICOM images of a series",
-            )
+            SeriesRow(None, None, damaged.series_number, description, (), "failed", (), reason)
         )
+    for path, why in scan.not_read:
+        reason = f"{redactor.path(path, scan.root)}: {why}"
+        logger.error("file not read: %s", reason)
+        rows.append(SeriesRow(None, None, None, "", (), "failed", (), reason))
+    if scan.not_dicom:
+        reason = f"{scan.not_dicom} file(s) not DICOM"
+        rows.append(SeriesRow(None, None, None, "", (), "ignored", (), reason))
+    if scan.outside_series:
+        kinds = ", ".join(sorted(set(scan.outside_series)))
+        reason = f"{len(scan.outside_series)} DICOM object(s) outside any series ({kinds})"
+        rows.append(SeriesRow(None, None, None, "", (), "ignored", (), reason))
     return rows
 
 

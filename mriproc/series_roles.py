@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any, Literal
 
 from mriproc.config import ContrastSpec, ProtocolError, config_from_mapping, read_yaml
-from mriproc.io.dicom import DicomSeries, slice_stack
+from mriproc.io.dicom import ATTRIBUTES, DicomSeries, slice_stack
 
 __all__ = [
     "DUAL_ECHO",
     "SKIP",
     "Classification",
+    "Decision",
     "DicomHeuristics",
     "classify_series",
     "load_heuristics",
@@ -38,10 +41,12 @@ class SkipRule:
     """Series that are not anatomical MRI; any one matching condition is enough."""
 
     reason: str
-    description: str | None = None  # regex on SeriesDescription
-    sequence: str | None = None  # regex on ScanningSequence + SequenceName
+    description: str | None = None  # regex on SeriesDescription and ProtocolName
+    sequence: str | None = None  # regex on ScanningSequence, SequenceName, PulseSequenceName
     image_type: tuple[str, ...] = ()  # any of these values in ImageType
     image_type_first: tuple[str, ...] = ()  # ImageType's first value is one of these
+    sop_class: tuple[str, ...] = ()  # SOPClassUID is one of these or below one (prefix.)
+    attributes: dict[str, str] | None = None  # keyword -> regex on its value
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +80,40 @@ class DicomHeuristics:
     source: str = field(default="", metadata={"yaml": False})
 
 
+Decision = Literal["structural", "excluded", "undecided", "unreadable"]
+
+
 @dataclass(frozen=True)
 class Classification:
-    """Roles of a series (empty: not converted) and why, in one line."""
+    """Roles of a series (empty: not converted) and why, in one line.
+
+    ``decision`` says what kind of answer it is: ``structural`` (roles given),
+    ``excluded`` (not an anatomical volume, on purpose: a field map, ASL, a localiser,
+    another modality, skipped by the mapping file, ...), ``undecided`` (an MR volume
+    the rules could not place: the user may want it, and gives its role in a mapping
+    file) or ``unreadable`` (no image of the series can be read, and nothing marks it
+    as non-structural).  ``group`` is the short reason summaries count series by
+    (the skip rule's reason, without what matched); empty means ``reason``.
+    """
 
     roles: tuple[str, ...]
     reason: str
+    decision: Decision = "excluded"
+    group: str = ""
 
     @property
     def converted(self) -> bool:
         """True when the series becomes one or more BIDS images."""
         return bool(self.roles)
+
+    @property
+    def label(self) -> str:
+        """The short reason (``group``, else ``reason``)."""
+        return self.group or self.reason
+
+
+def _structural(roles: tuple[str, ...], reason: str) -> Classification:
+    return Classification(roles, reason, "structural")
 
 
 def load_heuristics(path: str | Path | None = None) -> DicomHeuristics:
@@ -98,13 +126,18 @@ def load_heuristics(path: str | Path | None = None) -> DicomHeuristics:
         path = Path(str(resources.files("mriproc.pipelines").joinpath("dicom", "heuristics.yaml")))
     path = Path(path)
     rules = config_from_mapping(DicomHeuristics, read_yaml(path, "heuristics"), source=str(path))
-    patterns = {
+    patterns: dict[str, str | None] = {
         "contrast_agent_absent": rules.contrast_agent_absent,
         "post_contrast_description": rules.post_contrast_description,
         "pre_contrast_description": rules.pre_contrast_description,
         **{f"keywords.{k}": v for k, v in rules.keywords.items()},
         **{f"skip[{i}].description": r.description for i, r in enumerate(rules.skip)},
         **{f"skip[{i}].sequence": r.sequence for i, r in enumerate(rules.skip)},
+        **{
+            f"skip[{i}].attributes.{k}": v
+            for i, r in enumerate(rules.skip)
+            for k, v in (r.attributes or {}).items()
+        },
     }
     for key, pattern in patterns.items():
         if pattern is None:
@@ -113,6 +146,13 @@ def load_heuristics(path: str | Path | None = None) -> DicomHeuristics:
             re.compile(pattern)
         except re.error as err:
             raise ProtocolError(f"{path}: {key}: not a valid regular expression ({err})") from err
+    for i, rule in enumerate(rules.skip):
+        unknown = sorted(set(rule.attributes or {}) - set(ATTRIBUTES))
+        if unknown:
+            raise ProtocolError(
+                f"{path}: skip[{i}].attributes: {', '.join(unknown)} not read by mriproc "
+                f"(known: {', '.join(ATTRIBUTES)})"
+            )
     for key in (*rules.keywords, "T1w_gad", "T1w", "T2w", "PDw", "FLAIR"):
         if key not in rules.roles:
             raise ProtocolError(f"{path}: roles: {key!r} is missing")
@@ -133,55 +173,85 @@ def _ms(value: float | None) -> str:
 def classify_series(
     series: DicomSeries, rules: DicomHeuristics, *, override: str | None = None
 ) -> Classification:
-    """The roles of ``series`` (see the module docstring); ``override`` from a mapping file."""
+    """The roles of ``series`` (see the module docstring); ``override`` from a mapping file.
+
+    Order: modality; a series without any image; the mapping file (``skip`` or a
+    role: the user's word on one series wins over every rule); the skip rules (DICOM
+    attributes and names, so that a field map, ASL, a secondary capture... is never
+    structural, whatever its timing); a series whose images are all damaged;
+    geometry; echo count; timing; and the description keywords when timing does not
+    decide.
+    """
     attrs = series.attributes
     modality = str(attrs.get("Modality") or "")
     if modality not in rules.modalities:
-        return Classification((), f"modality {modality or 'unknown'} is not converted")
-    if not series.files:
+        return Classification(
+            (),
+            f"modality {modality or 'unknown'} is not converted",
+            group=f"modality {modality or 'unknown'}",
+        )
+    if not series.files and not series.unplaced and not series.bad_files:
         what = ", ".join(sorted(set(series.other_objects))) or "no readable image"
-        return Classification((), f"no images ({what})")
-    echoes = series.echo_times_ms
+        return Classification((), f"no images ({what})", group="no images (non-image objects)")
     if override == SKIP:
         return Classification((), "skipped by the mapping file")
+    unreadable = Classification(
+        (), "no readable image (every image file is damaged)", "unreadable", "damaged"
+    )
+    echoes = series.echo_times_ms
     if override is not None:
+        if not series.files and not series.unplaced:
+            return unreadable
         wanted = 2 if override == DUAL_ECHO else 1
         if len(echoes) != wanted:
             return Classification(
                 (),
                 f"the mapping file says {override}, which needs {wanted} echo time(s), "
                 f"but the series has {len(echoes)}",
+                "undecided",
+                "the mapping file's role does not fit",
             )
         roles = ("PDw", "T2w") if override == DUAL_ECHO else (override,)
-        return Classification(roles, "role from the mapping file")
-    description = series.description
-    sequence = " ".join(
-        str(v) for v in (attrs.get("ScanningSequence"), attrs.get("SequenceName")) if v
-    )
-    image_type = [str(v).upper() for v in _as_list(attrs.get("ImageType"))]
+        return _structural(roles, "role from the mapping file")
     for rule in rules.skip:
-        if (
-            _search(rule.description, description)
-            or _search(rule.sequence, sequence)
-            or any(v.upper() in image_type for v in rule.image_type)
-            or (image_type[:1] and image_type[0] in [v.upper() for v in rule.image_type_first])
-        ):
-            return Classification((), rule.reason)
+        matched = _skip_match(rule, attrs)
+        if matched is not None:
+            return Classification((), f"{rule.reason} (from {matched})", group=rule.reason)
+    if not series.files and not series.unplaced:
+        return unreadable
+    if not series.files:
+        return Classification(
+            (),
+            "images without position or orientation (not a volume)",
+            group="not a volume (no image geometry)",
+        )
     stack = slice_stack(series.slices)
     if stack.orientations > 1:
-        return Classification((), f"localiser (slices in {stack.orientations} orientations)")
+        return Classification(
+            (), f"localiser (slices in {stack.orientations} orientations)", group="localiser"
+        )
     if stack.volumes > 1:
         return Classification(
-            (), f"{stack.volumes} volumes per slice position (diffusion, functional or dynamic)"
+            (),
+            f"{stack.volumes} volumes per slice position (diffusion, functional or dynamic)",
+            group="4-D series (diffusion, functional or dynamic)",
         )
     fewest = min(stack.slices_per_echo.values())
     if fewest < rules.min_slices:
-        return Classification((), f"only {fewest} slice(s) per echo (not a volume)")
+        return Classification(
+            (),
+            f"only {fewest} slice(s) per echo (not a volume)",
+            group="not a volume (too few slices)",
+        )
     if len(echoes) == 2:
         return _dual_echo(echoes, rules)
     if len(echoes) > 2:
-        return Classification((), f"multi-echo series ({len(echoes)} echo times), not a dual echo")
-    return _single_echo(series, description, rules)
+        return Classification(
+            (),
+            f"multi-echo series ({len(echoes)} echo times), not a dual echo",
+            group="multi-echo series",
+        )
+    return _single_echo(series, series.description, rules)
 
 
 def _as_list(value: object) -> list[object]:
@@ -190,15 +260,54 @@ def _as_list(value: object) -> list[object]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+def _joined(value: object) -> str:
+    """A DICOM value as text; the values of a multi-valued one joined by backslashes."""
+    return "\\".join(str(v) for v in _as_list(value))
+
+
+def _skip_match(rule: SkipRule, attrs: Mapping[str, Any]) -> str | None:
+    """What in ``attrs`` matches ``rule`` (for the report), or None."""
+    names = " ".join(
+        dict.fromkeys(
+            str(attrs.get(k) or "").strip() for k in ("SeriesDescription", "ProtocolName")
+        )
+    )
+    if _search(rule.description, names):
+        return "SeriesDescription/ProtocolName"
+    sequence = " ".join(
+        _joined(attrs.get(k))
+        for k in ("ScanningSequence", "SequenceName", "PulseSequenceName")
+        if attrs.get(k)
+    )
+    if _search(rule.sequence, sequence):
+        return "the sequence name"
+    image_type = [str(v).strip().upper() for v in _as_list(attrs.get("ImageType"))]
+    hit = next((v.upper() for v in rule.image_type if v.upper() in image_type), None)
+    if hit is not None:
+        return f"ImageType {hit}"
+    if image_type[:1] and image_type[0] in [v.upper() for v in rule.image_type_first]:
+        return f"ImageType {image_type[0]}"
+    sop_class = str(attrs.get("SOPClassUID") or "")
+    if sop_class and any(sop_class == p or sop_class.startswith(p + ".") for p in rule.sop_class):
+        return f"SOP class {attrs.get('SOPClassName') or sop_class}"
+    for keyword, pattern in (rule.attributes or {}).items():
+        value = attrs.get(keyword)
+        if value not in (None, "") and _search(pattern, _joined(value)):
+            return keyword
+    return None
+
+
 def _dual_echo(echoes: tuple[float, ...], rules: DicomHeuristics) -> Classification:
     short, long = echoes
     timing = rules.timing
     if short <= timing.pd_max_echo_ms and long >= timing.t2_min_echo_ms:
-        return Classification(
+        return _structural(
             ("PDw", "T2w"), f"dual echo: PDw at TE {_ms(short)}, T2w at TE {_ms(long)}"
         )
     return Classification(
-        (), f"two echoes (TE {_ms(short)}, {_ms(long)}) that are not a PD/T2 dual echo"
+        (),
+        f"two echoes (TE {_ms(short)}, {_ms(long)}) that are not a PD/T2 dual echo",
+        group="two echoes, not a PD/T2 dual echo",
     )
 
 
@@ -233,13 +342,16 @@ def _single_echo(series: DicomSeries, description: str, rules: DicomHeuristics) 
         why = f"{role} from the description (timing {timing} does not decide)"
     if role is None:
         return Classification(
-            (), f"weighting not recognised ({timing}); give its role in a mapping file"
+            (),
+            f"weighting not recognised ({timing}); give its role in a mapping file",
+            "undecided",
+            "weighting not recognised",
         )
     if role == "T1w":
         post = _post_contrast(str(attrs.get("ContrastBolusAgent") or ""), description, rules)
         if post:
-            return Classification(("T1w_gad",), f"{why}; post-contrast: {post}")
-    return Classification((role,), why)
+            return _structural(("T1w_gad",), f"{why}; post-contrast: {post}")
+    return _structural((role,), why)
 
 
 def _post_contrast(agent: str, description: str, rules: DicomHeuristics) -> str | None:

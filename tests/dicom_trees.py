@@ -7,9 +7,11 @@ milliseconds while every code path of ``mriproc convert`` is real.
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,42 @@ def set_attribute(files: Sequence[Path], keyword: str, value: object) -> None:
         ds = pydicom.dcmread(path)
         setattr(ds, keyword, value)
         ds.save_as(path, enforce_file_format=True)
+
+
+def delete_attribute(files: Sequence[Path], keyword: str) -> None:
+    """Remove one attribute from every file (e.g. the geometry of a secondary capture)."""
+    for path in files:
+        ds = pydicom.dcmread(path)
+        delattr(ds, keyword)
+        ds.save_as(path, enforce_file_format=True)
+
+
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "bzip2": bz2.compress,
+    "xz": lzma.compress,
+}
+
+
+def compress_tree(source: Path, target: Path, *, kind: str = "gzip", keep_names: int = 0) -> None:
+    """Copy the tree ``source`` to ``target`` with every file compressed as a whole.
+
+    Files get the compressor's suffix (``x.dcm`` -> ``x.dcm.gz``), except every
+    ``keep_names``-th file (if given), which keeps its name: only its content says
+    it is compressed.
+    """
+    suffix = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz"}[kind]
+    for index, path in enumerate(sorted(p for p in source.rglob("*") if p.is_file())):
+        out = target / path.relative_to(source)
+        if not (keep_names and index % keep_names == 0):
+            out = out.with_name(out.name + suffix)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(COMPRESSORS[kind](path.read_bytes()))
+
+
+def tree_state(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` (relative name -> bytes), to show a tree is unchanged."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def scramble_into(files: Sequence[Path], folder: Path, prefix: str) -> list[Path]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 import nibabel as nib
@@ -16,17 +19,22 @@ from bids_validator import BIDSValidator
 from dicom_trees import (
     NOWAK,
     ROSSI,
+    compress_tree,
+    delete_attribute,
     find_identifiers,
     identifiers_of,
     scramble_into,
     set_attribute,
     study,
+    tree_state,
     truncate,
     write_series,
 )
 
 from mriproc.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
-from mriproc.convert import REPORT
+from mriproc.convert import REPORT, ConvertResult, convert_dicom
+from mriproc.io.conversion_mapping import read_mapping
+from mriproc.series_roles import DUAL_ECHO, SKIP, load_heuristics
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DICOM = ROOT.parent / "shared" / "data" / "dicom"
@@ -143,14 +151,14 @@ def test_every_series_is_reported_and_the_good_ones_convert(
     assert by_number[("sub-001", "2")][1] == "PDw,T2w"
     assert by_number[("sub-001", "4")][1] == "T1w_gad"
     assert by_number[("sub-001", "5")][1] == "FLAIR"
-    assert by_number[("n/a", "1")][2] == "localiser"
+    assert by_number[("n/a", "1")][2] == "localiser (from SeriesDescription/ProtocolName)"
     assert "diffusion" in by_number[("n/a", "6")][2]
     assert by_number[("n/a", "7")][2] == "modality CT is not converted"
     assert "1 slice(s) missing" in by_number[("sub-001", "8")][2]
     assert "pixel data cut short" in by_number[("sub-001", "9")][2]
     # The damaged file is named, with the identifying folder redacted.
     assert "[redacted]_[redacted]/export/s9/9_" in by_number[("sub-001", "9")][2]
-    assert "2 file(s) that are not DICOM images of a series" in set(rows.reason)
+    assert "2 file(s) not DICOM" in set(rows.reason)
     assert "series 8 (T2_TSE_AX): failed: 1 slice(s) missing" in output
 
 
@@ -247,6 +255,188 @@ def test_the_same_dicom_gives_the_same_bytes(
         assert (first / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
 
 
+# --------------------------------------------------------------------------- nothing left out
+
+
+def test_a_gzip_tree_converts_as_the_plain_tree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    write_series(plain / "a", ROSSI, ROSSI_STUDY, 1, "AAHead_Scout")
+    write_series(
+        plain / "b", ROSSI, ROSSI_STUDY, 2, "PD_T2_SE_AX", echo_times_ms=(20.0, 80.0),
+        repetition_time_ms=2500.0,
+    )  # fmt: skip
+    write_series(plain / "c" / "deep", ROSSI, ROSSI_STUDY, 3, "T1_SE_AX")
+    (plain / "README.txt").write_text("exported by the PACS\n")
+    # *.dcm.gz, and every fourth file gzip-compressed under its plain name.
+    compress_tree(plain, packed, keep_names=4)
+    before = tree_state(packed)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+
+    for tree in (plain, packed):
+        status, output = convert(capsys, tree, tmp_path / f"bids-{tree.name}")
+        assert status == EXIT_OK, output
+
+    converted = tree_state(tmp_path / "bids-plain")
+    assert converted == tree_state(tmp_path / "bids-packed")  # every byte, the report too
+    assert sum(name.endswith(".nii.gz") for name in converted) == 3
+    assert tree_state(packed) == before  # nothing decompressed next to the input
+    assert list(temporary.iterdir()) == []  # the decompressed copies are gone
+
+
+def _left_out_tree(root: Path, work: Path) -> None:
+    """A T1 to convert and one of each kind of file that convert does not convert."""
+    write_series(root / "t1", ROSSI, ROSSI_STUDY, 3, "T1_SE_AX")
+    write_series(root / "scout", ROSSI, ROSSI_STUDY, 1, "AAHead_Scout")
+    # T1-like timing (short TE and TR): T1w by timing alone.
+    write_series(
+        root / "fmap", ROSSI, ROSSI_STUDY, 4, "gre_field_mapping", echo_times_ms=(7.38,),
+        repetition_time_ms=488.0,
+    )  # fmt: skip
+    asl = write_series(
+        root / "asl", ROSSI, ROSSI_STUDY, 5, "ep2d_pasl", echo_times_ms=(13.0,),
+        repetition_time_ms=2500.0,
+    )  # fmt: skip
+    set_attribute(asl, "SequenceName", "*epfid2d1_64")  # the BOLD sequence name
+    write_series(
+        root / "odd", ROSSI, ROSSI_STUDY, 6, "mystery", echo_times_ms=(50.0,),
+        repetition_time_ms=1200.0,
+    )  # fmt: skip
+    (root / "README.txt").write_text("exported by the PACS\n")
+    cut = write_series(work / "cut", ROSSI, ROSSI_STUDY, 7, "T1_SE_SAG")[0]
+    truncate(cut, 300)  # inside the header: no series
+    shutil.move(cut, root / "cut.dcm")
+    with zipfile.ZipFile(root / "more.zip", "w") as archive:
+        archive.write(write_series(work / "z", ROSSI, ROSSI_STUDY, 8, "T2")[0], "x.dcm")
+
+
+def _convert(dicom: Path, bids: Path, mapping: str = "") -> ConvertResult:
+    """``convert_dicom`` itself (its result), with an optional mapping file's rows."""
+    rules = load_heuristics()
+    table = None
+    if mapping:
+        path = bids.with_name(bids.name + "-mapping.tsv")
+        path.write_text("field\tvalue\tset\tto\n" + mapping)
+        table = read_mapping(path, roles=[*rules.roles, DUAL_ECHO, SKIP])
+    # An earlier main() left its handler on a stream pytest has closed since.
+    logger = logging.getLogger("mriproc")
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers[:], logger.propagate = [], True
+    try:
+        return convert_dicom(dicom, bids, rules=rules, mapping=table)
+    finally:
+        logger.handlers[:], logger.propagate = handlers, propagate
+
+
+def test_the_summary_counts_every_file_not_converted_by_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = tmp_path / "dicom"
+    _left_out_tree(tree, tmp_path)
+
+    result = _convert(tree, tmp_path / "bids")
+
+    assert result.summary() == [
+        "not converted: 1 file(s) not DICOM",
+        "not converted: 1 file(s) damaged or unreadable",
+        "not converted: 1 file(s) not read (archives or compressed files: unpack them and run "
+        "again)",
+        "not converted: 6 file(s) of series whose weighting was not recognised (give their "
+        "roles in a mapping file) (1 series)",
+        "not converted: 18 file(s) of 3 non-structural series (localiser: 6; field map: 6; "
+        "arterial spin labelling (ASL) or perfusion: 6)",
+    ]
+    converted = 6  # the T1
+    assert result.files == 33 == converted + sum(group.files for group in result.left_out)
+    assert result.exit_status == EXIT_FAILURE
+    rows = report(tmp_path / "bids")
+    by_number = {r.series_number: r for r in rows.itertuples() if r.series_number != "n/a"}
+    assert by_number["3"].roles == "T1w"
+    assert by_number["4"].reason == "field map (from SeriesDescription/ProtocolName)"
+    assert by_number["5"].reason == (
+        "arterial spin labelling (ASL) or perfusion (from SeriesDescription/ProtocolName)"
+    )
+    assert by_number["6"].status == "skipped"
+    assert "weighting not recognised" in by_number["6"].reason
+    failed = set(rows[rows.status == "failed"].reason)
+    assert failed == {
+        "cut.dcm: no SeriesInstanceUID (damaged or truncated header)",
+        "more.zip: zip archive, not unpacked: unpack it and run again",
+    }
+    # On the console at the default verbosity, with the exit status.
+    status, output = convert_quietly(capsys, tree, tmp_path / "bids2")
+    assert status == EXIT_FAILURE
+    for line in result.summary():
+        assert f"mriproc: WARNING: {line}" in output
+
+
+def convert_quietly(capsys: pytest.CaptureFixture[str], dicom: Path, bids: Path) -> tuple[int, str]:
+    status = main(["convert", str(dicom), str(bids)])
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
+
+
+def test_the_exit_status_says_when_something_wanted_was_left_out(tmp_path: Path) -> None:
+    tree = tmp_path / "dicom"
+    _left_out_tree(tree, tmp_path)
+    (tree / "cut.dcm").unlink()
+    (tree / "more.zip").unlink()
+    # Left out on purpose only (non-structural series, a file that is not DICOM, a
+    # series the mapping file skips): success.
+    skip_odd = "SeriesDescription\tmystery\trole\tskip\n"
+    result = _convert(tree, tmp_path / "ok", skip_odd)
+    assert result.exit_status == EXIT_OK
+    assert [g.wanted for g in result.left_out] == [False, False]
+    # An MR volume whose weighting is not recognised may be wanted.
+    assert _convert(tree, tmp_path / "odd").exit_status == EXIT_FAILURE
+    # A damaged file counts even in a series that is not converted anyway.
+    fmap = sorted((tree / "fmap").iterdir())
+    truncate(fmap[2], fmap[2].stat().st_size - 100)
+    result = _convert(tree, tmp_path / "damaged", skip_odd)
+    assert result.exit_status == EXIT_FAILURE
+    assert "not converted: 1 file(s) damaged or unreadable" in result.summary()
+    row = report(tmp_path / "damaged").query("series_number == '4'").iloc[0]
+    assert row.status == "skipped"
+    assert row.reason.startswith(
+        "field map (from SeriesDescription/ProtocolName); 1 damaged file(s): "
+        f"fmap/{fmap[2].name}: pixel data cut short"
+    )
+
+
+def test_damaged_series_and_secondary_captures_are_named_in_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = tmp_path / "dicom"
+    write_series(tree / "ok", ROSSI, ROSSI_STUDY, 3, "T1_SE_AX")
+    bad = write_series(tree / "bad", ROSSI, ROSSI_STUDY, 7, "t1_mprage_sag")
+    for path in bad:
+        truncate(path, path.stat().st_size - 100)
+    capture = write_series(tree / "sc", ROSSI, ROSSI_STUDY, 99, "T1 summary screen")
+    delete_attribute(capture, "ImagePositionPatient")
+    set_attribute(capture, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")
+
+    status, _ = convert(capsys, tree, tmp_path / "bids")
+
+    assert status == EXIT_FAILURE
+    rows = report(tmp_path / "bids").set_index("series_number")
+    assert "modality unknown" not in " ".join(rows.reason)
+    assert rows.loc["7"].series_description == "t1_mprage_sag"
+    assert rows.loc["7"].status == "failed"
+    assert rows.loc["7"].reason.startswith(
+        "no readable image (every image file is damaged); 6 damaged file(s): "
+        "bad/IM_0001.dcm: pixel data cut short"
+    )
+    assert rows.loc["99"].series_description == "T1 summary screen"
+    assert rows.loc["99"].status == "skipped"
+    assert rows.loc["99"].reason == (
+        "screen capture or secondary capture (from SOP class Secondary Capture Image Storage)"
+    )
+    assert rows.loc["3"].status == "converted"
+
+
 # --------------------------------------------------------------------------- mapping and errors
 
 
@@ -282,7 +472,9 @@ def test_mapping_sets_labels_and_roles(tmp_path: Path, capsys: pytest.CaptureFix
     assert ROSSI.patient_id not in output
 
 
-@pytest.mark.parametrize("case", ["mapping-out-inside", "no-folder", "no-dicom", "bad-mapping"])
+@pytest.mark.parametrize(
+    "case", ["mapping-out-inside", "no-folder", "no-dicom", "only-archives", "bad-mapping"]
+)
 def test_unusable_arguments_are_usage_errors_and_write_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
 ) -> None:
@@ -300,6 +492,17 @@ def test_unusable_arguments_are_usage_errors_and_write_nothing(
         dicom.mkdir()
         (dicom / "a.txt").write_text("x")
         expected = "no DICOM files found (1 other file(s))"
+    elif case == "only-archives":
+        zipped = tmp_path / "zipped"
+        zipped.mkdir()
+        with zipfile.ZipFile(zipped / "export.zip", "w") as archive:
+            for path in dicom.iterdir():
+                archive.write(path, path.name)
+        dicom = zipped
+        expected = (
+            "no DICOM files found (0 other file(s)); 1 file(s) not read (zip archive, not "
+            "unpacked: unpack it and run again)"
+        )
     else:
         (tmp_path / "m.tsv").write_text(f"field\tvalue\tset\tto\nPatientID\t{ROSSI.patient_id}\n")
         extra = ["--mapping", str(tmp_path / "m.tsv")]
@@ -323,7 +526,6 @@ def simulated_trial(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.slow
 def test_simulated_dicom_converts_to_the_simulated_bids(
     simulated_trial: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -352,7 +554,6 @@ def test_simulated_dicom_converts_to_the_simulated_bids(
     assert find_identifiers(bids, [output], dicom_identifiers) == []
 
 
-@pytest.mark.slow
 def test_a_later_run_adds_the_new_visit(
     simulated_trial: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -447,6 +648,32 @@ def test_real_scanner_series_convert_as_dcm2niix_and_are_pre_contrast_t1(
             np.testing.assert_allclose(img.affine, ref.affine, atol=1e-5)
     philips = rows[rows.series_description == "T1W_TSE_Sno_CSno_CSAIno"].reason.iloc[0]
     assert "1 non-image object(s) left out (Raw Data Storage)" in philips
+
+
+@pytest.mark.skipif(not SHARED_DICOM.is_dir(), reason="../shared/data/dicom is not present")
+def test_a_real_series_converts_the_same_gzip_compressed_and_is_named_when_damaged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = SHARED_DICOM / "siemens_t1_fl2d_sag_hfs" / "dicom"
+    packed = tmp_path / "packed"
+    compress_tree(plain, packed, keep_names=5)
+    for name, tree in (("plain", plain), ("packed", packed)):
+        status, output = convert(capsys, tree, tmp_path / name)
+        assert status == EXIT_OK, output
+    anat = Path("sub-001", "ses-M00", "anat")
+    for image in ("sub-001_ses-M00_T1w.nii.gz", "sub-001_ses-M00_T1w.json"):
+        assert (tmp_path / "plain" / anat / image).read_bytes() == (
+            tmp_path / "packed" / anat / image
+        ).read_bytes()
+    # Every file's pixel data cut short: the series is still named.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(plain, damaged)
+    for path in damaged.iterdir():
+        truncate(path, path.stat().st_size - 1000)
+    status, _ = convert(capsys, damaged, tmp_path / "bids-damaged")
+    assert status == EXIT_FAILURE
+    (row,) = report(tmp_path / "bids-damaged").itertuples()
+    assert (row.series_number, row.series_description, row.status) == ("3", "t1_fl2d_sag", "failed")
 
 
 def test_repeated_roles_get_runs_and_taken_names_are_not_overwritten(

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import gzip
+import zipfile
 from pathlib import Path
 
+import pydicom
 import pytest
-from dicom_trees import ROSSI, scramble_into, set_attribute, study, truncate, write_series
+from dicom_trees import (
+    COMPRESSORS,
+    ROSSI,
+    compress_tree,
+    delete_attribute,
+    scramble_into,
+    set_attribute,
+    study,
+    tree_state,
+    truncate,
+    write_series,
+)
 
 from mriproc.config import ProtocolError
 from mriproc.io.dicom import DicomSeries, Slice, scan_dicom_tree, slice_stack
@@ -16,8 +30,8 @@ IDENTIFYING = RULES.identifying_attributes
 STUDY = study("20200115", "ACC-1", "s1")
 
 
-def scan(root: Path):  # type: ignore[no-untyped-def]
-    return scan_dicom_tree(root, identifying_attributes=IDENTIFYING)
+def scan(root: Path, unpack_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    return scan_dicom_tree(root, identifying_attributes=IDENTIFYING, unpack_dir=unpack_dir)
 
 
 # --------------------------------------------------------------------------- scanning
@@ -73,7 +87,7 @@ def test_a_file_cut_inside_its_header_is_damaged_not_silently_dropped(tmp_path: 
     files = write_series(tmp_path / "s", ROSSI, STUDY, 3, "T1_SE")
     truncate(files[0], 300)
     found = scan(tmp_path / "s")
-    assert [p for p, _ in found.damaged] == [files[0]]
+    assert [d.path for d in found.damaged] == [files[0]]
     assert len(found.series[0].files) == 5
 
 
@@ -94,6 +108,132 @@ def test_a_missing_slice_is_a_gap_in_the_stack(tmp_path: Path) -> None:
     assert stack.gaps[0][1:] == pytest.approx((10.0, 5.0))
 
 
+@pytest.mark.parametrize("kind", sorted(COMPRESSORS))
+def test_compressed_dicom_is_read_from_a_copy_outside_the_tree(tmp_path: Path, kind: str) -> None:
+    write_series(tmp_path / "plain" / "a", ROSSI, STUDY, 2, "PD_T2", echo_times_ms=(20.0, 80.0))
+    write_series(tmp_path / "plain" / "b", ROSSI, STUDY, 3, "T1_SE")
+    (tmp_path / "plain" / "notes.txt").write_text("not DICOM\n")
+    compress_tree(tmp_path / "plain", tmp_path / "packed", kind=kind, keep_names=3)
+    before = tree_state(tmp_path / "packed")
+    unpack = tmp_path / "unpack"
+    unpack.mkdir()
+
+    plain, packed = scan(tmp_path / "plain"), scan(tmp_path / "packed", unpack)
+
+    assert [(s.series_number, len(s.files)) for s in packed.series] == [(2, 12), (3, 6)]
+    assert [s.slices for s in packed.series] == [s.slices for s in plain.series]
+    assert packed.series[0].attributes == plain.series[0].attributes
+    assert packed.not_dicom == 1  # notes.txt, compressed too
+    assert packed.decompressed == 18 and not packed.damaged and not packed.not_read
+    assert all(f.parent == unpack for s in packed.series for f in s.files)
+    assert tree_state(tmp_path / "packed") == before  # nothing written next to the input
+    assert packed.file_count == plain.file_count == 19
+    # Without a folder to decompress into, the files are listed, not dropped.
+    unread = scan(tmp_path / "packed")
+    assert len(unread.not_read) == 18
+    assert "not decompressed" in unread.not_read[0][1]
+
+
+def test_damaged_compressed_files_are_named_and_still_give_their_series(tmp_path: Path) -> None:
+    files = write_series(tmp_path / "plain", ROSSI, STUDY, 3, "T1_SE")
+    tree = tmp_path / "tree"
+    compress_tree(tmp_path / "plain", tree)
+    cut = tree / (files[1].name + ".gz")
+    truncate(cut, cut.stat().st_size - 60)  # an interrupted copy of the .gz
+    (tree / "junk.dcm.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"not gzip data" * 20)
+    unpack = tmp_path / "unpack"
+    unpack.mkdir()
+
+    found = scan(tree, unpack)
+
+    (series,) = found.series
+    assert len(series.files) == 5
+    ((path, why),) = series.bad_files
+    assert path == cut  # the input file is named, not its decompressed copy
+    assert why.startswith("gzip-compressed data damaged or cut short (EOFError)")
+    assert series.description == "T1_SE" and series.series_number == 3
+    ((damaged),) = found.damaged
+    assert damaged.path == tree / "junk.dcm.gz"
+    assert "cannot be decompressed" in damaged.problem
+
+
+def test_archives_are_listed_as_not_read(tmp_path: Path) -> None:
+    files = write_series(tmp_path / "plain", ROSSI, STUDY, 3, "T1_SE")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    with zipfile.ZipFile(tree / "export.zip", "w") as archive:
+        for path in files:
+            archive.write(path, path.name)
+    found = scan(tree, tmp_path)
+    assert not found.series and found.not_dicom == 0
+    assert found.not_read == (
+        (tree / "export.zip", "zip archive, not unpacked: unpack it and run again"),
+    )
+
+
+def test_a_bare_data_set_without_preamble_is_read(tmp_path: Path) -> None:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    files = write_series(tmp_path / "s", ROSSI, STUDY, 3, "T1_SE")
+    for path in files:  # as old PACS exports write them: no preamble, no meta group
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, True
+        write_dataset(buffer, pydicom.dcmread(path))
+        path.write_bytes(buffer.getvalue())
+    (series,) = scan(tmp_path / "s").series
+    assert len(series.files) == 6 and not series.bad_files
+    assert series.description == "T1_SE"
+
+
+def test_a_series_with_damaged_pixel_data_keeps_its_number_and_description(
+    tmp_path: Path,
+) -> None:
+    files = write_series(tmp_path / "s", ROSSI, STUDY, 7, "t1_mprage_sag")
+    for path in files:
+        truncate(path, path.stat().st_size - 100)
+    (series,) = scan(tmp_path / "s").series
+    assert series.files == () and len(series.bad_files) == 6
+    assert (series.series_number, series.description) == (7, "t1_mprage_sag")
+    assert series.attributes["Modality"] == "MR"
+    result = classify_series(series, RULES)
+    assert (result.roles, result.decision) == ((), "unreadable")
+
+
+def test_a_file_cut_before_its_series_uid_keeps_the_description_it_has(tmp_path: Path) -> None:
+    files = write_series(tmp_path / "s", ROSSI, STUDY, 7, "t1_mprage_sag")
+    data = files[0].read_bytes()
+    uid = pydicom.dcmread(files[0]).SeriesInstanceUID.encode()
+    truncate(files[0], data.index(uid) - 8)  # just before (0020,000E)
+    found = scan(tmp_path / "s")
+    (damaged,) = found.damaged
+    assert damaged.path == files[0]
+    assert damaged.description == "t1_mprage_sag"
+    assert "no SeriesInstanceUID" in damaged.problem
+
+
+def test_images_without_geometry_are_not_damaged(tmp_path: Path) -> None:
+    files = write_series(tmp_path / "s", ROSSI, STUDY, 99, "T1_SE_AX")
+    delete_attribute(files, "ImagePositionPatient")
+    set_attribute(files, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")  # Secondary Capture
+    found = scan(tmp_path / "s")
+    (series,) = found.series
+    assert not found.damaged and not series.bad_files
+    assert len(series.unplaced) == 6 and series.series_number == 99
+    result = classify_series(series, RULES)
+    assert not result.converted
+    assert result.reason == (
+        "screen capture or secondary capture (from SOP class Secondary Capture Image Storage)"
+    )
+
+
+def test_gzip_is_recognised_by_content_whatever_the_name(tmp_path: Path) -> None:
+    files = write_series(tmp_path / "s", ROSSI, STUDY, 3, "T1_SE")
+    for path in files:
+        path.write_bytes(gzip.compress(path.read_bytes()))  # same name, gzip content
+    assert len(scan(tmp_path / "s", tmp_path).series[0].files) == 6
+
+
 # --------------------------------------------------------------------------- classification
 
 
@@ -109,8 +249,12 @@ def series(
     slices: int = 20,
     repeats: int = 1,
     orientations: int = 1,
+    **extra: object,
 ) -> DicomSeries:
-    """A series header without files (classification reads only attributes and planes)."""
+    """A series header without files (classification reads only attributes and planes).
+
+    ``extra``: more attributes (SequenceName, ProtocolName, SOPClassUID, ...).
+    """
     planes = []
     axes = [(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), (1, 0, 0, 0, 0, -1)]
     for echo in echoes:
@@ -129,6 +273,7 @@ def series(
             "RepetitionTime": tr,
             "InversionTime": ti,
             "ContrastBolusAgent": agent,
+            **extra,
         },
         files=(Path("f"),),
         slices=tuple(planes),
@@ -213,11 +358,97 @@ def test_other_series_are_skipped_with_the_reason(header: DicomSeries, why: str)
     assert why in result.reason
 
 
+# A Siemens gre_field_mapping: short TE and TR, as a T1-weighted spoiled gradient echo.
+FIELD_MAP_TIMING = {"echoes": (7.38,), "tr": 488.0}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        series("gre_field_mapping", **FIELD_MAP_TIMING),
+        series("", **FIELD_MAP_TIMING, ProtocolName="gre_field_mapping"),
+        series("AX 2D", **FIELD_MAP_TIMING, SequenceName="*fm2d2r", ScanningSequence="GR"),
+        series("B0map", **FIELD_MAP_TIMING),
+        series("gre_field_mapping", echoes=(4.92, 7.38), tr=488.0),
+        series("gre_field_mapping", **FIELD_MAP_TIMING, image_type=("ORIGINAL", "PRIMARY", "P")),
+        series("AX 2D", **FIELD_MAP_TIMING, image_type=("ORIGINAL", "PRIMARY", "FM", "ND")),
+    ],
+    ids=["description", "protocol-name", "sequence-name", "b0map", "magnitude", "phase", "fm"],
+)
+def test_a_field_map_with_t1_like_timing_is_not_t1w(header: DicomSeries) -> None:
+    result = classify_series(header, RULES)
+    assert result.roles == ()
+    assert result.decision == "excluded"
+    assert result.label in ("field map", "phase, real or imaginary image (not magnitude)")
+    if "P" not in header.attributes["ImageType"]:  # type: ignore[operator]
+        assert result.label == "field map"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        # Siemens PASL: an EPI with the BOLD sequence name *epfid2d1_64.
+        series("ep2d_pasl", tr=2500, repeats=50, SequenceName="*epfid2d1_64"),
+        series("ep2d_pasl", tr=2500, SequenceName="*epfid2d1_64", ScanningSequence="EP"),
+        series("tgse_pcasl_3d", echoes=(16.0,), tr=4600, SequenceName="*tgse3d1_2304"),
+        series("AX 3D", echoes=(16.0,), tr=4600, image_type=("ORIGINAL", "PRIMARY", "ASL")),
+        series("relCBF", image_type=("DERIVED", "PRIMARY", "PERFUSION", "RELCBF")),
+        series("ep2d_pasl_M0", tr=5000),
+        series("3D", echoes=(16.0,), tr=4600, AcquisitionContrast="PERFUSION"),
+    ],
+    ids=["pasl-4d", "pasl-epfid", "pcasl", "image-type", "relcbf", "m0", "acq-contrast"],
+)
+def test_asl_is_not_bold_and_not_structural(header: DicomSeries) -> None:
+    result = classify_series(header, RULES)
+    assert result.roles == ()
+    assert result.label == "arterial spin labelling (ASL) or perfusion"
+    assert "BOLD" not in result.reason
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        (series("T1_SE_AX", SOPClassUID="1.2.840.10008.5.1.4.1.1.7"), "secondary capture"),
+        (
+            series("T1_SE_AX", SOPClassUID="1.2.840.10008.5.1.4.1.1.7.4"),
+            "secondary capture (from SOP class",
+        ),
+        (series("T1_SE_AX", image_type=("ORIGINAL", "SECONDARY")), "secondary capture"),
+        (series("T1_SE_AX", image_type=("ORIGINAL", "PRIMARY", "P", "ND")), "phase"),
+        (series("AX 3D", AcquisitionContrast="DIFFUSION"), "diffusion"),
+        (series("AX", image_type=("ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW")), "diffusion"),
+        (series("MoCoSeries", tr=2000), "functional MRI (BOLD)"),
+        (series("AX", image_type=("ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC")), "mosaic"),
+        (series("t1_mprage_sag_MPR_tra", image_type=("DERIVED", "PRIMARY", "MPR")), "derived"),
+    ],
+    ids=[
+        "sc",
+        "sc-multiframe",
+        "image-type-secondary",
+        "phase",
+        "acq-contrast-diffusion",
+        "tracew",
+        "moco",
+        "mosaic",
+        "mpr",
+    ],
+)
+def test_non_structural_series_are_recognised_from_their_attributes(
+    header: DicomSeries, why: str
+) -> None:
+    result = classify_series(header, RULES)
+    assert (result.roles, result.decision) == ((), "excluded")
+    assert why in result.reason
+
+
 def test_the_mapping_overrides_the_rules() -> None:
     assert classify_series(series("T1_SE_AX"), RULES, override="T1w_gad").roles == ("T1w_gad",)
     assert classify_series(series("T1_SE_AX"), RULES, override=SKIP).reason == (
         "skipped by the mapping file"
     )
+    # The user's word on one series wins over the skip rules too.
+    fmap = series("gre_field_mapping", **FIELD_MAP_TIMING)  # type: ignore[arg-type]
+    assert classify_series(fmap, RULES, override="T1w").roles == ("T1w",)
     refused = classify_series(series("T1_SE_AX"), RULES, override=DUAL_ECHO)
     assert not refused.converted
     assert "needs 2 echo time(s), but the series has 1" in refused.reason
@@ -242,4 +473,12 @@ def test_heuristics_files_are_checked(tmp_path: Path) -> None:
         load_heuristics(bad)
     bad.write_text(shipped + "\nsurprise: 1\n")
     with pytest.raises(ProtocolError, match="surprise: unknown key"):
+        load_heuristics(bad)
+    bad.write_text(
+        shipped.replace(
+            "attributes: {AcquisitionContrast: '^(PERFUSION)$'}",
+            "attributes: {PatientWeight: '.'}",
+        )
+    )
+    with pytest.raises(ProtocolError, match=r"skip\[2\]\.attributes: PatientWeight not read"):
         load_heuristics(bad)

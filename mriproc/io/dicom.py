@@ -1,13 +1,24 @@
 """Finding DICOM series in any folder tree: headers, grouping, slice geometry.
 
 :func:`scan_dicom_tree` walks a folder of any depth and any file names, mixed with
-other files, reads the header of every DICOM Part-10 file (never its pixels), and
-groups the images by SeriesInstanceUID into :class:`DicomSeries` (each knowing its
-patient and study).  Files that are not DICOM are counted; DICOM files that are cut
-short or damaged are kept with the reason; DICOM objects outside any series
-(DICOMDIR) are counted with the other files.  :func:`slice_stack` then describes a
-series' geometry (orientations, slices per echo, volumes, gaps), from which a
-missing slice is found before anything is converted.
+other files, reads the header of every DICOM file (never its pixels), and groups
+the images by SeriesInstanceUID into :class:`DicomSeries` (each knowing its patient
+and study).  Every file below the folder ends up in exactly one place of the
+:class:`DicomScan`: an image of a series (with usable geometry, without it, or
+damaged), a non-image object of a series, a damaged file outside any series, a DICOM
+object outside any series (DICOMDIR), a file that was not read (an archive) or a
+file that is not DICOM (counted).
+
+DICOM Part-10 files (``DICM`` after a 128-byte preamble) and bare data sets without
+the preamble are read.  Files compressed as a whole with gzip, bzip2 or xz (``.dcm.gz``
+and the like, recognised by their content, whatever their names) are decompressed
+into ``unpack_dir`` (never next to the input) and read like the others; errors still
+name the compressed file.  Archives (zip, tar, 7z, rar) are not unpacked: they are
+listed as not read.  Series attributes (SeriesNumber, SeriesDescription, Modality,
+...) are read from every header pydicom can parse, even when the pixel data is
+damaged, so that a damaged series is still named.  :func:`slice_stack` then
+describes a series' geometry (orientations, slices per echo, volumes, gaps), from
+which a missing slice is found before anything is converted.
 
 Nothing is logged here: headers hold identifying values, and only the caller, once
 every identifier of the tree is known, can redact names and paths.
@@ -15,12 +26,18 @@ every identifier of the tree is known, can redact names and paths.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import functools
+import gzip
+import io
 import logging
+import lzma
 import os
 import struct
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,9 +47,11 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 __all__ = [
+    "ATTRIBUTES",
+    "DamagedFile",
     "DicomFile",
     "DicomScan",
     "DicomSeries",
@@ -45,6 +64,35 @@ __all__ = [
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_HEAD_BYTES = 512  # enough for the DICOM preamble and a tar header
+
+# Whole-file compression that is decompressed and read (the opener of each).
+_COMPRESSED: dict[str, Callable[[Path], io.BufferedIOBase]] = {
+    "gzip": gzip.GzipFile,
+    "bzip2": bz2.BZ2File,
+    "xz": lzma.LZMAFile,
+}
+# What is recognised but not read: archives, and a compression Python cannot read.
+_ARCHIVES = {
+    "zip": "zip archive",
+    "tar": "tar archive",
+    "7z": "7z archive",
+    "rar": "rar archive",
+    "zstd": "zstd-compressed file",
+}
+# Errors of a damaged or cut-short compressed stream.
+_DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
+
+
+def series_number_of(attributes: Mapping[str, Any]) -> int | None:
+    """SeriesNumber when it is a whole number."""
+    value = attributes.get("SeriesNumber")
+    return int(value) if isinstance(value, int | float) else None
+
+
+def description_of(attributes: Mapping[str, Any]) -> str:
+    """SeriesDescription, else ProtocolName, else empty."""
+    return str(attributes.get("SeriesDescription") or attributes.get("ProtocolName") or "")
 
 
 @dataclass(frozen=True)
@@ -52,7 +100,11 @@ class DicomFile:
     """The header of one DICOM file, or why it could not be used.
 
     ``slices`` holds, per image plane (one for a classic file, one per frame of an
-    enhanced multi-frame file), its position, orientation and echo time.
+    enhanced multi-frame file), its position, orientation and echo time.  ``path``
+    is the file that is read (and given to dcm2niix): a decompressed copy when the
+    input file (``origin``) was compressed.  ``problem``: the file is damaged;
+    ``geometry_problem``: an intact image without usable position or orientation
+    (a secondary capture, say), which cannot be part of a volume.
     """
 
     path: Path
@@ -65,6 +117,13 @@ class DicomFile:
     slices: tuple[Slice, ...] = ()
     identifiers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     problem: str | None = None
+    geometry_problem: str | None = None
+    origin: Path | None = None
+
+    @property
+    def source(self) -> Path:
+        """The file of the input tree (the compressed one for a decompressed copy)."""
+        return self.origin or self.path
 
 
 @dataclass(frozen=True)
@@ -76,9 +135,32 @@ class Slice:
     echo_time_ms: float | None
 
 
+class _Labelled:
+    """The series number and description read from ``attributes``."""
+
+    attributes: dict[str, Any]
+
+    @property
+    def description(self) -> str:
+        """SeriesDescription, else ProtocolName, else empty."""
+        return description_of(self.attributes)
+
+    @property
+    def series_number(self) -> int | None:
+        """SeriesNumber when it is a whole number."""
+        return series_number_of(self.attributes)
+
+
 @dataclass(frozen=True)
-class DicomSeries:
-    """All image files of one SeriesInstanceUID, with what is wrong with any of them."""
+class DicomSeries(_Labelled):
+    """All files of one SeriesInstanceUID, with what is wrong with any of them.
+
+    ``files`` are the intact images with geometry (the files to convert, decompressed
+    copies for compressed input); ``unplaced`` the intact images without usable
+    geometry; ``bad_files`` the damaged files; ``other_objects`` the SOP class names
+    of non-image objects (raw data, reports).  ``attributes`` come from the first
+    intact image, else from any file whose header could be read.
+    """
 
     patient_id: str
     study_uid: str
@@ -88,19 +170,12 @@ class DicomSeries:
     slices: tuple[Slice, ...]
     bad_files: tuple[tuple[Path, str], ...] = ()
     other_objects: tuple[str, ...] = ()
+    unplaced: tuple[tuple[Path, str], ...] = ()
 
     @property
-    def description(self) -> str:
-        """SeriesDescription, else ProtocolName, else empty."""
-        return str(
-            self.attributes.get("SeriesDescription") or self.attributes.get("ProtocolName") or ""
-        )
-
-    @property
-    def series_number(self) -> int | None:
-        """SeriesNumber when it is a whole number."""
-        value = self.attributes.get("SeriesNumber")
-        return int(value) if isinstance(value, int | float) else None
+    def file_count(self) -> int:
+        """Every file of the series below the scanned folder."""
+        return len(self.files) + len(self.unplaced) + len(self.bad_files) + len(self.other_objects)
 
     @property
     def study_date(self) -> str:
@@ -119,25 +194,63 @@ class DicomSeries:
 
 
 @dataclass(frozen=True)
+class DamagedFile(_Labelled):
+    """A DICOM file that belongs to no series because it is damaged.
+
+    ``attributes`` hold whatever series attributes its header still gave (often
+    SeriesNumber and SeriesDescription of a file cut short inside its header).
+    """
+
+    path: Path
+    problem: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DicomScan:
-    """What :func:`scan_dicom_tree` found below ``root``."""
+    """What :func:`scan_dicom_tree` found below ``root``.
+
+    Every file below ``root`` is counted once: in a series, in ``damaged``, in
+    ``not_read`` (archives, and compressed DICOM when no folder to decompress into
+    was given), in ``outside_series`` (DICOM objects of no series, e.g. DICOMDIR) or
+    in ``not_dicom``.
+    """
 
     root: Path
     series: tuple[DicomSeries, ...]
-    damaged: tuple[tuple[Path, str], ...]
-    other_files: int  # not DICOM, or DICOM objects outside any series (DICOMDIR)
+    damaged: tuple[DamagedFile, ...]
+    not_dicom: int
     identifiers: dict[str, tuple[str, ...]]  # attribute keyword -> values found
+    outside_series: tuple[str, ...] = ()  # SOP class names of objects outside any series
+    not_read: tuple[tuple[Path, str], ...] = ()
+    decompressed: int = 0  # compressed files read through a decompressed copy
+
+    @property
+    def other_files(self) -> int:
+        """Files that are not DICOM, or DICOM objects outside any series (DICOMDIR)."""
+        return self.not_dicom + len(self.outside_series)
+
+    @property
+    def file_count(self) -> int:
+        """Every file below ``root``."""
+        in_series = sum(s.file_count for s in self.series)
+        return in_series + len(self.damaged) + len(self.not_read) + self.other_files
 
 
 # Attributes kept from every header (top level, else an enhanced file's functional
-# groups): what classification, labelling and participants.tsv need.
-_ATTRIBUTES = (
+# groups): what classification, labelling and participants.tsv need.  Heuristics
+# rules may test any of them (``attributes`` of a skip rule).
+ATTRIBUTES = (
     "Modality",
     "ImageType",
     "SeriesDescription",
     "ProtocolName",
     "SequenceName",
+    "PulseSequenceName",
     "ScanningSequence",
+    "SequenceVariant",
+    "ScanOptions",
+    "AcquisitionContrast",
     "SeriesNumber",
     "StudyDate",
     "SeriesDate",
@@ -155,7 +268,10 @@ _ATTRIBUTES = (
 
 
 def scan_dicom_tree(
-    root: str | os.PathLike[str], *, identifying_attributes: Sequence[str]
+    root: str | os.PathLike[str],
+    *,
+    identifying_attributes: Sequence[str],
+    unpack_dir: str | os.PathLike[str] | None = None,
 ) -> DicomScan:
     """Read every DICOM header below ``root`` and group the images into series.
 
@@ -165,16 +281,47 @@ def scan_dicom_tree(
         Folder to walk (all depths; symbolic links to folders are not followed).
     identifying_attributes
         DICOM keywords whose values are collected as identifiers (for redaction).
+    unpack_dir
+        Existing folder (outside ``root``) into which compressed DICOM files are
+        decompressed under neutral names; the caller removes it once the series
+        are converted.  Without it, compressed DICOM files are listed as not read.
     """
     top = Path(root)
+    unpack = Path(unpack_dir) if unpack_dir is not None else None
     files: list[DicomFile] = []
-    other_files = 0
+    not_dicom = 0
+    outside: list[str] = []
+    not_read: list[tuple[Path, str]] = []
+    decompressed = 0
     described: set[tuple[str, str, str]] = set()
     with _quiet_pydicom():
         for path in _walk(top):
-            record = read_dicom_file(path, identifying_attributes, described=described)
-            if record is None or (not record.series_uid and record.problem is None):
-                other_files += 1
+            record: DicomFile | None = None
+            try:
+                with path.open("rb") as handle:
+                    kind = _file_kind(handle.read(_HEAD_BYTES))
+            except OSError as err:
+                problem = f"file cannot be read ({type(err).__name__})"
+                files.append(DicomFile(path=path, sop_class="", is_image=False, problem=problem))
+                continue
+            if kind in _ARCHIVES:
+                not_read.append((path, f"{_ARCHIVES[kind]}, not unpacked: unpack it and run again"))
+                continue
+            if kind in _COMPRESSED:
+                target = unpack / f"{decompressed + 1:06d}.dcm" if unpack is not None else None
+                found = _read_compressed(path, kind, target, identifying_attributes, described)
+                if isinstance(found, str):
+                    not_read.append((path, found))
+                    continue
+                record = found
+                if record is not None and record.origin is not None:
+                    decompressed += 1
+            elif kind in ("dicom", "dataset"):
+                record = read_dicom_file(path, identifying_attributes, described=described)
+            if record is None:
+                not_dicom += 1
+            elif not record.series_uid and record.problem is None:
+                outside.append(UID(record.sop_class).name or "unknown")
             else:
                 files.append(record)
     identifiers: dict[str, set[str]] = {}
@@ -186,8 +333,11 @@ def scan_dicom_tree(
         root=top,
         series=series,
         damaged=damaged,
-        other_files=other_files,
+        not_dicom=not_dicom,
         identifiers={k: tuple(sorted(v)) for k, v in sorted(identifiers.items())},
+        outside_series=tuple(sorted(outside)),
+        not_read=tuple(not_read),
+        decompressed=decompressed,
     )
 
 
@@ -218,78 +368,235 @@ def _walk(top: Path) -> Iterator[Path]:
                 yield path
 
 
+def _file_kind(head: bytes) -> str:
+    """What the first bytes of a file say it is: dicom, dataset, a compressor, an archive.
+
+    ``dicom``: a Part-10 file (``DICM`` after the preamble); ``dataset``: possibly a
+    bare data set without the preamble (it starts with a group 0002 or 0008 tag);
+    ``gzip``, ``bzip2``, ``xz``: compressed as a whole; ``zip``, ``tar``, ``7z``,
+    ``rar``, ``zstd``: archives (or a compression Python cannot read); empty: other.
+
+    >>> _file_kind(bytes(128) + b"DICM"), _file_kind(b"\\x1f\\x8b\\x08"), _file_kind(b"text")
+    ('dicom', 'gzip', '')
+    """
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:3] == b"BZh" and head[3:4].isdigit():
+        return "bzip2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if head[257:262] == b"ustar":
+        return "tar"
+    if head[:6] == b"7z\xbc\xaf\x27\x1c":
+        return "7z"
+    if head[:4] == b"Rar!":
+        return "rar"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    if len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[3:4] == b"\x00":
+        return "dataset"
+    return ""
+
+
+def _read_compressed(
+    path: Path,
+    kind: str,
+    target: Path | None,
+    identifying_attributes: Sequence[str],
+    described: set[tuple[str, str, str]],
+) -> DicomFile | str | None:
+    """A compressed file: its DICOM header (read from ``target``), why it was not
+    read (text), or None when it holds no DICOM."""
+    problem: str | None = None
+    try:
+        with _COMPRESSED[kind](path) as stream:
+            head = stream.read(_HEAD_BYTES)
+    except _DECOMPRESSION_ERRORS as err:
+        return DicomFile(
+            path=path,
+            sop_class="",
+            is_image=False,
+            problem=f"{kind}-compressed file that cannot be decompressed ({_error_name(err)})",
+        )
+    inner = _file_kind(head)
+    if inner in _ARCHIVES:
+        return f"{kind}-compressed {_ARCHIVES[inner]}, not unpacked: unpack it and run again"
+    if inner not in ("dicom", "dataset"):
+        return None
+    if target is None:
+        return f"{kind}-compressed DICOM, not decompressed (no folder to decompress into)"
+    with target.open("wb") as out:
+        try:
+            with _COMPRESSED[kind](path) as stream:
+                # read1: what was decompressed before a cut-short end is kept.
+                while chunk := stream.read1(1 << 20):
+                    out.write(chunk)
+        except _DECOMPRESSION_ERRORS as err:
+            # Keep what came out: the header often names the series.
+            problem = f"{kind}-compressed data damaged or cut short ({_error_name(err)})"
+    record = read_dicom_file(target, identifying_attributes, described=described, origin=path)
+    if record is None:
+        target.unlink()
+        return None
+    if problem is not None:
+        record = replace(
+            record, problem=problem + (f"; {record.problem}" if record.problem else "")
+        )
+    return record
+
+
+def _error_name(err: BaseException) -> str:
+    """The exception's class name, with its module when the name alone says nothing.
+
+    >>> import zlib
+    >>> _error_name(zlib.error()), _error_name(EOFError())
+    ('zlib.error', 'EOFError')
+    """
+    name = type(err).__name__
+    return f"{type(err).__module__}.{name}" if name == "error" else name
+
+
 def read_dicom_file(
     path: Path,
     identifying_attributes: Sequence[str],
     *,
     described: set[tuple[str, str, str]] | None = None,
+    origin: Path | None = None,
 ) -> DicomFile | None:
-    """The header of one file; None when it is not a DICOM Part-10 file.
+    """The header of one file; None when it is not DICOM.
 
-    ``described`` holds the (patient, study, series) keys whose series attributes
-    were already read from another file: they are not read again (a series takes
-    them from its first good image), which halves the time per file.  The set is
-    updated.
+    A Part-10 file is read; a file that starts like a bare data set (no preamble) is
+    read when pydicom finds a SOPClassUID or SeriesInstanceUID in it.  ``described``
+    holds the (patient, study, series) keys whose series attributes were already
+    read from an intact image: they are not read again from the other intact images
+    (a series takes them from its first good image), which halves the time per file.
+    The set is updated.  The attributes of a damaged file, an image without geometry
+    or a non-image object are always read.  ``origin``: the compressed input file
+    ``path`` was decompressed from.
     """
     try:
         with path.open("rb") as handle:
-            preamble = handle.read(132)
-            if len(preamble) < 132 or preamble[128:132] != b"DICM":
+            kind = _file_kind(handle.read(_HEAD_BYTES))
+            if kind not in ("dicom", "dataset"):
                 return None
             handle.seek(0)
-            ds = pydicom.dcmread(handle, stop_before_pixels=True)
-            pixel_problem = _pixel_data_problem(handle, ds, path.stat().st_size)
+            size = path.stat().st_size
+            if kind == "dataset":
+                ds = _bare_dataset(handle)
+                if ds is None:
+                    return None
+            else:
+                ds = pydicom.dcmread(handle, stop_before_pixels=True)
+            pixel_problem = _pixel_data_problem(handle, _transfer_syntax(ds), size)
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error) as err:
         return DicomFile(
             path=path,
             sop_class="",
             is_image=False,
             problem=f"unreadable DICOM header ({type(err).__name__})",
+            origin=origin,
         )
     sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID") or "")
     sop_name = UID(sop_class).name if sop_class else ""
     # A SOP class pydicom does not know (private) is an image when it has rows.
     is_image = "Image Storage" in sop_name if sop_name != sop_class else "Rows" in ds
-    identifiers = _identifiers(ds, identifying_attributes)
     base = DicomFile(
         path=path,
         sop_class=sop_class,
         is_image=is_image,
-        patient_id=str(ds.get("PatientID") or ""),
-        study_uid=str(ds.get("StudyInstanceUID") or ""),
-        series_uid=str(ds.get("SeriesInstanceUID") or ""),
-        identifiers=identifiers,
+        patient_id=_text(ds, "PatientID"),
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        identifiers=_identifiers(ds, identifying_attributes),
+        origin=origin,
     )
     if not base.series_uid:
         if sop_class and sop_name != sop_class and not is_image:
             return base  # a known non-image object outside any series (DICOMDIR, ...)
-        return replace(base, problem="no SeriesInstanceUID (damaged or truncated header)")
+        return replace(
+            base,
+            problem="no SeriesInstanceUID (damaged or truncated header)",
+            attributes=_attributes(ds, sop_class, sop_name),
+        )
     if not is_image:
-        return base
+        return replace(base, attributes=_attributes(ds, sop_class, sop_name))
     if pixel_problem is not None:
-        return replace(base, problem=pixel_problem)
+        return replace(base, problem=pixel_problem, attributes=_attributes(ds, sop_class, sop_name))
     try:
         slices = _slices(ds)
-    except (AttributeError, TypeError, ValueError, IndexError) as err:
-        return replace(base, problem=f"no usable image geometry ({type(err).__name__})")
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError) as err:
+        return replace(
+            base,
+            geometry_problem=f"no usable image position or orientation ({type(err).__name__})",
+            attributes=_attributes(ds, sop_class, sop_name),
+        )
     series_key = (base.patient_id, base.study_uid, base.series_uid)
     if described is not None and series_key in described:
         return replace(base, slices=slices)
-    attributes = {key: _plain(_lookup(ds, key)) for key in _ATTRIBUTES}
-    attributes["InversionTime"] = _inversion_time(ds)
-    attributes["ContrastBolusAgent"] = _contrast_agent(ds)
-    attributes["SOPClassName"] = sop_name
     if described is not None:
         described.add(series_key)
-    return replace(base, attributes=attributes, slices=slices)
+    return replace(base, attributes=_attributes(ds, sop_class, sop_name), slices=slices)
 
 
-def _pixel_data_problem(handle: BinaryIO, ds: Dataset, size: int) -> str | None:
+def _bare_dataset(handle: BinaryIO) -> Dataset | None:
+    """A data set without the Part-10 preamble, or None when it does not look like DICOM."""
+    try:
+        ds = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error):
+        return None
+    uid = _text(ds, "SOPClassUID") or _text(ds, "SeriesInstanceUID")
+    if not uid or not all(part.isdigit() for part in uid.split(".")):
+        return None
+    return ds
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        return str(ds.get(keyword) or "").strip()
+    except (ValueError, TypeError, KeyError, struct.error):
+        return ""
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID") or ""))
+    if syntax.is_transfer_syntax:
+        return syntax
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None or little is None:
+        return syntax  # unknown: the pixel data is left to dcm2niix
+    if implicit:
+        return UID(ImplicitVRLittleEndian)
+    return UID(ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
+def _attributes(ds: Dataset, sop_class: str, sop_name: str) -> dict[str, Any]:
+    """The series attributes of a header (a value that cannot be decoded is None)."""
+    attributes = {key: _value(functools.partial(_lookup, ds, key)) for key in ATTRIBUTES}
+    attributes["InversionTime"] = _value(lambda: _inversion_time(ds))
+    attributes["ContrastBolusAgent"] = _value(lambda: _contrast_agent(ds)) or ""
+    attributes["SOPClassUID"] = sop_class
+    attributes["SOPClassName"] = sop_name
+    return attributes
+
+
+def _value(read: Callable[[], Any]) -> Any:
+    """``read()`` as a plain value; None when pydicom cannot decode it (a malformed
+    number, say), so that one bad element does not hide the others."""
+    try:
+        return _plain(read())
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, struct.error):
+        return None
+
+
+def _pixel_data_problem(handle: BinaryIO, syntax: UID, size: int) -> str | None:
     """Why the pixel data of a file is incomplete, or None when it is whole.
 
     ``handle`` stands where pydicom stopped (before the pixel data element).
     """
-    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID") or ""))
     if not syntax.is_transfer_syntax or syntax.is_deflated:
         return None  # unknown, or compressed as a whole: dcm2niix will judge it
     start = handle.tell()
@@ -424,21 +731,29 @@ def _vector(value: Any, size: int) -> tuple[float, ...]:
 
 def _group(
     files: Iterable[DicomFile],
-) -> tuple[tuple[DicomSeries, ...], tuple[tuple[Path, str], ...]]:
+) -> tuple[tuple[DicomSeries, ...], tuple[DamagedFile, ...]]:
     # Keyed by patient and study too: a SeriesInstanceUID reused across patients
     # (a broken anonymiser) must not merge their images.
     by_series: dict[tuple[str, str, str], list[DicomFile]] = {}
-    damaged: list[tuple[Path, str]] = []
+    damaged: list[DamagedFile] = []
     for record in files:
         if not record.series_uid:
-            damaged.append((record.path, record.problem or "not an image"))
+            damaged.append(
+                DamagedFile(record.source, record.problem or "not an image", record.attributes)
+            )
         else:
             key = (record.patient_id, record.study_uid, record.series_uid)
             by_series.setdefault(key, []).append(record)
     series = []
     for (_, _, uid), records in by_series.items():
-        images = [r for r in records if r.is_image and r.problem is None]
-        first = next((r for r in images if r.attributes), images[0] if images else records[0])
+        intact = [r for r in records if r.is_image and r.problem is None]
+        images = [r for r in intact if r.geometry_problem is None]
+        unplaced = [(r.source, r.geometry_problem) for r in intact if r.geometry_problem]
+        bad = [(r.source, r.problem) for r in records if r.problem is not None]
+        objects = [r for r in records if not r.is_image and r.problem is None]
+        # Attributes from an intact image, else from any header that could be read.
+        readable = (*images, *intact, *records)
+        first = next((r for r in readable if r.attributes), records[0])
         series.append(
             DicomSeries(
                 patient_id=first.patient_id,
@@ -447,10 +762,9 @@ def _group(
                 attributes=dict(first.attributes),
                 files=tuple(r.path for r in images),
                 slices=tuple(s for r in images for s in r.slices),
-                bad_files=tuple((r.path, r.problem) for r in records if r.problem is not None),
-                other_objects=tuple(
-                    sorted(UID(r.sop_class).name or "unknown" for r in records if not r.is_image)
-                ),
+                bad_files=tuple(bad),
+                other_objects=tuple(sorted(UID(r.sop_class).name or "unknown" for r in objects)),
+                unplaced=tuple(unplaced),
             )
         )
     series.sort(
