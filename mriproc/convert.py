@@ -25,8 +25,9 @@ participant mapping is written only to ``mapping_out``, which may not lie inside
 Nothing is left out silently: :attr:`ConvertResult.left_out` counts every file of
 the tree that gave no new BIDS image, grouped by reason (not DICOM, damaged, not
 read, non-image objects, files of non-structural, undecided, failed or already
-converted series), and each group is logged as a warning ("not converted: ...").
-Together with the converted files they add up to every file below ``dicom_dir``.
+converted series, uncorrected copies), and each group is logged as a warning ("not
+converted: ...").  Together with the converted files they add up to every file below
+``dicom_dir``.
 
 Exit status (:attr:`ConvertResult.exit_status`): ``EXIT_FAILURE`` when anything the
 user may have wanted was left out -- a series failed (incomplete, a missing slice,
@@ -37,10 +38,13 @@ or an MR volume's weighting was not recognised (or the mapping file's role does 
 fit it); ``EXIT_OK`` otherwise.  Series left out on purpose -- non-structural ones
 (localisers, field maps, ASL and other perfusion, diffusion, BOLD, phase, derived
 and secondary-capture images, 4-D, multi-echo or too few slices), other
-modalities, series the mapping file skips -- non-image DICOM objects, files that are
-not DICOM and series already in the dataset do not make the exit status non-zero:
-they are counted in the summary and the report only.  A series whose weighting is
-not recognised is settled by giving its role (or ``skip``) in a mapping file.
+modalities, series the mapping file skips, a scanner's uncorrected copy (ImageType
+ND) of a distortion-corrected series of the same session
+(:func:`mriproc.series_roles.skip_uncorrected_copies`) -- non-image DICOM objects,
+files that are not DICOM and series already in the dataset do not make the exit
+status non-zero: they are counted in the summary and the report only.  A series
+whose weighting is not recognised is settled by giving its role (or ``skip``) in a
+mapping file.
 """
 
 from __future__ import annotations
@@ -77,7 +81,12 @@ from mriproc.io.conversion_mapping import ConversionMapping, write_mapping
 from mriproc.io.dcm2niix import Dcm2niixError, Dcm2niixImage, run_dcm2niix
 from mriproc.io.dicom import DicomScan, DicomSeries, scan_dicom_tree, slice_stack
 from mriproc.progress import Progress
-from mriproc.series_roles import Classification, DicomHeuristics, classify_series
+from mriproc.series_roles import (
+    Classification,
+    DicomHeuristics,
+    classify_series,
+    skip_uncorrected_copies,
+)
 from mriproc.tables import NA, write_table
 
 __all__ = [
@@ -179,9 +188,10 @@ class ConvertResult:
         That is: a series failed, a file was damaged, unreadable or not read (an
         archive), or an MR volume was not placed (weighting not recognised, or the
         mapping file's role does not fit).  Series left out on purpose
-        (non-structural, other modalities, skipped by the mapping file), non-image
-        objects, files that are not DICOM and series already in the dataset give
-        ``EXIT_OK``.  See the module docstring.
+        (non-structural, other modalities, skipped by the mapping file, uncorrected
+        copies of distortion-corrected series), non-image objects, files that are
+        not DICOM and series already in the dataset give ``EXIT_OK``.  See the
+        module docstring.
         """
         wanted = any(group.wanted for group in self.left_out)
         return EXIT_FAILURE if wanted or self.count("failed") else EXIT_OK
@@ -283,10 +293,13 @@ def _convert_scan(
     staging = Path(tempfile.mkdtemp(prefix=".mriproc-convert-", dir=root))
     try:
         progress = Progress(len(scan.series), "convert")
+        classifications = _classify(scan.series, rules, mapping)
         prepared = []
-        for index, series in enumerate(scan.series):
+        for index, (series, classification) in enumerate(
+            zip(scan.series, classifications, strict=True)
+        ):
             work = staging / f"{index:04d}"
-            prepared.append(_prepare(series, rules, mapping, work, redactor, source))
+            prepared.append(_prepare(series, classification, work, redactor, source))
             progress.step(_label(series, redactor))
         reproduced, matches = _reproduced_studies(prepared, existing)
         studies = [
@@ -357,6 +370,7 @@ def left_out_files(
     undecided: list[int] = []
     excluded: Counter[str] = Counter()
     excluded_series = 0
+    copies: list[int] = []
     existing = 0
     for one, classification, row in series:
         damaged += len(one.bad_files)
@@ -370,6 +384,8 @@ def left_out_files(
             failed.append(images)
         elif classification.decision == "undecided":
             undecided.append(images)
+        elif classification.decision == "copy":
+            copies.append(images)
         else:
             excluded[classification.label] += images
             excluded_series += 1
@@ -403,6 +419,12 @@ def left_out_files(
             wanted=False,
             detail=breakdown(excluded),
         ),
+        LeftOut(
+            f"file(s) of {len(copies)} uncorrected series (ND) whose "
+            "distortion-corrected copy is converted",
+            sum(copies),
+            wanted=False,
+        ),
         LeftOut(_EXISTING, existing, wanted=False),
     ]
     return tuple(group for group in groups if group.files)
@@ -417,17 +439,31 @@ def _label(series: DicomSeries, redactor: Redactor) -> str:
     return f"series {number if number is not None else '?'} ({what})"
 
 
+def _classify(
+    series: Sequence[DicomSeries], rules: DicomHeuristics, mapping: ConversionMapping
+) -> list[Classification]:
+    """Every series' classification; then, per session, the scanner's uncorrected copy
+    (ImageType ND) of a distortion-corrected series is skipped, unless the mapping file
+    gives it a role by SeriesInstanceUID."""
+    classified = [
+        (
+            one,
+            classify_series(one, rules, override=mapping.role_of(one.series_uid, one.description)),
+        )
+        for one in series
+    ]
+    return skip_uncorrected_copies(classified, rules, keep=set(mapping.series_roles))
+
+
 def _prepare(
     series: DicomSeries,
-    rules: DicomHeuristics,
-    mapping: ConversionMapping,
+    classification: Classification,
     work: Path,
     redactor: Redactor,
     source: Path,
 ) -> _Series:
     start = time.perf_counter()
-    override = mapping.role_of(series.series_uid, series.description)
-    item = _Series(series, classify_series(series, rules, override=override))
+    item = _Series(series, classification)
     if not item.classification.converted:
         return item
     item.problem = _completeness_problem(series, redactor, source)

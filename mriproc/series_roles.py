@@ -6,14 +6,16 @@ the two echoes of a dual-echo series, else one of ``T1w``, ``T1w_gad``, ``T2w``,
 diffusion, functional, derived, 4-D, too few slices, an unknown weighting), and in
 both cases a one-line explanation for the conversion report.  The rules are data
 (:class:`DicomHeuristics`, loaded by :func:`load_heuristics`); the mapping file
-overrides them for single series.
+overrides them for single series.  :func:`skip_uncorrected_copies` then looks at the
+series of a session together: a scanner's copy without distortion correction
+(ImageType ND) of a series that is also there corrected is not converted.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,6 +32,7 @@ __all__ = [
     "DicomHeuristics",
     "classify_series",
     "load_heuristics",
+    "skip_uncorrected_copies",
 ]
 
 DUAL_ECHO = "PDw_T2w"  # mapping-file role of a dual-echo series (split by echo time)
@@ -63,6 +66,21 @@ class TimingRules:
 
 
 @dataclass(frozen=True, slots=True)
+class UncorrectedCopies:
+    """A scanner's copy of a series without distortion correction (Siemens ``ND``).
+
+    Uncorrected: a value of ``image_type`` in ImageType, or a SeriesDescription
+    matching ``description`` (the suffix ``_ND``; what it matches is removed before
+    descriptions are compared).  Corrected: a value of ``corrected_image_type``
+    (``DIS2D``, ``DIS3D``) in ImageType.
+    """
+
+    image_type: tuple[str, ...] = field(metadata={"min_len": 1})
+    corrected_image_type: tuple[str, ...] = field(metadata={"min_len": 1})
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class DicomHeuristics:
     """Every rule of ``mriproc convert`` (``pipelines/dicom/heuristics.yaml``)."""
 
@@ -70,6 +88,7 @@ class DicomHeuristics:
     skip: tuple[SkipRule, ...]
     min_slices: int = field(metadata={"min": 1, "max": 1000})
     timing: TimingRules
+    uncorrected_copies: UncorrectedCopies
     keywords: dict[str, str]
     contrast_agent_absent: str
     post_contrast_description: str
@@ -80,7 +99,7 @@ class DicomHeuristics:
     source: str = field(default="", metadata={"yaml": False})
 
 
-Decision = Literal["structural", "excluded", "undecided", "unreadable"]
+Decision = Literal["structural", "excluded", "copy", "undecided", "unreadable"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +108,9 @@ class Classification:
 
     ``decision`` says what kind of answer it is: ``structural`` (roles given),
     ``excluded`` (not an anatomical volume, on purpose: a field map, ASL, a localiser,
-    another modality, skipped by the mapping file, ...), ``undecided`` (an MR volume
+    another modality, skipped by the mapping file, ...), ``copy`` (the scanner's
+    uncorrected copy of a series that is converted, on purpose too: see
+    :func:`skip_uncorrected_copies`), ``undecided`` (an MR volume
     the rules could not place: the user may want it, and gives its role in a mapping
     file) or ``unreadable`` (no image of the series can be read, and nothing marks it
     as non-structural).  ``group`` is the short reason summaries count series by
@@ -130,6 +151,7 @@ def load_heuristics(path: str | Path | None = None) -> DicomHeuristics:
         "contrast_agent_absent": rules.contrast_agent_absent,
         "post_contrast_description": rules.post_contrast_description,
         "pre_contrast_description": rules.pre_contrast_description,
+        "uncorrected_copies.description": rules.uncorrected_copies.description,
         **{f"keywords.{k}": v for k, v in rules.keywords.items()},
         **{f"skip[{i}].description": r.description for i, r in enumerate(rules.skip)},
         **{f"skip[{i}].sequence": r.sequence for i, r in enumerate(rules.skip)},
@@ -362,3 +384,113 @@ def _post_contrast(agent: str, description: str, rules: DicomHeuristics) -> str 
     ):
         return "the description says so"
     return None
+
+
+# --------------------------------------------------------------------------- uncorrected copies
+
+
+def skip_uncorrected_copies(
+    classified: Sequence[tuple[DicomSeries, Classification]],
+    rules: DicomHeuristics,
+    *,
+    keep: Container[str] = (),
+) -> list[Classification]:
+    """The classifications of ``classified``, with uncorrected copies skipped.
+
+    Siemens scanners can save a series twice: without distortion correction
+    (ImageType ND, the SeriesDescription often ending in ``_ND``) and corrected
+    (ImageType DIS2D or DIS3D).  Both would become images of the same role, and a
+    session with two T1w images is refused downstream.  Within one session (patient
+    and study), an uncorrected series (``rules.uncorrected_copies``) with the same
+    roles, echo, repetition and inversion times and description (without the
+    suffix) as a corrected one -- ImageType DIS2D/DIS3D, or the description without
+    the suffix -- is skipped (decision ``copy``), its reason naming the series
+    converted instead.  Each corrected series stands for one uncorrected copy, the
+    nearest in series number.  An uncorrected series without such a partner keeps
+    its roles, and so does one whose SeriesInstanceUID is in ``keep`` (its role
+    comes from the mapping file).
+    """
+    result = [classification for _, classification in classified]
+    rule = rules.uncorrected_copies
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for index, (series, classification) in enumerate(classified):
+        if classification.decision == "structural" and classification.roles:
+            key = (
+                series.patient_id,
+                series.study_uid,
+                classification.roles,
+                _base_description(series.description, rule),
+                _timing(series),
+            )
+            groups.setdefault(key, []).append(index)
+    for indices in groups.values():
+        if len(indices) < 2:
+            continue
+        uncorrected: list[tuple[int, str, bool]] = []  # index, why, by the description
+        corrected: list[tuple[int, bool]] = []  # index, by ImageType
+        for index in indices:
+            one = classified[index][0]
+            marked = _uncorrected_by(one, rule)
+            if marked is None:
+                dis = _image_type_has(one, rule.corrected_image_type) is not None
+                corrected.append((index, dis))
+            elif one.series_uid not in keep:
+                uncorrected.append((index, *marked))
+        number = {i: classified[i][0].series_number or 0 for i in indices}
+        for index, why, by_description in sorted(uncorrected, key=lambda u: number[u[0]]):
+            partners = [i for i, by_type in corrected if by_type or by_description]
+            if not partners:
+                continue
+            partner = min(partners, key=lambda i: (abs(number[i] - number[index]), number[i]))
+            corrected = [c for c in corrected if c[0] != partner]
+            kept = classified[partner][0]
+            shown = kept.series_number if kept.series_number is not None else "?"
+            result[index] = Classification(
+                (),
+                f"uncorrected copy ({why}) of series {shown} '{kept.description.strip()}'; "
+                "the distortion-corrected series is converted",
+                "copy",
+                "uncorrected copy of a distortion-corrected series",
+            )
+    return result
+
+
+def _image_type_has(series: DicomSeries, values: Sequence[str]) -> str | None:
+    """The first of ``values`` in the ImageType of ``series``, or None."""
+    image_type = {str(v).strip().upper() for v in _as_list(series.attributes.get("ImageType"))}
+    return next((v.upper() for v in values if v.upper() in image_type), None)
+
+
+def _uncorrected_by(series: DicomSeries, rule: UncorrectedCopies) -> tuple[str, bool] | None:
+    """What marks ``series`` as uncorrected (ImageType first), and whether its description
+    does (then a partner without the suffix needs no ImageType DIS2D/DIS3D); or None."""
+    value = _image_type_has(series, rule.image_type)
+    found = re.search(rule.description, series.description.strip(), re.IGNORECASE)
+    if value is not None:
+        return f"ImageType {value}", found is not None
+    if found is not None:
+        return f"SeriesDescription suffix {found.group(0)}", True
+    return None
+
+
+def _base_description(description: str, rule: UncorrectedCopies) -> str:
+    """``description`` without what ``rule.description`` matches, for comparison.
+
+    >>> rule = UncorrectedCopies(("ND",), ("DIS2D",), "_ND$")
+    >>> _base_description("t1_MPRAGE_sag_ND ", rule), _base_description("T1_mprage_sag", rule)
+    ('t1_mprage_sag', 't1_mprage_sag')
+    """
+    text = description.strip()
+    found = re.search(rule.description, text, re.IGNORECASE)
+    if found is not None:
+        text = text[: found.start()] + text[found.end() :]
+    return " ".join(text.lower().split())
+
+
+def _timing(series: DicomSeries) -> tuple[object, ...]:
+    """Echo, repetition and inversion times (copies of one acquisition share them)."""
+    times: list[object] = [series.echo_times_ms]
+    for keyword in ("RepetitionTime", "InversionTime"):
+        value = series.attributes.get(keyword)
+        times.append(round(float(value), 2) if isinstance(value, int | float) else None)
+    return tuple(times)

@@ -12,7 +12,9 @@ CSF-GM contrast is weak, and letting EM move the signatures was measured to drif
 the CSF signature towards CSF-GM mixtures (CSF 12 % too dark on T2w, PCF +0.015;
 benchmarks/RESULTS.md).  EM estimates the component weights and the noise (per
 channel, one level away from the skull and one near it); each voxel's fractions
-are the posterior expectation, whose sum over voxels is the volume estimate.  Lesions
+are the posterior expectation, whose sum over voxels is the volume estimate.  With a
+single channel, which cannot tell a two-class mixture from the third class, each
+component is also weighed by the template's priors for its classes at the voxel.  Lesions
 are not modelled here: the lesion stage counts lesion voxels as parenchyma
 (:func:`mriproc.visit_lesions.brain_fractions`).
 """
@@ -41,6 +43,9 @@ CLASSES = ("CSF", "GM", "WM")
 # dseg labels (BIDS-Derivatives convention of a look-up table in the JSON sidecar).
 DSEG_LABELS = {0: "background", 1: "CSF", 2: "GM", 3: "WM", 4: "lesion"}
 _SEED_PRIOR = 0.9
+# With one channel: the smallest weight a component keeps where the template gives its
+# classes no probability (the carried template is not exact).
+_SPATIAL_FLOOR = 0.05
 
 
 class TissueError(ValueError):
@@ -181,12 +186,28 @@ def tissue_fractions(
         noise = np.array(fixed.noise_sd, dtype=np.float64)
     floor = 1e-3 * np.abs(signatures).max(axis=0) + 1e-9
     used_means = means[~outlier]
+    # One channel cannot tell a two-class mixture from the third class (on FLAIR a
+    # CSF/GM mixture has the WM signal): the template priors carried to the scan then
+    # weigh each component by how likely its classes are at the voxel.
+    spatial = (
+        np.stack([np.asarray(priors[k], dtype=np.float32)[region] for k in CLASSES], axis=1)
+        if len(channels) == 1
+        else None
+    )
     for _ in range(iterations):
         totals = np.zeros(len(components))
         residual = np.zeros((2, data.shape[1]))
         counts = np.zeros(2)
         for rows, resp in _responsibilities(
-            data, means, noise[zone], weights, outlier, outlier_density, forbidden
+            data,
+            means,
+            noise[zone],
+            weights,
+            outlier,
+            outlier_density,
+            forbidden,
+            spatial,
+            fractions,
         ):
             totals += resp.sum(axis=0)
             used = resp[:, ~outlier]
@@ -212,7 +233,7 @@ def tissue_fractions(
         noise[1] = np.maximum(noise[1], noise[0])
     expected_all = np.empty((len(data), fractions.shape[1]))
     for rows, resp in _responsibilities(
-        data, means, noise[zone], weights, outlier, outlier_density, forbidden
+        data, means, noise[zone], weights, outlier, outlier_density, forbidden, spatial, fractions
     ):
         expected_all[rows] = resp @ fractions
 
@@ -233,13 +254,18 @@ def _responsibilities(
     outlier: npt.NDArray[np.bool_],
     outlier_density: float,
     forbidden: npt.NDArray[np.bool_],
+    spatial: npt.NDArray[np.float32] | None = None,
+    fractions: npt.NDArray[np.float64] | None = None,
     chunk: int = 100_000,
 ) -> Iterator[tuple[slice, npt.NDArray[np.float64]]]:
     """Posterior probability of every component for each voxel, in chunks of voxels.
 
     Gaussian components with a diagonal covariance (``noise``: per voxel and channel)
     share one quadratic form, evaluated as matrix products; the outlier component has a flat
-    density over the data's range.
+    density over the data's range.  ``spatial`` (per voxel: the template's CSF, GM and
+    WM probabilities) weighs each component by ``floor + sum of its class fractions x
+    their probabilities`` (its signal-free part counts as probable; the outlier
+    component is not weighed).
     """
     log_weights = np.log(np.maximum(weights, 1e-12))
     squared_means = (means**2).T
@@ -254,6 +280,11 @@ def _responsibilities(
         )
         log_p -= np.log(noise[rows]).sum(axis=1)[:, None]
         log_p[:, outlier] = np.log(outlier_density)
+        if spatial is not None and fractions is not None:
+            likely = spatial[rows] @ fractions[:, :3].T + fractions[:, 3]
+            log_spatial = np.log(_SPATIAL_FLOOR + likely)
+            log_spatial[:, outlier] = 0.0
+            log_p += log_spatial
         log_p += log_weights
         log_p[forbidden[rows]] = -np.inf
         log_p -= log_p.max(axis=1, keepdims=True)

@@ -79,13 +79,16 @@ class ValidationReport:
         return out
 
     def tissue_model_without(self, session: SessionInputs) -> list[str]:
-        """The protocol's tissue-model channels a processable session lacks.
+        """The protocol's tissue-model channels a processable session lacks, when it
+        has enough of them (``pcf.min_channels``) for PCF.
 
         Its tissue model is then fitted on the others: PCF, BPF and the brain-volume
         changes are computed, less precisely, and say so in their note.
         """
         if self.protocol.reading_space not in session.files:
             return []
+        if self.protocol.tissue_model_lacks(session.files):
+            return []  # too few: those endpoints are n/a, said as such
         return [r for r in self.protocol.pcf.channels if r not in session.files]
 
     def to_json(self) -> str:

@@ -24,6 +24,10 @@ ROSSI = PatientInfo(
 )
 NOWAK = PatientInfo(name="NOWAK^JAN^ZXCVB", patient_id="PID-9815Y", birth_date="19650811", sex="M")
 INSTITUTION = "Ospedale Fittizio Neuroradiologia"
+# ImageType of a Siemens series saved without and with distortion correction.
+NOT_CORRECTED = ["ORIGINAL", "PRIMARY", "M", "ND", "NORM"]
+CORRECTED_2D = ["ORIGINAL", "PRIMARY", "M", "NORM", "DIS2D"]
+CORRECTED_3D = ["ORIGINAL", "PRIMARY", "M", "NORM", "DIS3D"]
 
 
 def study(date: str, accession: str, seed: str) -> StudyInfo:
@@ -77,6 +81,29 @@ def write_series(
         transfer_syntax=transfer_syntax,  # type: ignore[arg-type]
         uid_seed=f"{info.uid_seed}-{number}",
     )
+
+
+def write_mprage(
+    folder: Path,
+    patient: PatientInfo,
+    info: StudyInfo,
+    number: int,
+    description: str,
+    image_type: Sequence[str],
+) -> list[Path]:
+    """A 3-D T1 (MP-RAGE timing: TE 3 ms, TR 2200 ms, TI 900 ms) with ``image_type``."""
+    files = write_series(
+        folder,
+        patient,
+        info,
+        number,
+        description,
+        echo_times_ms=(3.0,),
+        repetition_time_ms=2200.0,
+        inversion_time_ms=900.0,
+    )
+    set_attribute(files, "ImageType", list(image_type))
+    return files
 
 
 def set_attribute(files: Sequence[Path], keyword: str, value: object) -> None:

@@ -17,6 +17,9 @@ import pandas as pd
 import pytest
 from bids_validator import BIDSValidator
 from dicom_trees import (
+    CORRECTED_2D,
+    CORRECTED_3D,
+    NOT_CORRECTED,
     NOWAK,
     ROSSI,
     compress_tree,
@@ -28,6 +31,7 @@ from dicom_trees import (
     study,
     tree_state,
     truncate,
+    write_mprage,
     write_series,
 )
 
@@ -705,3 +709,117 @@ def test_repeated_roles_get_runs_and_taken_names_are_not_overwritten(
     assert status == EXIT_FAILURE
     assert "already exist(s) with other images: not overwritten" in output
     assert {p.name: p.read_bytes() for p in anat.iterdir()} == before
+
+
+# --------------------------------------------------------------------------- uncorrected copies
+
+
+def _anat(bids: Path) -> dict[str, dict[str, object]]:
+    """The images of sub-001 ses-M00 -> their sidecars."""
+    anat = bids / "sub-001" / "ses-M00" / "anat"
+    return {
+        p.name: json.loads(p.with_name(p.name.removesuffix(".nii.gz") + ".json").read_text())
+        for p in sorted(anat.glob("*.nii.gz"))
+    }
+
+
+def test_an_uncorrected_copy_is_skipped_for_its_distortion_corrected_series(
+    tmp_path: Path,
+) -> None:
+    # Siemens XA30: one MPRAGE saved twice (ImageType ND, and DIS2D); one T2 saved
+    # twice with the "_ND" description of the uncorrected copy.
+    tree = tmp_path / "dicom"
+    write_mprage(tree / "nd", ROSSI, ROSSI_STUDY, 4, "MPRAGE", NOT_CORRECTED)
+    write_mprage(tree / "dis", ROSSI, ROSSI_STUDY, 5, "MPRAGE", CORRECTED_2D)
+    for number, description in ((6, "t2_tse_tra_ND"), (7, "t2_tse_tra")):
+        write_series(
+            tree / f"t2-{number}", ROSSI, ROSSI_STUDY, number, description,
+            echo_times_ms=(100.0,), repetition_time_ms=4000.0,
+        )  # fmt: skip
+
+    result = _convert(tree, tmp_path / "bids")
+
+    images = _anat(tmp_path / "bids")
+    assert sorted(images) == ["sub-001_ses-M00_T1w.nii.gz", "sub-001_ses-M00_T2w.nii.gz"]
+    assert images["sub-001_ses-M00_T1w.nii.gz"]["SeriesNumber"] == 5
+    assert "DIS2D" in images["sub-001_ses-M00_T1w.nii.gz"]["ImageType"]  # type: ignore[operator]
+    assert images["sub-001_ses-M00_T2w.nii.gz"]["SeriesNumber"] == 7
+    rows = report(tmp_path / "bids").set_index("series_number")
+    assert (rows.loc["4"].status, rows.loc["4"].reason) == (
+        "skipped",
+        "uncorrected copy (ImageType ND) of series 5 'MPRAGE'; "
+        "the distortion-corrected series is converted",
+    )
+    assert (rows.loc["6"].status, rows.loc["6"].reason) == (
+        "skipped",
+        "uncorrected copy (SeriesDescription suffix _ND) of series 7 't2_tse_tra'; "
+        "the distortion-corrected series is converted",
+    )
+    assert (rows.loc["5"].status, rows.loc["5"].outputs) == (
+        "converted",
+        "sub-001/ses-M00/anat/sub-001_ses-M00_T1w.nii.gz",
+    )
+    assert rows.loc["7"].status == "converted"
+    # Left out on purpose: counted in the summary, not a failure.
+    assert result.exit_status == EXIT_OK
+    assert result.count("failed") == 0
+    assert result.summary() == [
+        "not converted: 12 file(s) of 2 uncorrected series (ND) whose distortion-corrected "
+        "copy is converted"
+    ]
+    assert result.files == 24 == 12 + sum(group.files for group in result.left_out)
+
+
+def test_an_uncorrected_series_without_a_corrected_partner_converts(tmp_path: Path) -> None:
+    tree = tmp_path / "dicom"
+    write_mprage(tree / "nd", ROSSI, ROSSI_STUDY, 3, "t1_mprage_sag", NOT_CORRECTED)
+    write_mprage(tree / "dis", ROSSI, ROSSI_STUDY, 4, "t1_mprage_sag", CORRECTED_2D)
+    # Saved only without distortion correction: no copy of it is converted instead.
+    flair = write_series(
+        tree / "flair", ROSSI, ROSSI_STUDY, 6, "t2_flair_tra_ND", echo_times_ms=(120.0,),
+        repetition_time_ms=9000.0, inversion_time_ms=2500.0,
+    )  # fmt: skip
+    set_attribute(flair, "ImageType", NOT_CORRECTED)
+
+    result = _convert(tree, tmp_path / "bids")
+
+    images = _anat(tmp_path / "bids")
+    assert sorted(images) == ["sub-001_ses-M00_FLAIR.nii.gz", "sub-001_ses-M00_T1w.nii.gz"]
+    assert images["sub-001_ses-M00_FLAIR.nii.gz"]["SeriesNumber"] == 6
+    assert images["sub-001_ses-M00_T1w.nii.gz"]["SeriesNumber"] == 4
+    rows = report(tmp_path / "bids").set_index("series_number")
+    assert rows.loc["6"].status == "converted"
+    assert rows.loc["6"].roles == "FLAIR"
+    assert rows.loc["3"].status == "skipped"
+    assert result.exit_status == EXIT_OK
+
+
+def test_different_series_of_one_role_still_convert_as_runs(tmp_path: Path) -> None:
+    # Two T1w series that are not copies of each other (another sequence, timing and
+    # description), even though one is uncorrected and the other corrected: both are
+    # converted, as runs.  The FLAIR saved twice gives one image.
+    tree = tmp_path / "dicom"
+    t1_se = write_series(tree / "se", ROSSI, ROSSI_STUDY, 3, "T1_SE_AX")
+    set_attribute(t1_se, "ImageType", NOT_CORRECTED)
+    write_mprage(tree / "mprage", ROSSI, ROSSI_STUDY, 5, "t1_mprage_sag", CORRECTED_2D)
+    for number, image_type in ((8, NOT_CORRECTED), (9, CORRECTED_3D)):
+        flair = write_series(
+            tree / f"flair-{number}", ROSSI, ROSSI_STUDY, number, "t2_flair_tra",
+            echo_times_ms=(120.0,), repetition_time_ms=9000.0, inversion_time_ms=2500.0,
+        )  # fmt: skip
+        set_attribute(flair, "ImageType", image_type)
+
+    result = _convert(tree, tmp_path / "bids")
+
+    images = _anat(tmp_path / "bids")
+    assert {name: sidecar["SeriesNumber"] for name, sidecar in images.items()} == {
+        "sub-001_ses-M00_FLAIR.nii.gz": 9,
+        "sub-001_ses-M00_run-1_T1w.nii.gz": 3,
+        "sub-001_ses-M00_run-2_T1w.nii.gz": 5,
+    }
+    rows = report(tmp_path / "bids").set_index("series_number")
+    assert rows.loc["8"].reason == (
+        "uncorrected copy (ImageType ND) of series 9 't2_flair_tra'; "
+        "the distortion-corrected series is converted"
+    )
+    assert result.exit_status == EXIT_OK

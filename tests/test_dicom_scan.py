@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import zipfile
 from pathlib import Path
@@ -23,7 +24,13 @@ from dicom_trees import (
 
 from mriproc.config import ProtocolError
 from mriproc.io.dicom import DicomSeries, Slice, scan_dicom_tree, slice_stack
-from mriproc.series_roles import DUAL_ECHO, SKIP, classify_series, load_heuristics
+from mriproc.series_roles import (
+    DUAL_ECHO,
+    SKIP,
+    classify_series,
+    load_heuristics,
+    skip_uncorrected_copies,
+)
 
 RULES = load_heuristics()
 IDENTIFYING = RULES.identifying_attributes
@@ -452,6 +459,62 @@ def test_the_mapping_overrides_the_rules() -> None:
     refused = classify_series(series("T1_SE_AX"), RULES, override=DUAL_ECHO)
     assert not refused.converted
     assert "needs 2 echo time(s), but the series has 1" in refused.reason
+
+
+ND = ("ORIGINAL", "PRIMARY", "M", "ND", "NORM")
+DIS2D = ("ORIGINAL", "PRIMARY", "M", "NORM", "DIS2D")
+
+
+def _numbered(
+    number: int,
+    description: str,
+    image_type: tuple[str, ...],
+    *,
+    tr: float = 550.0,
+    **changes: str,
+) -> DicomSeries:
+    """A T1 header with its own SeriesNumber and UID (``changes``: patient_id, study_uid)."""
+    header = series(description, image_type=image_type, tr=tr, SeriesNumber=number)
+    return dataclasses.replace(header, series_uid=f"1.2.3.{number}", **changes)
+
+
+def test_uncorrected_copies_pair_with_the_nearest_corrected_series_of_their_session() -> None:
+    plain = ("ORIGINAL", "PRIMARY", "M")
+    headers = [
+        _numbered(3, "t1_se_tra", ND),  # saved twice, and repeated: 3/4 and 7/8 are copies
+        _numbered(4, "t1_se_tra", DIS2D),
+        _numbered(7, "t1_se_tra", ND),
+        _numbered(8, "t1_se_tra", DIS2D),
+        _numbered(10, "T1 SE", ND),  # its corrected copy is in another study
+        _numbered(11, "T1 SE", DIS2D, study_uid="9.9"),
+        _numbered(12, "T1 SE 2", ND),  # the other has other timing: another acquisition
+        _numbered(13, "T1 SE 2", DIS2D, tr=600.0),
+        _numbered(14, "T1 AX", ND),  # both uncorrected: no corrected partner
+        _numbered(15, "T1 AX", ND),
+        _numbered(16, "T1 SAG", ND),  # same description, no DIS2D/DIS3D: not a copy
+        _numbered(17, "T1 SAG", plain),
+        _numbered(20, "T1 COR_ND", ND),  # given its role by SeriesInstanceUID
+        _numbered(21, "T1 COR", DIS2D),
+        _numbered(22, "T1 TRA_ND", ND),  # the descriptions tell them apart
+        _numbered(23, "T1 TRA", plain),
+    ]
+    classified = [(h, classify_series(h, RULES)) for h in headers]
+    assert all(c.roles == ("T1w",) for _, c in classified)
+
+    result = skip_uncorrected_copies(classified, RULES, keep={"1.2.3.20"})
+
+    skipped = {
+        h.series_number: c.reason for h, c in zip(headers, result, strict=True) if not c.converted
+    }
+    tail = "; the distortion-corrected series is converted"
+    assert skipped == {
+        3: "uncorrected copy (ImageType ND) of series 4 't1_se_tra'" + tail,
+        7: "uncorrected copy (ImageType ND) of series 8 't1_se_tra'" + tail,
+        22: "uncorrected copy (ImageType ND) of series 23 'T1 TRA'" + tail,
+    }
+    assert {(c.decision, c.label) for c in result if not c.converted} == {
+        ("copy", "uncorrected copy of a distortion-corrected series")
+    }
 
 
 def test_non_mr_files_keep_their_modality_in_the_reason(tmp_path: Path) -> None:

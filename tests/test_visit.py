@@ -63,9 +63,12 @@ def test_mixel_model_recovers_partial_volumes() -> None:
 
 @pytest.mark.parametrize("channel", [0, 1, 2])
 def test_mixel_model_on_one_channel(channel: int) -> None:
-    """A visit with one tissue-model channel: CSF and parenchyma within 10 % (the split
-    of parenchyma into GM and WM is not asserted: one channel cannot tell a two-class
-    mixture from the third class, the reason the note says "less precise")."""
+    """A visit with one tissue-model channel: every class within 5 %.
+
+    One channel cannot tell a two-class mixture from the third class (here a CSF/GM
+    mixture has the WM signal of channel 0, a CSF/WM one the GM signal of channels 1
+    and 2); the template priors weigh the components.  Before: WM +13 %, +39 %, +54 %.
+    """
     fractions, labels = phantom()
     signatures = {"CSF": (880.0, 880.0, 250.0), "GM": (1140.0, 610.0, 500.0)}
     signatures["WM"] = (1020.0, 460.0, 575.0)
@@ -76,10 +79,9 @@ def test_mixel_model_on_one_channel(channel: int) -> None:
     result, _ = tissue_fractions(
         [np.asarray(image, dtype=np.float32)], fractions, region, labels == 4, brain
     )
-    parenchyma = float((fractions["GM"] + fractions["WM"])[region].sum())
-    csf = float(fractions["CSF"][region].sum())
-    assert abs(float(result.parenchyma.sum()) / parenchyma - 1) < 0.1
-    assert abs(float(result.csf.sum()) / csf - 1) < 0.1
+    for name, estimate in (("CSF", result.csf), ("GM", result.gm), ("WM", result.wm)):
+        truth = float(fractions[name][region].sum())
+        assert abs(float(estimate.sum()) / truth - 1) < 0.05, name
     with pytest.raises(TissueError, match="at least one contrast"):
         tissue_fractions([], fractions, region, labels == 4, brain)
 
