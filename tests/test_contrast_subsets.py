@@ -61,9 +61,9 @@ def _dataset(
     root.mkdir(parents=True)
     shutil.copy(simulated / "dataset_description.json", root)
     source = simulated / "sub-001" / "ses-M00" / "anat"
-    images = {
-        role: _halved(source / f"sub-001_ses-M00_{name}.nii.gz") for role, name in FILES.items()
-    }
+    images = {role: source / f"sub-001_ses-M00_{name}.nii.gz" for role, name in FILES.items()}
+    if protocol == "esims":
+        images = {role: _halved(path) for role, path in images.items()}
     every = _subsets(list(load_protocol(protocol).contrasts))
     subsets = {f"s{i:02d}": s for i, s in enumerate(every) if chosen is None or s in chosen}
     rows = ["participant_id\tarm"]
