@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mriproc.config import Protocol
-from mriproc.followup import LONGITUDINAL_ENDPOINTS
+from mriproc.endpoints import LESION_ENDPOINTS, LONGITUDINAL_ENDPOINTS, VISIT_ENDPOINTS
 from mriproc.io.atomic import atomic_write_text
 from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
 from mriproc.longitudinal_outputs import longitudinal_record_path
@@ -37,12 +37,12 @@ from mriproc.tables import (
     EndpointRow,
     ErrorRow,
     LesionRow,
+    TableError,
     write_endpoints,
     write_errors,
     write_lesions,
     write_rater_agreement,
 )
-from mriproc.visit_lesions import LESION_ENDPOINTS
 
 # A role that a record says is missing: ``T1w_gad (missing)``.
 _MISSING_ROLE = re.compile(r"(\w+) \(missing\)")
@@ -52,7 +52,6 @@ __all__ = [
     "IGNORED_STAGE",
     "NOT_PROCESSED",
     "SKIPPED_STAGE",
-    "VISIT_ENDPOINTS",
     "CohortTables",
     "ParticipantTables",
     "gather_cohort",
@@ -61,9 +60,6 @@ __all__ = [
     "visit_record_path",
 ]
 
-# Endpoints the per-visit workflow measures; the longitudinal workflow adds
-# LONGITUDINAL_ENDPOINTS at every follow-up.
-VISIT_ENDPOINTS = (*LESION_ENDPOINTS, "pcf", "bpf")
 
 NOT_PROCESSED = "not processed yet (run its participant level)"
 
@@ -302,9 +298,19 @@ def _record_rows(
     reason: str,
     problems: dict[str, str] | None = None,
 ) -> list[EndpointRow]:
-    """Rows of ``endpoints`` from a visit or longitudinal record (``{}``: all n/a, ``reason``)."""
+    """Rows of ``endpoints`` from a visit or longitudinal record (``{}``: all n/a, ``reason``).
+
+    A measure or reason the record holds for an endpoint outside ``endpoints`` is an
+    error, not a silently dropped value.
+    """
     measures = record.get("measures", {})
     missing = record.get("not_available", {})
+    stray = sorted((set(measures) | set(missing)) - set(endpoints))
+    if stray:
+        raise TableError(
+            f"{session.participant_id} {session.session_id}: the record holds "
+            f"{', '.join(stray)}, which this stage's endpoints ({', '.join(endpoints)}) lack"
+        )
     rows = []
     for endpoint in endpoints:
         value = measures.get(endpoint)

@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 import yaml
 
+from mriproc.endpoints import EndpointGroup
+
 __all__ = [
     "ActiveScanParams",
     "BlackHoleParams",
@@ -54,9 +56,6 @@ _Config = typing.TypeVar("_Config")
 
 TissueClass = Literal["GM", "WM", "CSF", "lesion"]
 ExcludedStructure = Literal["vessels", "dural_sinuses", "choroid_plexus"]
-EndpointGroup = Literal[
-    "t2_lesions", "black_holes", "cel", "pcf", "new_enlarging", "active_scan", "pbvc"
-]
 
 
 class ProtocolError(ValueError):

@@ -43,22 +43,11 @@ from mriproc.registration import apply_linear, register_halfway
 from mriproc.visit import read_image, save_image
 
 __all__ = [
-    "LONGITUDINAL_ENDPOINTS",
     "FollowupOutcome",
     "followup_changes",
     "halfway_registration",
     "track_lesions",
 ]
-
-LONGITUDINAL_ENDPOINTS = (
-    "new_t2_count",
-    "enlarging_t2_count",
-    "new_t2_count_vs_baseline",
-    "enlarging_t2_count_vs_baseline",
-    "active_scan",
-    "pcf_change_pct",
-    "pbvc",
-)
 
 
 def halfway_registration(

@@ -21,23 +21,21 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
-from mriproc.config import EndpointGroup
+from mriproc.endpoints import ENDPOINTS
 from mriproc.io.atomic import atomic_write_text
 from mriproc.provenance import generated_by, software_versions
 
 __all__ = [
-    "ENDPOINTS",
     "ENDPOINT_COLUMNS",
     "ERROR_COLUMNS",
     "FLAGGED",
     "LESION_CATEGORIES",
     "LESION_COLUMNS",
     "NA",
-    "Endpoint",
     "EndpointRow",
     "ErrorRow",
     "LesionRow",
@@ -59,95 +57,6 @@ class TableError(ValueError):
     """A row or table that does not follow the schema."""
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One endpoint of SPEC.md: its name, unit, protocol group and meaning."""
-
-    name: str
-    unit: Literal["mL", "n", "0/1", "fraction", "%"]
-    group: EndpointGroup
-    description: str
-    compares_with: Literal["none", "previous", "baseline"] = "none"
-
-
-ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("t2_lesion_volume", "mL", "t2_lesions", "Total volume of T2-hyperintense lesions."),
-    Endpoint("t2_lesion_count", "n", "t2_lesions", "Number of T2-hyperintense lesions."),
-    Endpoint(
-        "black_hole_volume",
-        "mL",
-        "black_holes",
-        "Total volume of T1 black holes (T2 lesions hypointense on pre-contrast T1).",
-    ),
-    Endpoint("black_hole_count", "n", "black_holes", "Number of T1 black holes."),
-    Endpoint("cel_count", "n", "cel", "Number of gadolinium-enhancing lesions."),
-    Endpoint("cel_volume", "mL", "cel", "Total volume of gadolinium-enhancing lesions."),
-    Endpoint(
-        "new_t2_count",
-        "n",
-        "new_enlarging",
-        "New T2 lesions versus the previous visit (no overlap with any earlier lesion).",
-        compares_with="previous",
-    ),
-    Endpoint(
-        "enlarging_t2_count",
-        "n",
-        "new_enlarging",
-        "Enlarging T2 lesions versus the previous visit (growth above the protocol's "
-        "size-dependent threshold).",
-        compares_with="previous",
-    ),
-    Endpoint(
-        "new_t2_count_vs_baseline",
-        "n",
-        "new_enlarging",
-        "New T2 lesions versus baseline.",
-        compares_with="baseline",
-    ),
-    Endpoint(
-        "enlarging_t2_count_vs_baseline",
-        "n",
-        "new_enlarging",
-        "Enlarging T2 lesions versus baseline.",
-        compares_with="baseline",
-    ),
-    Endpoint(
-        "active_scan",
-        "0/1",
-        "active_scan",
-        "1 when the scan has at least one CEL or at least one new/enlarging T2 lesion "
-        "(versus the previous visit).",
-        compares_with="previous",
-    ),
-    Endpoint(
-        "pcf",
-        "fraction",
-        "pcf",
-        "Partial cerebral fraction: parenchyma / (parenchyma + CSF) inside the "
-        "intracranial mask over the protocol's anatomical slab.",
-    ),
-    Endpoint(
-        "bpf",
-        "fraction",
-        "pcf",
-        "Brain parenchymal fraction: parenchyma / (parenchyma + CSF) over the whole "
-        "imaged intracranial volume (2-D protocols may not cover the whole brain).",
-    ),
-    Endpoint(
-        "pcf_change_pct",
-        "%",
-        "pcf",
-        "100 x (PCF at this visit - PCF at baseline) / PCF at baseline, on the baseline slab.",
-        compares_with="baseline",
-    ),
-    Endpoint(
-        "pbvc",
-        "%",
-        "pbvc",
-        "Registration-based percentage brain volume change from baseline.",
-        compares_with="baseline",
-    ),
-)
 _ENDPOINT_BY_NAME = {e.name: e for e in ENDPOINTS}
 
 # The identifier columns of ``endpoints_wide.tsv`` (one row per scan).

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mriproc.config import Protocol
+from mriproc.endpoints import ENDPOINTS
 from mriproc.io.bids import BidsDataset, DatasetError, SessionInputs, discover_dataset
-from mriproc.tables import ENDPOINTS
 
 __all__ = ["EXIT_INCOMPLETE", "EXIT_OK", "EXIT_UNUSABLE", "ValidationReport", "validate_dataset"]
 

@@ -28,16 +28,8 @@ from mriproc.t2lesions import LesionSegmentationError, normal_appearing_wm, segm
 from mriproc.tissues import DSEG_LABELS
 from mriproc.visit import read_image, save_image
 
-__all__ = ["LESION_ENDPOINTS", "LesionOutcome", "brain_fractions", "visit_lesions"]
+__all__ = ["LesionOutcome", "brain_fractions", "visit_lesions"]
 
-LESION_ENDPOINTS = (
-    "t2_lesion_volume",
-    "t2_lesion_count",
-    "black_hole_volume",
-    "black_hole_count",
-    "cel_count",
-    "cel_volume",
-)
 _LESION_LABEL = next(k for k, v in DSEG_LABELS.items() if v == "lesion")
 
 

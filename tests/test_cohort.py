@@ -38,7 +38,7 @@ import pytest
 from mriproc.cli import EXIT_FAILURE, EXIT_OK, main
 from mriproc.cohort import gather_cohort, participant_tables, write_participant_tables
 from mriproc.config import load_protocol
-from mriproc.followup import LONGITUDINAL_ENDPOINTS
+from mriproc.endpoints import LONGITUDINAL_ENDPOINTS
 from mriproc.io.bids import discover_dataset
 from mriproc.longitudinal import CHANGE_CATEGORIES
 from mriproc.progress import WorkflowProgress

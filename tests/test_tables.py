@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from mriproc import __version__
+from mriproc.endpoints import ENDPOINTS
 from mriproc.io.atomic import atomic_path, atomic_write_text
 from mriproc.tables import (
     ENDPOINT_COLUMNS,
-    ENDPOINTS,
     ERROR_COLUMNS,
     LESION_CATEGORIES,
     LESION_COLUMNS,

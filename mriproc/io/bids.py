@@ -25,8 +25,8 @@ import pandas as pd
 from bids import BIDSLayout, BIDSLayoutIndexer
 
 from mriproc.config import Protocol
+from mriproc.endpoints import ENDPOINTS
 from mriproc.io.nifti import ImageCheck, check_image, geometry_mismatch
-from mriproc.tables import ENDPOINTS
 
 __all__ = [
     "BidsDataset",

@@ -18,6 +18,7 @@ from typing import TextIO
 
 import pandas as pd
 
+from mriproc.endpoints import ENDPOINTS
 from mriproc.io.atomic import atomic_write_text
 from mriproc.progress import Progress
 from mriproc.report.flags import Flag, flagged_scans
@@ -42,7 +43,7 @@ from mriproc.report.pages import (
 )
 from mriproc.report.plots import arm_distributions_png, trajectories_png
 from mriproc.report.png import data_uri
-from mriproc.tables import ENDPOINTS, FLAGGED, ErrorRow
+from mriproc.tables import FLAGGED, ErrorRow
 
 __all__ = ["ReportResult", "write_report"]
 

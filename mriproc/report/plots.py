@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from mriproc.endpoints import ENDPOINTS
 from mriproc.report.inputs import NO_ARM
 from mriproc.report.png import new_figure, png_bytes
-from mriproc.tables import ENDPOINTS
 
 __all__ = ["TRAJECTORY_ENDPOINTS", "arm_distributions_png", "trajectories_png"]
 

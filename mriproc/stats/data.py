@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mriproc.tables import ENDPOINT_COLUMNS, ENDPOINTS, NA, read_table
+from mriproc.endpoints import ENDPOINTS
+from mriproc.tables import ENDPOINT_COLUMNS, NA, read_table
 
 __all__ = [
     "BASELINE_ENDPOINTS",

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mriproc.endpoints import ENDPOINTS
 from mriproc.stats.data import BASELINE_ENDPOINTS, TrialData, unit_of
 from mriproc.stats.formatting import DIGITS, mean_sd, median_iqr
-from mriproc.tables import ENDPOINTS
 
 __all__ = [
     "BASELINE_COLUMNS",

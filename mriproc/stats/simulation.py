@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mriproc.endpoints import ENDPOINTS
 from mriproc.io.atomic import atomic_write_text
-from mriproc.tables import ENDPOINTS, EndpointRow, write_endpoints
+from mriproc.tables import EndpointRow, write_endpoints
 
 __all__ = ["TrialModel", "simulate_endpoint_table", "write_simulated_tables"]
 
