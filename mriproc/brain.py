@@ -28,6 +28,7 @@ from mriproc.registration import (
 from mriproc.template import load_template, synthetic_image
 
 __all__ = [
+    "ICV_MARGIN_MM",
     "TemplateFit",
     "carry_template_maps",
     "fit_template",
@@ -43,6 +44,12 @@ class TemplateFit:
     transform_files: tuple[Path, ...]  # affine + SyN, template -> scan resampling
     skull_stripped: bool
     final_metric: float
+
+
+# The intracranial mask on the template: its brain mask grown by this much. The
+# MNI152 brain mask leaves out the subarachnoid CSF over the convexity, about 2 mm
+# thick; the tissue model reaches beyond it by pcf.csf_margin_mm.
+ICV_MARGIN_MM = 2.0
 
 
 def fit_template(
@@ -91,8 +98,9 @@ def template_maps(pcf: PcfParams) -> dict[str, npt.NDArray[np.float32]]:
     """Maps defined on the template: masks, tissue priors and the protocol's PCF slab.
 
     ``brain`` is the brain envelope (the template's brain mask), ``icv`` the brain
-    with the 2 mm of CSF around it, ``CSF``/``GM``/``WM`` the tissue probabilities and
-    ``slab`` the MNI152 axial slab ``[inferior, inferior + thickness)`` in z.
+    with the :data:`ICV_MARGIN_MM` of CSF around it, ``CSF``/``GM``/``WM`` the tissue
+    probabilities and ``slab`` the MNI152 axial slab ``[inferior, inferior +
+    thickness)`` in z.
     """
     template = load_template()
     z_mm = template.world_grid(2)
@@ -100,7 +108,7 @@ def template_maps(pcf: PcfParams) -> dict[str, npt.NDArray[np.float32]]:
     in_slab = ((z_mm >= lo) & (z_mm < lo + pcf.slab_thickness_mm)).astype(np.float32)
     return {
         "brain": (template.outside_mm == 0).astype(np.float32),
-        "icv": (template.outside_mm <= 2.0).astype(np.float32),
+        "icv": (template.outside_mm <= ICV_MARGIN_MM).astype(np.float32),
         "CSF": template.csf,
         "GM": template.gm,
         "WM": template.wm,

@@ -443,6 +443,10 @@ def _check_cross_references(p: Protocol) -> None:
         for role in used:
             if role not in roles:
                 fail(key, f"{role!r} is not a contrast of this protocol {known}")
+    if len(p.cel.requires) != 2:
+        fail("cel.requires", "names the pre- and the post-contrast T1w roles, in that order")
+    if len(p.black_holes.requires) != 1:
+        fail("black_holes.requires", "names the one pre-contrast T1w role")
     if p.pcf.min_channels > len(p.pcf.channels):
         fail("pcf.min_channels", f"is more than the {len(p.pcf.channels)} pcf.channels")
     if p.reading_space not in p.pcf.channels:

@@ -31,6 +31,7 @@ from scipy import ndimage
 
 from mriproc.config import CelParams, LabellingParams
 from mriproc.lesions import (
+    MIN_REFERENCE_VOXELS,
     LabelledLesions,
     connectivity_structure,
     label_lesions,
@@ -98,7 +99,7 @@ def segment_enhancing(
     after = np.asarray(post, dtype=np.float64)
     zooms = tuple(float(z) for z in voxel_size_mm)
     reference = np.asarray(nawm) > 0
-    if reference.sum() < 100:
+    if reference.sum() < MIN_REFERENCE_VOXELS:
         raise ValueError(f"too few normal-appearing white-matter voxels ({int(reference.sum())})")
     scale = float(np.median(before[reference])) / max(float(np.median(after[reference])), 1e-12)
     difference = after * scale - before

@@ -32,6 +32,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 __all__ = [
+    "MIN_REFERENCE_VOXELS",
     "LabelledLesions",
     "connectivity_structure",
     "in_plane_cross",
@@ -43,6 +44,12 @@ __all__ = [
 ]
 
 _RANK_FOR_CONNECTIVITY = {6: 1, 18: 2, 26: 3}
+
+# The fewest voxels of a reference tissue (normal-appearing white matter, grey
+# matter) whose median and robust SD the lesion stages use: with fewer, a wrong
+# template fit or an empty tissue class would set every threshold, so the stage
+# stops and says why instead.
+MIN_REFERENCE_VOXELS = 100
 
 
 def connectivity_structure(connectivity: int) -> npt.NDArray[np.bool_]:

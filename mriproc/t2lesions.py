@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from mriproc.config import LabellingParams, T2LesionParams
 from mriproc.lesions import (
+    MIN_REFERENCE_VOXELS,
     LabelledLesions,
     connectivity_structure,
     in_plane_cross,
@@ -125,7 +126,7 @@ def segment_t2_lesions(
     in_brain = np.asarray(brain) > 0
     nawm = normal_appearing_wm(tissue["WM"], template_wm, brain, params)
     grey = in_brain & (np.asarray(tissue["GM"]) >= params.gm_min_fraction)
-    if nawm.sum() < 100 or grey.sum() < 100:
+    if nawm.sum() < MIN_REFERENCE_VOXELS or grey.sum() < MIN_REFERENCE_VOXELS:
         raise LesionSegmentationError(
             f"too few white-matter ({int(nawm.sum())}) or grey-matter ({int(grey.sum())}) "
             "voxels for reference intensities"

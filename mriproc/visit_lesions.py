@@ -184,9 +184,10 @@ def visit_lesions(
         if t2_mask is not None:
             nawm &= ~t2_mask
         try:
+            pre, post = protocol.cel.requires  # pre- and post-contrast (checked on loading)
             cel = segment_enhancing(
-                contrast("T1w"),
-                contrast("T1w_gad"),
+                contrast(pre),
+                contrast(post),
                 nawm,
                 brain,
                 _load(template["CSF"]),
@@ -208,7 +209,7 @@ def visit_lesions(
     if reason is None and t2_mask is not None:
         try:
             holes = segment_black_holes(
-                contrast("T1w"),
+                contrast(protocol.black_holes.requires[0]),
                 t2_mask,
                 fractions["GM"],
                 brain,

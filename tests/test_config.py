@@ -144,6 +144,8 @@ def test_unknown_name_lists_shipped_protocols() -> None:
         ),
         (lambda d: d.update(source="x"), r"source: unknown key"),
         (lambda d: d["pcf"].update(min_channels=3), r"pcf\.min_channels: is more than the 2"),
+        (lambda d: d["cel"].update(requires=["T1w_gad"]), r"cel\.requires: names the pre-"),
+        (lambda d: d["black_holes"].update(requires=[]), r"black_holes\.requires: names the one"),
         (
             lambda d: d["pcf"].update(channels=["PDw"], min_channels=1),
             r"pcf\.channels: must include the reading space 'T2w'",
