@@ -17,7 +17,8 @@ Not lesions, by the protocol's ``exclude_structures``:
 With ``require_t2_correspondence`` a CEL is the enhancing part of a T2 lesion, and
 the enhancing parts of one T2 lesion are one CEL (a ring broken by noise is still
 one lesion).  Components and minimum size: :func:`mriproc.lesions.label_lesions`;
-the same rule counts the simulator's ground truth (:func:`enhancing_components`).
+the same rule counts the simulator's ground truth
+(:func:`mriproc.lesions.enhancing_components`).
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ from mriproc.lesions import (
     MIN_REFERENCE_VOXELS,
     LabelledLesions,
     connectivity_structure,
-    label_lesions,
-    lesions_from_labels,
+    enhancing_components,
 )
 
-__all__ = ["EnhancingLesions", "enhancing_components", "segment_enhancing"]
+__all__ = ["EnhancingLesions", "segment_enhancing"]
 
 
 @dataclass(frozen=True)
@@ -49,33 +49,6 @@ class EnhancingLesions:
     enhancing: npt.NDArray[np.bool_]  # every enhancing voxel before the T2 and size rules
     post_scale: float
     difference_sd: float
-
-
-def enhancing_components(
-    mask: npt.ArrayLike,
-    voxel_size_mm: Sequence[float],
-    *,
-    min_voxels: int,
-    labelling: LabellingParams,
-    t2_labels: npt.ArrayLike | None = None,
-) -> LabelledLesions:
-    """CEL of an enhancing mask: the one CEL count rule.
-
-    Components (the labelling's connectivity and minimum diameter) of at least
-    ``min_voxels``; with ``t2_labels`` (a T2 lesion label image) the kept
-    components inside one T2 lesion are grouped into one CEL.
-    """
-    found = label_lesions(
-        mask,
-        voxel_size_mm,
-        connectivity=labelling.connectivity,
-        min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
-    )
-    small = np.flatnonzero(found.voxel_counts < min_voxels) + 1
-    kept = np.where(np.isin(found.labels, small), 0, found.labels)
-    if t2_labels is not None:
-        return lesions_from_labels(np.where(kept > 0, np.asarray(t2_labels), 0), voxel_size_mm)
-    return lesions_from_labels(kept, voxel_size_mm)
 
 
 def segment_enhancing(
@@ -131,6 +104,11 @@ def segment_enhancing(
         cel = enhancing & (t2_labels > 0)
     min_voxels = params.min_voxels if "vessels" in params.exclude_structures else 1
     lesions = enhancing_components(
-        cel, zooms, min_voxels=min_voxels, labelling=labelling, t2_labels=t2_labels
+        cel,
+        zooms,
+        min_voxels=min_voxels,
+        connectivity=labelling.connectivity,
+        min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
+        t2_labels=t2_labels,
     )
     return EnhancingLesions(lesions, enhancing, scale, sd)

@@ -35,6 +35,7 @@ __all__ = [
     "MIN_REFERENCE_VOXELS",
     "LabelledLesions",
     "connectivity_structure",
+    "enhancing_components",
     "in_plane_cross",
     "label_lesions",
     "lesions_from_labels",
@@ -221,3 +222,31 @@ def _in_plane_diameters(
         np.maximum(largest, np.bincount(slice_labels, minlength=n_raw + 1), out=largest)
     areas_mm2 = largest[1:] * pixel_area_mm2
     return np.asarray(2.0 * np.sqrt(areas_mm2 / np.pi), dtype=np.float64)
+
+
+def enhancing_components(
+    mask: npt.ArrayLike,
+    voxel_size_mm: Sequence[float],
+    *,
+    min_voxels: int,
+    connectivity: int,
+    min_in_plane_diameter_mm: float,
+    t2_labels: npt.ArrayLike | None = None,
+) -> LabelledLesions:
+    """CEL of an enhancing mask: the one CEL count rule (measurement and ground truth).
+
+    Components (:func:`label_lesions` with the protocol's connectivity and minimum
+    diameter) of at least ``min_voxels``; with ``t2_labels`` (a T2 lesion label
+    image) the kept components inside one T2 lesion are grouped into one CEL.
+    """
+    found = label_lesions(
+        mask,
+        voxel_size_mm,
+        connectivity=connectivity,
+        min_in_plane_diameter_mm=min_in_plane_diameter_mm,
+    )
+    small = np.flatnonzero(found.voxel_counts < min_voxels) + 1
+    kept = np.where(np.isin(found.labels, small), 0, found.labels)
+    if t2_labels is not None:
+        return lesions_from_labels(np.where(kept > 0, np.asarray(t2_labels), 0), voxel_size_mm)
+    return lesions_from_labels(kept, voxel_size_mm)

@@ -12,8 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from mriproc.config import Protocol
-from mriproc.enhancing import enhancing_components
-from mriproc.lesions import label_lesions
+from mriproc.lesions import enhancing_components, label_lesions
 from mriproc.simulate.groundtruth import BrainTruth, ScanTruth, change_category
 from mriproc.simulate.subject import SimSubject
 from mriproc.tables import EndpointRow, LesionRow
@@ -53,7 +52,8 @@ def visit_rows(
         truth.cel,
         truth.voxel_size_mm,
         min_voxels=protocol.cel.min_voxels,
-        labelling=labelling,
+        connectivity=labelling.connectivity,
+        min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
         t2_labels=truth.lesions.labels if protocol.cel.require_t2_correspondence else None,
     )
     n_bh, v_bh = components(truth.blackhole)
