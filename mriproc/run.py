@@ -36,6 +36,7 @@ from mriproc.cohort import (
     write_participant_tables,
 )
 from mriproc.config import Protocol
+from mriproc.endpoints import ENDPOINTS
 from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
 from mriproc.progress import WorkflowProgress
 from mriproc.tables import ErrorRow, write_dataset_description
@@ -70,7 +71,21 @@ def _processable(session: SessionInputs, protocol: Protocol) -> str | None:
     reading = protocol.reading_space
     if reading not in session.files:
         return f"needs {reading} ({session.problems.get(reading, 'missing')})"
-    return None
+    # A visit none of whose endpoints has its contrasts is not run either (the
+    # longitudinal ones need the visit's own lesions or PCF).
+    lacking: dict[str, None] = {}
+    for endpoint in ENDPOINTS:
+        if endpoint.longitudinal:
+            continue
+        needs = [r for r in protocol.required_contrasts(endpoint.group) if r not in session.files]
+        if endpoint.group == "pcf" and protocol.tissue_model_lacks(session.files):
+            needs += [r for r in protocol.pcf.channels if r not in session.files]
+        if not needs:
+            return None
+        lacking.update(dict.fromkeys(needs))
+    return "nothing to compute: needs " + ", ".join(
+        f"{role} ({session.problems.get(role, 'missing')})" for role in lacking
+    )
 
 
 def _input_errors(

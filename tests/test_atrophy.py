@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -230,6 +231,9 @@ def test_the_protocol_method_chooses_the_measurement(
             path = tmp_path / f"{name}_{key}.nii.gz"
             nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), visit.affine), path)
             bundle[key] = str(path)
+        measures = tmp_path / f"{name}_record.json"  # the visit's record: PCF measured
+        measures.write_text(json.dumps({"measures": {"pcf": 0.8}, "not_available": {}}))
+        bundle["record"] = str(measures)
         bundles.append(bundle)
     record = {"earlier_to_later_ras": rotation_z(1.0, (0.4, -0.3, 0.2)).tolist()}
     outcome = FollowupOutcome()

@@ -679,9 +679,11 @@ def test_comparisons_need_the_earlier_visit(make_dataset: DatasetFactory, esims:
     assert follow_up["new_t2_count"] == "needs PDw at ses-M00"
     assert follow_up["new_t2_count_vs_baseline"] == "needs PDw at ses-M00"
     assert follow_up["active_scan"] == "needs T1w_gad, PDw at ses-M00"
-    # PCF unmixes PDw, T2w and T1w: without baseline PDw there is no baseline PCF.
-    assert follow_up["pcf_change_pct"] == "needs PDw at ses-M00"
-    assert baseline["pcf"] == "needs PDw"
+    # PCF needs a tissue model from 2 of PDw, T2w: without baseline PDw there is no
+    # baseline PCF, so no PCF change either.
+    tissue = "needs PDw (missing): at least 2 of PDw, T2w for the tissue model"
+    assert follow_up["pcf_change_pct"] == tissue + " at ses-M00"
+    assert baseline["pcf"] == tissue
     last = found.unavailable_endpoints(m24, esims)
     assert "new_t2_count" not in last  # M12 has PDw and T2w; its missing T1w_gad is irrelevant
     assert "active_scan" not in last

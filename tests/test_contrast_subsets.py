@@ -17,7 +17,6 @@ about 4 minutes more and is marked ``slow`` (``pytest -m slow``).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import shutil
 from pathlib import Path
@@ -29,6 +28,7 @@ import pytest
 from mriproc.cli import main
 from mriproc.config import load_protocol
 from mriproc.demo import protocol_with_preset
+from mriproc.endpoints import VISIT_ENDPOINTS
 from mriproc.simulate import TrialSpec, simulate_trial
 from mriproc.tables import read_table
 from mriproc.validate import validate_dataset
@@ -128,6 +128,8 @@ def test_validate_promises_what_run_delivers(
 ) -> None:
     protocol, subsets, report, out = outcome
     endpoints = read_table(out / "endpoints.tsv")
+    errors = read_table(out / "errors.tsv")
+    skipped = {str(e.participant_id): str(e.reason) for e in errors.itertuples()}
     reading = load_protocol(protocol).reading_space
     sessions = report["sessions"]
     assert isinstance(sessions, list) and len(sessions) == len(subsets)
@@ -142,18 +144,18 @@ def test_validate_promises_what_run_delivers(
         assert na == set(promised_na), (protocol, subset, na ^ set(promised_na))
         for name, (value, status, note) in delivered.items():
             if name in promised_na:
-                lacking = promised_na[name].removeprefix("needs ").split(", ")
+                promised = promised_na[name]
                 if reading not in subset:  # skipped: the reason names the reading space
                     assert status == f"needs {reading} (missing)", (protocol, subset, name)
-                elif "tissue model" in promised_na[name]:  # too few tissue-model channels
-                    assert status == promised_na[name], (protocol, subset, name, status)
+                elif participant in skipped:  # no endpoint computable: one reason for all
+                    assert status == skipped[participant], (protocol, subset, name, status)
+                    for role in _roles(promised):
+                        assert f"{role} (missing)" in status, (protocol, subset, name, status)
+                elif "tissue model" in promised:  # too few tissue-model channels
+                    assert status == promised, (protocol, subset, name, status)
                 else:  # each contrast validate names as lacking is named in the status
-                    assert all(f"{role} (missing)" in status for role in lacking), (
-                        protocol,
-                        subset,
-                        name,
-                        status,
-                    )
+                    for role in _roles(promised):
+                        assert f"{role} (missing)" in status, (protocol, subset, name, status)
                 continue
             assert status == "ok" and math.isfinite(float(value)), (protocol, subset, name)
             if name in ("pcf", "bpf"):
@@ -164,16 +166,31 @@ def test_validate_promises_what_run_delivers(
 def test_no_processed_session_fails(
     outcome: tuple[str, dict[str, tuple[str, ...]], dict[str, object], Path],
 ) -> None:
-    """The only errors.tsv rows are sessions skipped for lacking the reading space."""
-    protocol, subsets, _, out = outcome
+    """The only errors.tsv rows are skipped sessions: without the reading space, or
+    without any endpoint whose contrasts they have (every one n/a in validate too)."""
+    protocol, subsets, report, out = outcome
     reading = load_protocol(protocol).reading_space
     errors = read_table(out / "errors.tsv")
-    skipped = {f"sub-{label}" for label, subset in subsets.items() if reading not in subset}
-    assert set(errors.participant_id) == skipped, errors.to_dict("records")
-    assert set(errors.stage) == {"inputs"}, errors.to_dict("records")
-    assert all(f"needs {reading} (missing)" in reason for reason in errors.reason)
-    processed = json.loads((out / "dataset_description.json").read_text())
-    assert processed["Name"]
+    assert set(errors.stage) <= {"inputs"}, errors.to_dict("records")
+    sessions = report["sessions"]
+    assert isinstance(sessions, list)
+    nothing = {
+        s["participant_id"]
+        for s in sessions
+        if set(VISIT_ENDPOINTS) <= set(s["unavailable_endpoints"])
+    }
+    assert set(errors.participant_id) == nothing, errors.to_dict("records")
+    for row in errors.itertuples():
+        subset = subsets[str(row.participant_id).removeprefix("sub-")]
+        expected = f"needs {reading} (missing)" if reading not in subset else "nothing to compute"
+        assert str(row.reason).startswith(expected), (subset, row.reason)
+
+
+def _roles(reason: str) -> list[str]:
+    """The contrast roles a validate reason names (``needs A, B at ses-M00``, ``needs A
+    (missing): at least ...``)."""
+    named = reason.removeprefix("needs ").split(":")[0].split(" at ")[0]
+    return [part.split(" (")[0] for part in named.split(", ")]
 
 
 def _missing(value: object) -> bool:

@@ -3,7 +3,8 @@
 One small real run covers every case: sub-001 ses-M00 is processed (its T1w stored
 left-right flipped, its post-contrast T1w a zero-byte file, an unknown-suffix file
 beside them); sub-004 ses-M00 has PD/T2 only (no T1 scan at all) and is processed;
-every other session is skipped before any workflow runs, each for one defect.
+every other session is skipped before any workflow runs, each for one defect (a
+missing or unusable reading-space image, or no endpoint whose contrasts it has).
 Contrasts that do not register (refused inside the visit workflow) are in
 ``tests/test_visit.py``.
 """
@@ -165,7 +166,8 @@ def test_flipped_t1w_is_processed_and_other_endpoints_complete(
         (("sub-001", "ses-M24", "inputs"), "the session holds no images"),
         (
             ("sub-002", "ses-M00", "inputs"),
-            "needs PDw (sub-002_ses-M00_PDw.nii.gz: 2 voxel(s) are NaN or Inf)",
+            "nothing to compute: needs PDw (sub-002_ses-M00_PDw.nii.gz: 2 voxel(s) are NaN "
+            "or Inf), T1w (2 files match",
         ),
         (
             ("sub-002", "ses-M00", "input-file"),
@@ -178,8 +180,8 @@ def test_flipped_t1w_is_processed_and_other_endpoints_complete(
         ),
         (
             ("sub-002", "ses-M24", "inputs"),
-            "needs PDw (sub-002_ses-M24_PDw.nii.gz and sub-002_ses-M24_T2w.nii.gz should share "
-            "one dual-echo geometry but",
+            "nothing to compute: needs PDw (sub-002_ses-M24_PDw.nii.gz and "
+            "sub-002_ses-M24_T2w.nii.gz should share one dual-echo geometry but",
         ),
         (("sub-003", "ses-M00", "inputs"), "needs T2w (missing)"),
     ],

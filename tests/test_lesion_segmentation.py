@@ -183,7 +183,7 @@ def test_a_rater_mask_gives_the_lesion_endpoints(tmp_path: Path) -> None:
     assert outcome.measures["t2_lesion_count"] == 1  # the rater's one lesion
     assert outcome.rater["automated_count"] == 3
     assert outcome.rater["lesion_f1"] == pytest.approx(0.5)  # 1 of 3 found lesions is the rater's
-    assert outcome.not_available["cel_count"] == "needs T1w, T1w_gad (missing)"
+    assert outcome.not_available["cel_count"] == "needs T1w (missing), T1w_gad (missing)"
 
 
 def test_a_rater_mask_off_the_grid_makes_t2_endpoints_na(tmp_path: Path) -> None:
