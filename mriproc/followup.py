@@ -37,10 +37,10 @@ from mriproc.atrophy import (
     jacobian_integration,
 )
 from mriproc.config import Protocol, RegistrationPreset, load_registration_preset
+from mriproc.io.nifti import read_image, save_image
 from mriproc.lesions import min_lesion_volume_ml
 from mriproc.longitudinal import HalfwayVisit, LesionChanges, LongitudinalError, lesion_changes
 from mriproc.registration import apply_linear, register_halfway
-from mriproc.visit import read_image, save_image
 
 __all__ = [
     "FollowupOutcome",

@@ -20,8 +20,8 @@ from mriproc.followup import track_lesions
 from mriproc.io.atomic import atomic_write_text
 from mriproc.io.bids import bids_path
 from mriproc.io.derivatives import write_derivative
+from mriproc.io.nifti import read_image
 from mriproc.provenance import generated_by
-from mriproc.visit import read_image
 
 __all__ = ["longitudinal_record_path", "write_longitudinal_outputs"]
 

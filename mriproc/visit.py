@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
@@ -23,6 +22,7 @@ from mriproc.brain import carry_template_maps, fit_template, template_maps
 from mriproc.config import PcfParams, RegistrationPreset
 from mriproc.io.atomic import atomic_write_text, staged_outputs
 from mriproc.io.itk import write_itk_affine
+from mriproc.io.nifti import read_image, save_image
 from mriproc.registration import apply_linear, n4_bias_field, register_linear
 from mriproc.tissues import DSEG_LABELS, tissue_fractions
 
@@ -33,8 +33,6 @@ __all__ = [
     "check_coregistration",
     "coregister",
     "normalized_mutual_information",
-    "read_image",
-    "save_image",
     "tissue_classes",
     "write_visit_outputs",
 ]
@@ -46,27 +44,6 @@ class RegistrationQualityError(RuntimeError):
     def __init__(self, message: str, quality: float) -> None:
         super().__init__(message)
         self.quality = quality
-
-
-def read_image(path: str | Path) -> nib.Nifti1Image:
-    """A 3-D NIfTI image as float32 in memory (a trailing 4th axis of length 1 dropped)."""
-    loaded = nib.load(str(path))
-    assert isinstance(loaded, nib.Nifti1Image | nib.Nifti2Image), path
-    data = np.asarray(loaded.dataobj, dtype=np.float32)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    image = nib.Nifti1Image(data, loaded.affine)
-    image.header.set_xyzt_units("mm")
-    return image
-
-
-def save_image(data: npt.ArrayLike, affine: npt.NDArray[np.float64], path: Path) -> Path:
-    """Write ``data`` as NIfTI (units mm) at ``path``."""
-    array = np.asarray(data)
-    image = nib.Nifti1Image(array, affine)
-    image.header.set_xyzt_units("mm")
-    nib.save(image, str(path))
-    return path
 
 
 def bias_correct(

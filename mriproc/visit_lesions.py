@@ -23,10 +23,10 @@ from mriproc.blackholes import segment_black_holes
 from mriproc.config import Protocol
 from mriproc.enhancing import segment_enhancing
 from mriproc.evaluation import dice, lesionwise_score
+from mriproc.io.nifti import read_image, save_image
 from mriproc.lesions import LabelledLesions, label_lesions
 from mriproc.t2lesions import LesionSegmentationError, normal_appearing_wm, segment_t2_lesions
 from mriproc.tissues import DSEG_LABELS
-from mriproc.visit import read_image, save_image
 
 __all__ = ["LesionOutcome", "brain_fractions", "visit_lesions"]
 

@@ -18,7 +18,15 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ImageCheck", "ImageError", "check_image", "geometry_mismatch", "load_checked_image"]
+__all__ = [
+    "ImageCheck",
+    "ImageError",
+    "check_image",
+    "geometry_mismatch",
+    "load_checked_image",
+    "read_image",
+    "save_image",
+]
 
 
 class ImageError(ValueError):
@@ -174,3 +182,24 @@ def geometry_mismatch(a: ImageCheck, b: ImageCheck, *, tolerance_mm: float) -> s
     if shift > tolerance_mm:
         return f"voxel grids differ by up to {shift:.3g} mm"
     return None
+
+
+def read_image(path: str | Path) -> nib.Nifti1Image:
+    """A 3-D NIfTI image as float32 in memory (a trailing 4th axis of length 1 dropped)."""
+    loaded = nib.load(str(path))
+    assert isinstance(loaded, nib.Nifti1Image | nib.Nifti2Image), path
+    data = np.asarray(loaded.dataobj, dtype=np.float32)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    image = nib.Nifti1Image(data, loaded.affine)
+    image.header.set_xyzt_units("mm")
+    return image
+
+
+def save_image(data: npt.ArrayLike, affine: npt.NDArray[np.float64], path: Path) -> Path:
+    """Write ``data`` as NIfTI (units mm) at ``path``."""
+    array = np.asarray(data)
+    image = nib.Nifti1Image(array, affine)
+    image.header.set_xyzt_units("mm")
+    nib.save(image, str(path))
+    return path
