@@ -101,3 +101,24 @@ def test_flags_reach_the_tables_the_report_the_statistics_and_the_demo(tmp_path:
     shown = _demo_comparison(root / "endpoints.tsv", tmp_path / "bids")
     assert "Flagged for review (1 value(s) outside the protocol's plausibility bounds" in shown
     assert "sub-01 ses-M12 pbvc = -4.94: brain loss 4.9 %" in shown
+
+
+@pytest.mark.parametrize(
+    ("change", "row", "flagged_with_change"),
+    [
+        ({"brain_change_allowance_pct": 0.5}, ("pbvc", 0.7), True),  # a gain beyond 0.5 %
+        ({"brain_loss_per_year_pct": 1.0}, ("pbvc", -2.5), True),  # 1 + 1 x 1 year
+        ({"t2_lesion_volume_jump_ml": 1.0}, ("t2_lesion_volume", 4.5), True),  # +2.5 mL
+        ({"t2_lesion_volume_jump_ratio": 4.0}, ("t2_lesion_volume", 6.5), False),  # x3.25
+    ],
+)
+def test_every_plausibility_parameter_moves_a_flag(
+    change: dict[str, float], row: tuple[str, float], flagged_with_change: bool
+) -> None:
+    """Each bound of the protocol's ``plausibility`` section changes a flag when it changes."""
+    endpoint, value = row
+    rows = [_row("ses-M00", 0, "t2_lesion_volume", 2.0), _row("ses-M12", 12, endpoint, value)]
+    default = flag_implausible(rows, PARAMS)[1].status.startswith("flagged: ")
+    changed = flag_implausible(rows, dataclasses.replace(PARAMS, **change))[1]
+    assert changed.status.startswith("flagged: ") == flagged_with_change
+    assert default != flagged_with_change, (change, default)
