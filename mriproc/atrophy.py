@@ -45,7 +45,8 @@ import numpy.typing as npt
 from scipy import ndimage
 from skimage import measure
 
-from mriproc.config import PbvcParams, RegistrationPreset
+from mriproc.config import RegistrationPreset
+from mriproc.endpoints import PbvcParams
 from mriproc.registration import (
     apply_linear,
     jacobian_determinant,

@@ -19,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mriproc.config import BlackHoleParams, LabellingParams
+from mriproc.config import LabellingParams
+from mriproc.endpoints import BlackHoleParams
 from mriproc.lesions import LabelledLesions, in_plane_cross, label_lesions
 
 __all__ = ["BlackHoles", "segment_black_holes"]

@@ -18,7 +18,8 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
-from mriproc.config import PcfParams, RegistrationPreset
+from mriproc.config import RegistrationPreset
+from mriproc.endpoints import PcfParams
 from mriproc.registration import (
     apply_transform_files,
     register_linear,

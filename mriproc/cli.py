@@ -361,7 +361,7 @@ def _run_in(args: argparse.Namespace, protocol: Protocol, output_dir: Path, work
     """``mriproc run`` once its folders are checked (and the work dir held)."""
     from mriproc.cohort import gather_cohort
     from mriproc.io.bids import DatasetError
-    from mriproc.provenance import new_run_id, run_log_dir, write_run_config
+    from mriproc.io.provenance import new_run_id, run_log_dir, write_run_config
     from mriproc.run import run_participants
     from mriproc.tables import write_dataset_description
 
@@ -400,7 +400,6 @@ def _run_in(args: argparse.Namespace, protocol: Protocol, output_dir: Path, work
             args.bids_dir.resolve(),
             output_dir,
             protocol,
-            protocol_ref=protocol.source or args.protocol,
             work_dir=work_dir,
             log_dir=log_dir,
             participant_labels=args.participant_label,
@@ -496,7 +495,7 @@ def _convert(args: argparse.Namespace) -> int:
         + (" (by reason above)" if left_out else "")
         + f".\nReport: {result.report}\n"
     )
-    return result.exit_status
+    return EXIT_OK if result.complete else EXIT_FAILURE
 
 
 def _read_covariates(path: Path) -> Any:

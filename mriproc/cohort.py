@@ -30,8 +30,8 @@ from typing import Any
 from mriproc.config import Protocol
 from mriproc.endpoints import LESION_ENDPOINTS, LONGITUDINAL_ENDPOINTS, VISIT_ENDPOINTS
 from mriproc.io.atomic import atomic_write_text
-from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
-from mriproc.longitudinal_outputs import longitudinal_record_path
+from mriproc.io.bids import BidsDataset, SessionInputs, discover_dataset
+from mriproc.outputs import longitudinal_record_path, visit_record_path
 from mriproc.plausibility import flag_implausible
 from mriproc.tables import (
     EndpointRow,
@@ -57,7 +57,6 @@ __all__ = [
     "gather_cohort",
     "participant_tables",
     "participant_tables_path",
-    "visit_record_path",
 ]
 
 
@@ -118,11 +117,6 @@ class CohortTables:
     participants: int
     not_processed: tuple[str, ...]
     failures: int
-
-
-def visit_record_path(root: Path, participant: str, session: str) -> Path:
-    """Where the visit workflow writes a session's measures record."""
-    return bids_path(root, participant, session, suffix="measures", extension=".json", desc="visit")
 
 
 def participant_tables_path(root: Path, participant: str) -> Path:

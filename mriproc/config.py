@@ -27,43 +27,40 @@ from typing import Any, Literal
 
 import yaml
 
-from mriproc.endpoints import EndpointGroup
+from mriproc.endpoints import (
+    ActiveScanParams,
+    BlackHoleParams,
+    CelParams,
+    EndpointGroup,
+    NewEnlargingParams,
+    PbvcParams,
+    PcfParams,
+    T2LesionParams,
+    bounds,
+)
 
 __all__ = [
-    "ActiveScanParams",
-    "BlackHoleParams",
-    "CelParams",
     "ContrastSpec",
     "LabellingParams",
-    "NewEnlargingParams",
-    "PbvcParams",
-    "PcfParams",
     "Protocol",
     "ProtocolError",
     "RegistrationParams",
     "RegistrationPreset",
-    "T2LesionParams",
     "VisitSchedule",
     "available_protocols",
     "config_from_mapping",
     "load_protocol",
     "load_registration_preset",
+    "protocol_from_mapping",
     "read_yaml",
     "resolve_protocol_path",
 ]
 
 _Config = typing.TypeVar("_Config")
 
-TissueClass = Literal["GM", "WM", "CSF", "lesion"]
-ExcludedStructure = Literal["vessels", "dural_sinuses", "choroid_plexus"]
-
 
 class ProtocolError(ValueError):
     """A protocol file that cannot be used; the message names file, key and problem."""
-
-
-def _range(lo: float | None = None, hi: float | None = None) -> dict[str, float | None]:
-    return {"min": lo, "max": hi}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +80,44 @@ class VisitSchedule:
 
 
 @dataclass(frozen=True, slots=True)
-class RegistrationParams:
-    """Which named registration preset the runs use, and the co-registration quality check."""
+class RegistrationPreset:
+    """antsRegistration and N4 parameters (``pipelines/presets/registration.yaml``)."""
 
-    preset: Literal["precise", "fast"]
+    metric: Literal["mattes", "GC", "meansquares"]
+    histogram_bins: int = field(metadata=bounds(8, 256))
+    sampling_rate: float = field(metadata=bounds(0.01, 1.0))
+    iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    shrink_factors: tuple[int, ...] = field(metadata={"min_len": 1})
+    smoothing_sigmas: tuple[float, ...] = field(metadata={"min_len": 1})
+    syn_metric: Literal["mattes", "CC", "meansquares"]
+    syn_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    syn_gradient_step: float = field(metadata=bounds(0.01, 1.0))
+    syn_flow_sigma: float = field(metadata=bounds(0.0, 10.0))
+    syn_total_sigma: float = field(metadata=bounds(0.0, 10.0))
+    n4_shrink_factor: int = field(metadata=bounds(1, 8))
+    n4_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    template_voxel_mm: float = field(metadata=bounds(0.5, 4.0))
+    # Affine stage of the template fit (per level, like ``iterations``); SyN follows.
+    template_affine_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    # Longitudinal SyN (Jacobian-integration PBVC) between two visits in their halfway
+    # space, resampled to isotropic voxels of ``jacobian_voxel_mm``.
+    jacobian_voxel_mm: float = field(metadata=bounds(0.5, 4.0))
+    jacobian_syn_metric: Literal["mattes", "CC", "meansquares"]
+    jacobian_syn_sampling: int = field(metadata=bounds(1, 256))  # CC radius or MI bins
+    jacobian_syn_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
+    name: str = "custom"  # its key in the presets file
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationParams:
+    """The registration preset the runs use, and the co-registration quality check."""
+
+    # A preset's name in ``pipelines/presets/registration.yaml`` (resolved when the
+    # protocol is loaded: no node reads the presets file), or a mapping of its keys.
+    preset: RegistrationPreset
     # Normalized mutual information (1 = unrelated, 2 = identical) of a co-registered
     # contrast with its fixed image over the head: below it, the contrast is refused.
-    min_nmi: float = field(metadata=_range(1.0, 2.0))
+    min_nmi: float = field(metadata=bounds(1.0, 2.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,116 +125,7 @@ class LabellingParams:
     """What "a lesion" is: connectivity of components and their minimum size."""
 
     connectivity: Literal[6, 18, 26]
-    min_in_plane_diameter_mm: float = field(metadata=_range(0.0, 50.0))
-
-
-@dataclass(frozen=True, slots=True)
-class T2LesionParams:
-    """T2-hyperintense lesion segmentation."""
-
-    channels: tuple[str, ...] = field(metadata={"min_len": 1})
-    white_matter_margin_mm: float = field(metadata=_range(0.0, 20.0))
-    wm_prior_min: float = field(metadata=_range(0.0, 1.0))  # template WM: where seeds may be
-    nawm_min_wm_fraction: float = field(metadata=_range(0.5, 1.0))
-    gm_min_fraction: float = field(metadata=_range(0.5, 1.0))
-    seed_z: float = field(metadata=_range(0.0, 50.0))
-    channel_min_z: float = field(metadata=_range(-10.0, 50.0))
-    min_lesion_fraction: float = field(metadata=_range(0.0, 1.0))
-    grow_mm: float = field(metadata=_range(0.0, 20.0))
-    local_ring_mm: tuple[float, float]
-
-
-@dataclass(frozen=True, slots=True)
-class BlackHoleParams:
-    """T1 black holes: T2 lesions hypointense on pre-contrast T1."""
-
-    requires: tuple[str, ...]
-    threshold_reference: Literal["cortical_gm_mean"]
-    exclude_enhancing: bool
-    gm_min_fraction: float = field(metadata=_range(0.5, 1.0))  # grey matter: the reference
-    cortical_depth_mm: float = field(metadata=_range(1.0, 50.0))  # cortex: near the surface
-    rim_mm: float = field(metadata=_range(0.0, 10.0))  # lesion rim left out (partial volume)
-
-
-@dataclass(frozen=True, slots=True)
-class CelParams:
-    """Contrast-enhancing lesions."""
-
-    requires: tuple[str, ...]
-    min_voxels: int = field(metadata=_range(1, 1000))
-    exclude_structures: tuple[ExcludedStructure, ...]
-    require_t2_correspondence: bool
-    seed_z: float = field(metadata=_range(0.0, 100.0))
-    grow_z: float = field(metadata=_range(0.0, 100.0))
-    surface_margin_mm: float = field(metadata=_range(0.0, 30.0))
-    csf_prior_max: float = field(metadata=_range(0.0, 1.0))
-
-
-@dataclass(frozen=True, slots=True)
-class NewEnlargingParams:
-    """New and enlarging T2 lesions between two visits."""
-
-    new_max_overlap_voxels: int = field(metadata=_range(0, 1000))
-    small_lesion_max_area_cm2: float = field(metadata=_range(0.0, 100.0))
-    small_lesion_min_growth_pct: float = field(metadata=_range(0.0, 1000.0))
-    large_lesion_min_growth_pct: float = field(metadata=_range(0.0, 1000.0))
-    # A lesion found only at the later visit is new when the earlier image's lesion
-    # signal at its place is below this fraction of the later one (else the earlier
-    # segmentation missed it, and it is compared by size like any other).
-    new_max_earlier_fraction: float = field(metadata=_range(0.0, 1.0))
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveScanParams:
-    """A scan is active with at least this many CEL or new/enlarging lesions."""
-
-    min_cel: int = field(metadata=_range(1, 1000))
-    min_new_or_enlarging: int = field(metadata=_range(1, 1000))
-
-
-@dataclass(frozen=True, slots=True)
-class PcfParams:
-    """Partial cerebral fraction over an axial slab defined in MNI152 space."""
-
-    slab_inferior_mni_z_mm: float = field(metadata=_range(-72.0, 110.0))
-    slab_thickness_mm: float = field(metadata=_range(1.0, 180.0))
-    parenchyma_classes: tuple[TissueClass, ...] = field(metadata={"min_len": 1})
-    channels: tuple[str, ...] = field(metadata={"min_len": 1})  # unmixed into tissue fractions
-    # PCF, BPF and the brain-volume changes need a tissue model from at least this
-    # many of the channels (the lesion stage uses the model whatever it has).
-    min_channels: int = field(metadata=_range(1, 10))
-    parenchyma_margin_mm: float = field(metadata=_range(0.0, 10.0))  # beyond the brain mask
-    csf_margin_mm: float = field(metadata=_range(0.0, 20.0))  # beyond the intracranial mask
-    skull_edge_depth_mm: float = field(metadata=_range(0.0, 20.0))  # bone partial volume
-    brain_envelope_closing_mm: float = field(metadata=_range(0.0, 30.0))  # bridges sulci
-
-
-@dataclass(frozen=True, slots=True)
-class PbvcParams:
-    """Registration-based percentage brain volume change (:mod:`mriproc.atrophy`)."""
-
-    method: Literal["jacobian", "boundary_shift"]
-    # Boundary shift: the brain surface and which of its vertices are measured.
-    surface_smoothing_mm: float = field(metadata=_range(0.0, 5.0))
-    thick_slice_ratio: float = field(metadata=_range(1.0, 20.0))
-    max_normal_tilt_deg: float = field(metadata=_range(0.0, 90.0))
-    # Profiles along the normals and the search for the edge's displacement.
-    profile_half_length_mm: float = field(metadata=_range(0.5, 20.0))
-    profile_step_mm: float = field(metadata=_range(0.05, 2.0))
-    profile_window_mm: float = field(metadata=_range(0.2, 20.0))
-    profile_smoothing_mm: float = field(metadata=_range(0.0, 5.0))
-    search_mm: float = field(metadata=_range(0.1, 10.0))
-    min_profile_correlation: float = field(metadata=_range(-1.0, 1.0))
-    # Self-calibration: the image against a copy scaled by this much (linear, %).
-    calibration_scale_pct: float = field(metadata=_range(0.1, 10.0))
-    # A value is n/a (with the reason) when fewer edge points than this could be
-    # measured in either direction, when the calibration found the scaled copy's
-    # edges moved by a gain outside these limits, or when the forward and backward
-    # runs disagree by more than this many percentage points.
-    min_edge_points: int = field(metadata=_range(1, 10_000_000))
-    min_calibration_gain: float = field(metadata=_range(0.0, 10.0))
-    max_calibration_gain: float = field(metadata=_range(0.0, 10.0))
-    max_direction_difference_pct: float = field(metadata=_range(0.0, 100.0))
+    min_in_plane_diameter_mm: float = field(metadata=bounds(0.0, 50.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,41 +134,12 @@ class PlausibilityParams:
 
     # Brain-volume change from baseline (PBVC, PCF change, in %): a loss beyond
     # allowance + per_year x years, or a gain beyond the allowance alone.
-    brain_change_allowance_pct: float = field(metadata=_range(0.0, 100.0))
-    brain_loss_per_year_pct: float = field(metadata=_range(0.0, 100.0))
+    brain_change_allowance_pct: float = field(metadata=bounds(0.0, 100.0))
+    brain_loss_per_year_pct: float = field(metadata=bounds(0.0, 100.0))
     # T2 lesion volume between consecutive visits: a change of at least this many mL
     # that is also at least this ratio (larger / smaller volume).
-    t2_lesion_volume_jump_ml: float = field(metadata=_range(0.0, 10_000.0))
-    t2_lesion_volume_jump_ratio: float = field(metadata=_range(1.0, 1000.0))
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationPreset:
-    """antsRegistration and N4 parameters (``pipelines/presets/registration.yaml``)."""
-
-    metric: Literal["mattes", "GC", "meansquares"]
-    histogram_bins: int = field(metadata=_range(8, 256))
-    sampling_rate: float = field(metadata=_range(0.01, 1.0))
-    iterations: tuple[int, ...] = field(metadata={"min_len": 1})
-    shrink_factors: tuple[int, ...] = field(metadata={"min_len": 1})
-    smoothing_sigmas: tuple[float, ...] = field(metadata={"min_len": 1})
-    syn_metric: Literal["mattes", "CC", "meansquares"]
-    syn_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
-    syn_gradient_step: float = field(metadata=_range(0.01, 1.0))
-    syn_flow_sigma: float = field(metadata=_range(0.0, 10.0))
-    syn_total_sigma: float = field(metadata=_range(0.0, 10.0))
-    n4_shrink_factor: int = field(metadata=_range(1, 8))
-    n4_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
-    template_voxel_mm: float = field(metadata=_range(0.5, 4.0))
-    # Affine stage of the template fit (per level, like ``iterations``); SyN follows.
-    template_affine_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
-    # Longitudinal SyN (Jacobian-integration PBVC) between two visits in their halfway
-    # space, resampled to isotropic voxels of ``jacobian_voxel_mm``.
-    jacobian_voxel_mm: float = field(metadata=_range(0.5, 4.0))
-    jacobian_syn_metric: Literal["mattes", "CC", "meansquares"]
-    jacobian_syn_sampling: int = field(metadata=_range(1, 256))  # CC radius or MI bins
-    jacobian_syn_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
-    name: str = field(default="", metadata={"yaml": False})  # its key in the file
+    t2_lesion_volume_jump_ml: float = field(metadata=bounds(0.0, 10_000.0))
+    t2_lesion_volume_jump_ratio: float = field(metadata=bounds(1.0, 1000.0))
 
 
 def load_registration_preset(name: str) -> RegistrationPreset:
@@ -259,22 +149,23 @@ def load_registration_preset(name: str) -> RegistrationPreset:
     (4, 2, 1)
     """
     path = Path(str(resources.files(_PROTOCOL_PACKAGE).joinpath("presets", "registration.yaml")))
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = read_yaml(path, "registration presets")
     if name not in data:
         raise ProtocolError(f"{path}: no registration preset {name!r} (have {', '.join(data)})")
-    entry = data[name]
-    if not isinstance(entry, Mapping):
-        raise ProtocolError(f"{path}: {name}: expected a mapping")
-    preset: RegistrationPreset = _build(
-        RegistrationPreset, entry, source=str(path), where=f"{name}."
-    )
+    return _preset_from_mapping({**data[name], "name": name}, source=str(path), where=f"{name}.")
+
+
+def _preset_from_mapping(data: object, *, source: str, where: str) -> RegistrationPreset:
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f"{source}: {where.rstrip('.')}: expected a mapping")
+    preset: RegistrationPreset = _build(RegistrationPreset, data, source=source, where=where)
     levels = {len(preset.iterations), len(preset.shrink_factors), len(preset.smoothing_sigmas)}
     if len(levels) != 1:
         raise ProtocolError(
-            f"{path}: {name}: iterations, shrink_factors and smoothing_sigmas "
+            f"{source}: {where.rstrip('.')}: iterations, shrink_factors and smoothing_sigmas "
             "need one entry per level"
         )
-    return dataclasses.replace(preset, name=name)
+    return preset
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +177,7 @@ class Protocol:
     contrasts: dict[str, ContrastSpec]
     reading_space: str
     dual_echo: tuple[str, ...]
-    geometry_tolerance_mm: float = field(metadata=_range(0.0, 1.0))
+    geometry_tolerance_mm: float = field(metadata=bounds(0.0, 1.0))
     visits: VisitSchedule
     registration: RegistrationParams
     labelling: LabellingParams
@@ -299,6 +190,20 @@ class Protocol:
     pbvc: PbvcParams
     plausibility: PlausibilityParams
     source: str = field(default="", metadata={"yaml": False})  # the file it was read from
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The protocol as plain data, its registration preset written out in full.
+
+        What a workflow hands its nodes (JSON-serializable, so Nipype's cache key is
+        the protocol's content): :func:`protocol_from_mapping` rebuilds the same
+        protocol from it without reading a file.
+
+        >>> p = load_protocol("esims")
+        >>> protocol_from_mapping(p.to_mapping(), source=p.source) == p
+        True
+        """
+        plain: dict[str, Any] = _plain(self)
+        return plain
 
     def required_contrasts(self, group: EndpointGroup) -> tuple[str, ...]:
         """Contrast roles that an endpoint group needs in a session, in a stable order."""
@@ -495,6 +400,21 @@ def _build(cls: type[Any], data: Mapping[Any, Any], *, source: str, where: str) 
     return cls(**values)
 
 
+def _plain(value: Any) -> Any:
+    """Dataclasses as mappings of their file keys, tuples as lists (YAML/JSON types)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.metadata.get("yaml", True)
+        }
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
 def _check_limits(meta: Mapping[str, Any], value: Any, *, source: str, key: str) -> None:
     lo, hi = meta.get("min"), meta.get("max")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -513,6 +433,13 @@ def _convert(hint: Any, value: Any, *, source: str, key: str) -> Any:
             f"{source}: {key}: expected {expected}, got {value!r} ({_kind(value)})"
         )
 
+    if hint is RegistrationPreset:
+        if isinstance(value, str):
+            try:
+                return load_registration_preset(value)
+            except ProtocolError as err:
+                raise ProtocolError(f"{source}: {key}: {err}") from err
+        return _preset_from_mapping(value, source=source, where=f"{key}.")
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise wrong("a mapping")

@@ -29,13 +29,13 @@ converted series, uncorrected copies), and each group is logged as a warning ("n
 converted: ...").  Together with the converted files they add up to every file below
 ``dicom_dir``.
 
-Exit status (:attr:`ConvertResult.exit_status`): ``EXIT_FAILURE`` when anything the
-user may have wanted was left out -- a series failed (incomplete, a missing slice,
+Incomplete (:attr:`ConvertResult.complete` false, ``mriproc convert`` exits 1) when
+anything the user may have wanted was left out -- a series failed (incomplete, a missing slice,
 dcm2niix failed, no session, a name taken by other images), a file was damaged or
 unreadable (in any series, also one not converted anyway, or in none; a compressed
 file that does not decompress), a file may hold DICOM but was not read (an archive),
 or an MR volume's weighting was not recognised (or the mapping file's role does not
-fit it); ``EXIT_OK`` otherwise.  Series left out on purpose -- non-structural ones
+fit it); complete otherwise.  Series left out on purpose -- non-structural ones
 (localisers, field maps, ASL and other perfusion, diffusion, BOLD, phase, derived
 and secondary-capture images, 4-D, multi-echo or too few slices), other
 modalities, series the mapping file skips, a scanner's uncorrected copy (ImageType
@@ -64,7 +64,6 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from mriproc.cli import EXIT_FAILURE, EXIT_OK
 from mriproc.convert_labels import LabelPlan, Study, plan_labels
 from mriproc.deidentify import Redactor, scrub_sidecar
 from mriproc.io.atomic import atomic_write_text
@@ -148,7 +147,7 @@ class LeftOut:
     """Files of the DICOM tree that gave no new BIDS image, for one reason.
 
     ``wanted``: the user may have wanted them (damaged or unread files, failed or
-    undecided series); any such group makes the exit status ``EXIT_FAILURE``.
+    undecided series); any such group makes the conversion incomplete.
     ``detail`` breaks the files down (by kind of series, say).
     """
 
@@ -182,19 +181,19 @@ class ConvertResult:
         return sum(1 for row in self.rows if row.status == status)
 
     @property
-    def exit_status(self) -> int:
-        """``EXIT_FAILURE`` when anything the user may have wanted was left out.
+    def complete(self) -> bool:
+        """False when anything the user may have wanted was left out.
 
         That is: a series failed, a file was damaged, unreadable or not read (an
         archive), or an MR volume was not placed (weighting not recognised, or the
         mapping file's role does not fit).  Series left out on purpose
         (non-structural, other modalities, skipped by the mapping file, uncorrected
         copies of distortion-corrected series), non-image objects, files that are
-        not DICOM and series already in the dataset give ``EXIT_OK``.  See the
+        not DICOM and series already in the dataset leave it complete.  See the
         module docstring.
         """
         wanted = any(group.wanted for group in self.left_out)
-        return EXIT_FAILURE if wanted or self.count("failed") else EXIT_OK
+        return not (wanted or self.count("failed"))
 
     def summary(self) -> list[str]:
         """The console lines of ``left_out``: ``not converted: 12 file(s) not DICOM``."""

@@ -19,8 +19,8 @@ from typing import Any, TextIO
 import yaml
 
 from mriproc.config import load_protocol
+from mriproc.io.provenance import new_run_id, run_log_dir, write_run_config
 from mriproc.progress import Progress
-from mriproc.provenance import new_run_id, run_log_dir, write_run_config
 from mriproc.simulate import TrialSpec
 
 __all__ = ["DEMO_SPEC", "DemoResult", "protocol_with_preset", "run_demo"]
@@ -47,8 +47,8 @@ class DemoResult:
 def protocol_with_preset(name: str, preset: str, destination: Path) -> Path:
     """Write a copy of protocol ``name`` whose registration preset is ``preset``.
 
-    The visit workflows read the protocol from a file, so a variant is a file too;
-    it is kept beside the outputs as a record of what ran.
+    The demo's recorded command (``--protocol <file>``) reruns it as it ran: the
+    variant is a file, kept beside the outputs.
     """
     source = load_protocol(name).source
     data = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
@@ -164,7 +164,6 @@ def run_demo(out: Path, *, stream: TextIO, progress_stream: TextIO | None = None
         bids_dir,
         output_dir,
         protocol,
-        protocol_ref=str(protocol_file),
         work_dir=run_dir / "work",
         log_dir=log_dir,
         plugin="MultiProc",

@@ -13,7 +13,7 @@ This module imports nothing from mriproc: it is the ground floor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
@@ -21,13 +21,146 @@ __all__ = [
     "LESION_ENDPOINTS",
     "LONGITUDINAL_ENDPOINTS",
     "VISIT_ENDPOINTS",
+    "ActiveScanParams",
+    "BlackHoleParams",
+    "CelParams",
     "Endpoint",
     "EndpointGroup",
+    "NewEnlargingParams",
+    "PbvcParams",
+    "PcfParams",
+    "T2LesionParams",
+    "bounds",
+    "visit_endpoints_of",
 ]
 
 EndpointGroup = Literal[
     "t2_lesions", "black_holes", "cel", "pcf", "new_enlarging", "active_scan", "pbvc"
 ]
+TissueClass = Literal["GM", "WM", "CSF", "lesion"]
+ExcludedStructure = Literal["vessels", "dural_sinuses", "choroid_plexus"]
+
+
+def bounds(lo: float | None = None, hi: float | None = None) -> dict[str, float | None]:
+    """Field metadata: the range a protocol value must lie in (checked on loading)."""
+    return {"min": lo, "max": hi}
+
+
+# --------------------------------------------------------------------------- parameters
+# Each endpoint group's section of a protocol file (``t2_lesions:``, ``cel:``, ...):
+# the parameters its measurement takes, with their allowed ranges.  Loaded and
+# checked by :func:`mriproc.config.load_protocol`.
+
+
+@dataclass(frozen=True, slots=True)
+class T2LesionParams:
+    """T2-hyperintense lesion segmentation."""
+
+    channels: tuple[str, ...] = field(metadata={"min_len": 1})
+    white_matter_margin_mm: float = field(metadata=bounds(0.0, 20.0))
+    wm_prior_min: float = field(metadata=bounds(0.0, 1.0))  # template WM: where seeds may be
+    nawm_min_wm_fraction: float = field(metadata=bounds(0.5, 1.0))
+    gm_min_fraction: float = field(metadata=bounds(0.5, 1.0))
+    seed_z: float = field(metadata=bounds(0.0, 50.0))
+    channel_min_z: float = field(metadata=bounds(-10.0, 50.0))
+    min_lesion_fraction: float = field(metadata=bounds(0.0, 1.0))
+    grow_mm: float = field(metadata=bounds(0.0, 20.0))
+    local_ring_mm: tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class BlackHoleParams:
+    """T1 black holes: T2 lesions hypointense on pre-contrast T1."""
+
+    requires: tuple[str, ...]
+    exclude_enhancing: bool
+    gm_min_fraction: float = field(metadata=bounds(0.5, 1.0))  # grey matter: the reference
+    cortical_depth_mm: float = field(metadata=bounds(1.0, 50.0))  # cortex: near the surface
+    rim_mm: float = field(metadata=bounds(0.0, 10.0))  # lesion rim left out (partial volume)
+
+
+@dataclass(frozen=True, slots=True)
+class CelParams:
+    """Contrast-enhancing lesions."""
+
+    requires: tuple[str, ...]
+    min_voxels: int = field(metadata=bounds(1, 1000))
+    exclude_structures: tuple[ExcludedStructure, ...]
+    require_t2_correspondence: bool
+    seed_z: float = field(metadata=bounds(0.0, 100.0))
+    grow_z: float = field(metadata=bounds(0.0, 100.0))
+    surface_margin_mm: float = field(metadata=bounds(0.0, 30.0))
+    csf_prior_max: float = field(metadata=bounds(0.0, 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class NewEnlargingParams:
+    """New and enlarging T2 lesions between two visits."""
+
+    new_max_overlap_voxels: int = field(metadata=bounds(0, 1000))
+    small_lesion_max_area_cm2: float = field(metadata=bounds(0.0, 100.0))
+    small_lesion_min_growth_pct: float = field(metadata=bounds(0.0, 1000.0))
+    large_lesion_min_growth_pct: float = field(metadata=bounds(0.0, 1000.0))
+    # A lesion found only at the later visit is new when the earlier image's lesion
+    # signal at its place is below this fraction of the later one (else the earlier
+    # segmentation missed it, and it is compared by size like any other).
+    new_max_earlier_fraction: float = field(metadata=bounds(0.0, 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveScanParams:
+    """A scan is active with at least this many CEL or new/enlarging lesions."""
+
+    min_cel: int = field(metadata=bounds(1, 1000))
+    min_new_or_enlarging: int = field(metadata=bounds(1, 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class PcfParams:
+    """Partial cerebral fraction over an axial slab defined in MNI152 space."""
+
+    slab_inferior_mni_z_mm: float = field(metadata=bounds(-72.0, 110.0))
+    slab_thickness_mm: float = field(metadata=bounds(1.0, 180.0))
+    parenchyma_classes: tuple[TissueClass, ...] = field(metadata={"min_len": 1})
+    channels: tuple[str, ...] = field(metadata={"min_len": 1})  # unmixed into tissue fractions
+    # PCF, BPF and the brain-volume changes need a tissue model from at least this
+    # many of the channels (the lesion stage uses the model whatever it has).
+    min_channels: int = field(metadata=bounds(1, 10))
+    parenchyma_margin_mm: float = field(metadata=bounds(0.0, 10.0))  # beyond the brain mask
+    csf_margin_mm: float = field(metadata=bounds(0.0, 20.0))  # beyond the intracranial mask
+    skull_edge_depth_mm: float = field(metadata=bounds(0.0, 20.0))  # bone partial volume
+    brain_envelope_closing_mm: float = field(metadata=bounds(0.0, 30.0))  # bridges sulci
+
+
+@dataclass(frozen=True, slots=True)
+class PbvcParams:
+    """Registration-based percentage brain volume change (:mod:`mriproc.atrophy`)."""
+
+    method: Literal["jacobian", "boundary_shift"]
+    # Boundary shift: the brain surface and which of its vertices are measured.
+    surface_smoothing_mm: float = field(metadata=bounds(0.0, 5.0))
+    thick_slice_ratio: float = field(metadata=bounds(1.0, 20.0))
+    max_normal_tilt_deg: float = field(metadata=bounds(0.0, 90.0))
+    # Profiles along the normals and the search for the edge's displacement.
+    profile_half_length_mm: float = field(metadata=bounds(0.5, 20.0))
+    profile_step_mm: float = field(metadata=bounds(0.05, 2.0))
+    profile_window_mm: float = field(metadata=bounds(0.2, 20.0))
+    profile_smoothing_mm: float = field(metadata=bounds(0.0, 5.0))
+    search_mm: float = field(metadata=bounds(0.1, 10.0))
+    min_profile_correlation: float = field(metadata=bounds(-1.0, 1.0))
+    # Self-calibration: the image against a copy scaled by this much (linear, %).
+    calibration_scale_pct: float = field(metadata=bounds(0.1, 10.0))
+    # A value is n/a (with the reason) when fewer edge points than this could be
+    # measured in either direction, when the calibration found the scaled copy's
+    # edges moved by a gain outside these limits, or when the forward and backward
+    # runs disagree by more than this many percentage points.
+    min_edge_points: int = field(metadata=bounds(1, 10_000_000))
+    min_calibration_gain: float = field(metadata=bounds(0.0, 10.0))
+    max_calibration_gain: float = field(metadata=bounds(0.0, 10.0))
+    max_direction_difference_pct: float = field(metadata=bounds(0.0, 100.0))
+
+
+# --------------------------------------------------------------------------- catalogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,3 +291,16 @@ VISIT_ENDPOINTS = tuple(e.name for e in ENDPOINTS if not e.longitudinal)
 LESION_ENDPOINTS = tuple(e.name for e in ENDPOINTS if e.lesion_mask is not None)
 # Measured by the longitudinal stage at every follow-up, in catalogue order.
 LONGITUDINAL_ENDPOINTS = tuple(e.name for e in ENDPOINTS if e.longitudinal)
+
+
+def visit_endpoints_of(group: EndpointGroup) -> tuple[str, ...]:
+    """The group's endpoints measured on the visit alone, in catalogue order.
+
+    What becomes n/a, with one reason, when the group cannot be measured at a visit.
+
+    >>> visit_endpoints_of("cel")
+    ('cel_count', 'cel_volume')
+    >>> visit_endpoints_of("pcf")
+    ('pcf', 'bpf')
+    """
+    return tuple(e.name for e in ENDPOINTS if e.group == group and not e.longitudinal)

@@ -30,7 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mriproc.config import CelParams, LabellingParams
+from mriproc.config import LabellingParams
+from mriproc.endpoints import CelParams
 from mriproc.lesions import (
     MIN_REFERENCE_VOXELS,
     LabelledLesions,

@@ -36,7 +36,7 @@ from mriproc.atrophy import (
     boundary_shift,
     jacobian_integration,
 )
-from mriproc.config import Protocol, RegistrationPreset, load_registration_preset
+from mriproc.config import Protocol, RegistrationPreset
 from mriproc.io.nifti import read_image, save_image
 from mriproc.lesions import min_lesion_volume_ml
 from mriproc.longitudinal import HalfwayVisit, LesionChanges, LongitudinalError, lesion_changes
@@ -227,7 +227,7 @@ def _brain_change(
         if protocol.pbvc.method == "boundary_shift":
             change = boundary_shift(*images, to_followup, slab, protocol.pbvc)
         else:
-            preset = load_registration_preset(protocol.registration.preset)
+            preset = protocol.registration.preset
             change = jacobian_integration(*images, to_followup, slab, preset, out_dir / "jacobian")
     except ValueError as err:
         reason = f"brain volume change failed: {err}"

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mriproc.config import NewEnlargingParams
+from mriproc.endpoints import NewEnlargingParams
 from mriproc.lesions import in_plane_cross, slice_axis
 from mriproc.t2lesions import lesion_fraction
 

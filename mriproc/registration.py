@@ -1,8 +1,9 @@
 """The one antspyx adapter: registration, resampling and N4, with explicit parameters.
 
 No other module imports ``ants``.  Every antsRegistration option comes from a named
-preset (:func:`mriproc.config.load_registration_preset`) and is passed by name; none
-goes through ``**kwargs``, where antspyx silently ignores misspelled options.
+preset (:class:`mriproc.config.RegistrationPreset`, resolved with the protocol) and is
+passed by name; none goes through ``**kwargs``, where antspyx silently ignores
+misspelled options.
 Determinism: :func:`ants.config.set_ants_deterministic` fixes the random seed of the
 metric sampling and ITK runs one thread per call (parallelism is Nipype's job).
 

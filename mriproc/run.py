@@ -32,12 +32,12 @@ from mriproc.cohort import (
     is_failure,
     participant_tables,
     participant_tables_path,
-    visit_record_path,
     write_participant_tables,
 )
 from mriproc.config import Protocol
 from mriproc.endpoints import ENDPOINTS
 from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
+from mriproc.outputs import visit_record_path
 from mriproc.progress import WorkflowProgress
 from mriproc.tables import ErrorRow, write_dataset_description
 
@@ -162,7 +162,6 @@ def run_participants(
     output_dir: Path,
     protocol: Protocol,
     *,
-    protocol_ref: str,
     work_dir: Path,
     log_dir: Path,
     participant_labels: Sequence[str] | None = None,
@@ -222,7 +221,6 @@ def run_participants(
         protocol,
         root,
         work_dir,
-        protocol_ref=protocol_ref,
         rater_masks=rater_masks,
     )
     if to_run:
@@ -311,7 +309,6 @@ def _build_workflow(
     root: Path,
     work_dir: Path,
     *,
-    protocol_ref: str,
     rater_masks: Path | None,
 ) -> tuple[Any, dict[str, list[str]]]:
     """The top workflow, and per participant the workflows whose end means it is done."""
@@ -330,7 +327,7 @@ def _build_workflow(
                 rater_masks, session.participant, session.session, suffix="mask", desc="t2lesion"
             )
             rater = candidate.resolve() if candidate.is_file() else None
-        wf = init_visit_wf(session, protocol, root, protocol_ref=protocol_ref, rater_mask=rater)
+        wf = init_visit_wf(session=session, protocol=protocol, output_dir=root, rater_mask=rater)
         visit_wfs[(session.participant, session.session)] = wf
         top.add_nodes([wf])
         final.setdefault(session.participant, []).append(wf.name)
@@ -343,12 +340,14 @@ def _build_workflow(
         ]
         if len(visits) < 2 or visits[0] != dataset.baseline_session(participant):
             continue
-        longitudinal = init_longitudinal_wf(participant, visits, root, protocol_ref=protocol_ref)
+        longitudinal = init_longitudinal_wf(
+            participant=participant, sessions=visits, protocol=protocol, output_dir=root
+        )
         final[participant].append(longitudinal.name)
         for index, label in enumerate(visits):
             top.connect(
                 visit_wfs[(participant, label)],
-                "bundle.bundle",
+                "outputnode.bundle",
                 longitudinal,
                 f"inputnode.bundle_{index}",
             )

@@ -33,7 +33,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mriproc.config import LabellingParams, T2LesionParams
+from mriproc.config import LabellingParams
+from mriproc.endpoints import T2LesionParams
 from mriproc.lesions import (
     MIN_REFERENCE_VOXELS,
     LabelledLesions,

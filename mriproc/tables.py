@@ -27,7 +27,7 @@ import pandas as pd
 
 from mriproc.endpoints import ENDPOINTS
 from mriproc.io.atomic import atomic_write_text
-from mriproc.provenance import generated_by, software_versions
+from mriproc.io.provenance import generated_by, software_versions
 
 __all__ = [
     "ENDPOINT_COLUMNS",

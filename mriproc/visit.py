@@ -12,19 +12,18 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
 from mriproc.brain import carry_template_maps, fit_template, template_maps
-from mriproc.config import PcfParams, RegistrationPreset
-from mriproc.io.atomic import atomic_write_text, staged_outputs
+from mriproc.config import RegistrationPreset
+from mriproc.endpoints import PcfParams
 from mriproc.io.itk import write_itk_affine
 from mriproc.io.nifti import read_image, save_image
 from mriproc.registration import apply_linear, n4_bias_field, register_linear
-from mriproc.tissues import DSEG_LABELS, tissue_fractions
+from mriproc.tissues import tissue_fractions
 
 __all__ = [
     "RegistrationQualityError",
@@ -34,7 +33,6 @@ __all__ = [
     "coregister",
     "normalized_mutual_information",
     "tissue_classes",
-    "write_visit_outputs",
 ]
 
 
@@ -303,138 +301,3 @@ def tissue_model_note(
         for role in left
     ]
     return f"tissue model from {', '.join(used)} only ({'; '.join(why)}): less precise"
-
-
-def write_visit_outputs(
-    output_dir: str | Path,
-    participant: str,
-    session: str,
-    *,
-    reading_space: str,
-    contrasts: dict[str, tuple[str, str | None]],
-    sources: dict[str, str],
-    images: dict[str, str],
-    transforms: dict[str, str],
-    measures: dict[str, float],
-    qc: dict[str, float],
-    not_available: dict[str, str] | None = None,
-    lesion_list: str | Path | None = None,
-    rater: dict[str, Any] | None = None,
-    refused: dict[str, str] | None = None,
-    tissue_channels: list[str] | None = None,
-    notes: dict[str, str] | None = None,
-    protocol_name: str | None = None,
-) -> Path:
-    """Write one visit's derivatives (BIDS names, sidecars) and its measures record.
-
-    ``images`` maps output keys (``brain``, ``icv``, ``slab``, ``dseg``, ``CSF``,
-    ``GM``, ``WM``, ``t2lesion``, ``lesions``, ``blackhole``, ``cel``,
-    ``coreg:<role>``) to work files; ``transforms`` maps a role to its ITK
-    transform; ``sources`` maps roles to the raw files and ``contrasts`` roles to
-    their BIDS suffix and ``ce`` label.  The record (``..._desc-visit_measures.json``)
-    holds the endpoint values, the reason for each endpoint that could not be
-    computed (``not_available``), the lesions (``lesions``: label, volume,
-    centroid, enhancing, black hole), the QC figures and, when a rater's T2 lesion mask
-    was used, its agreement with the automated one (``rater``), the contrasts refused by the
-    co-registration check with the reason (``refused``), the tissue model's channels
-    (``tissue_channels``), per-endpoint notes (``notes``), the visit's files
-    (``files``: a rerun replaces them as a set, removing those it no longer writes)
-    and ``GeneratedBy`` (mriproc's
-    version, ``protocol_name`` and the lock-file hash); the endpoint tables are assembled
-    from the records of every visit.
-    """
-    from mriproc.io.bids import bids_path
-    from mriproc.io.derivatives import write_derivative
-    from mriproc.provenance import generated_by
-
-    root = Path(output_dir)
-    reading_source = sources[reading_space]
-    described = {
-        "brain": dict(suffix="mask", desc="brain"),
-        "icv": dict(suffix="mask", desc="icv"),
-        "slab": dict(suffix="mask", desc="pcfslab"),
-        "dseg": dict(suffix="dseg"),
-        "CSF": dict(suffix="probseg", label="CSF"),
-        "GM": dict(suffix="probseg", label="GM"),
-        "WM": dict(suffix="probseg", label="WM"),
-        "t2lesion": dict(suffix="mask", desc="t2lesion"),
-        "lesions": dict(suffix="dseg", desc="lesions"),
-        "blackhole": dict(suffix="mask", desc="blackhole"),
-        "cel": dict(suffix="mask", desc="cel"),
-        "t2lesionautomated": dict(suffix="mask", desc="t2lesionautomated"),
-    }
-    record = bids_path(
-        root, participant, session, suffix="measures", extension=".json", desc="visit"
-    )
-    last = str(record.relative_to(root))
-    # Written in full beside the outputs, then swapped in: a visit whose writing fails
-    # leaves its previous outputs as they were.
-    with staged_outputs(root, last=last, previous=_listed_files(record)) as staging:
-        for key, path in images.items():
-            loaded = read_image(path)
-            data = np.asarray(loaded.dataobj)
-            affine = loaded.affine
-            if key.startswith("coreg:"):
-                role = key.split(":", 1)[1]
-                suffix, ce = contrasts[role]
-                entities: dict[str, Any] = dict(suffix=suffix, desc="coreg", ce=ce)
-                meta: dict[str, Any] = {"SpatialReference": reading_source}
-                source_list = [sources[role], reading_source]
-            else:
-                entities = dict(described[key])
-                meta = {"SpatialReference": reading_source}
-                if key == "dseg":
-                    meta["Labels"] = {str(k): v for k, v in DSEG_LABELS.items()}
-                if key == "lesions":
-                    meta["Description"] = "T2 lesion label map: value = label column of lesions.tsv"
-                source_list = [sources[r] for r in sources]
-            write_derivative(
-                staging,
-                participant,
-                session,
-                data,
-                affine,
-                sources=source_list,
-                metadata=meta,
-                protocol_name=protocol_name,
-                **entities,
-            )
-        for role, path in transforms.items():
-            target = bids_path(
-                staging,
-                participant,
-                session,
-                suffix="xfm",
-                extension=".txt",
-                **{"from": role.replace("_", ""), "to": reading_space, "mode": "image"},
-            )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(target, Path(path).read_text())  # ITK text from coregister
-        staged = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
-        content: dict[str, Any] = {
-            "measures": measures,
-            "not_available": not_available or {},
-            "lesions": [] if lesion_list is None else json.loads(Path(lesion_list).read_text()),
-            "qc": qc,
-            "refused": refused or {},
-            "tissue_channels": tissue_channels or [],
-            "notes": notes or {},
-            "sources": sources,
-            "GeneratedBy": generated_by(protocol_name=protocol_name),
-            # This visit's files under the derivatives root: a rerun removes those it
-            # does not write again.
-            "files": [*staged, last],
-        }
-        if rater:
-            content["rater"] = rater
-        atomic_write_text(staging / last, json.dumps(content, indent=2, sort_keys=True) + "\n")
-    return record
-
-
-def _listed_files(record: Path) -> list[str]:
-    """The files a visit record lists (none when it is absent, unreadable or older)."""
-    try:
-        files = json.loads(record.read_text(encoding="utf-8")).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [str(f) for f in files] if isinstance(files, list) else []

@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from mriproc.blackholes import segment_black_holes
 from mriproc.config import Protocol
+from mriproc.endpoints import EndpointGroup, visit_endpoints_of
 from mriproc.enhancing import segment_enhancing
 from mriproc.evaluation import dice, lesionwise_score
 from mriproc.io.nifti import read_image, save_image
@@ -120,8 +121,8 @@ def visit_lesions(
             loaded[role] = _load(images[role])
         return loaded[role]
 
-    def lacking(group: str) -> str | None:
-        needed = protocol.required_contrasts(group)  # type: ignore[arg-type]
+    def lacking(group: EndpointGroup) -> str | None:
+        needed = protocol.required_contrasts(group)
         absent = [r for r in needed if r not in images and r not in refused]
         bad = [r for r in needed if r not in images and r in refused]
         reasons = ["needs " + ", ".join(f"{r} (missing)" for r in absent)] if absent else []
@@ -138,8 +139,9 @@ def visit_lesions(
         outcome.measures[count] = float(found.count)
         outcome.images[image] = save(found.mask, f"{image}_mask")
 
-    def unavailable(reason: str, *endpoints: str) -> None:
-        outcome.not_available.update(dict.fromkeys(endpoints, reason))
+    def unavailable(reason: str, group: EndpointGroup) -> None:
+        """Every visit endpoint of ``group`` is n/a, for ``reason``."""
+        outcome.not_available.update(dict.fromkeys(visit_endpoints_of(group), reason))
 
     t2_mask: npt.NDArray[np.bool_] | None = None
     t2_labels: npt.NDArray[np.int32] | None = None
@@ -174,7 +176,7 @@ def visit_lesions(
         record(lesions, "t2_lesion_volume", "t2_lesion_count", "t2lesion")
         outcome.images["lesions"] = save(t2_labels, "lesions_dseg", np.int32)
     else:
-        unavailable(reason or "no T2 lesion mask", "t2_lesion_volume", "t2_lesion_count")
+        unavailable(reason or "no T2 lesion mask", "t2_lesions")
 
     enhancing_mask: npt.NDArray[np.bool_] | None = None
     needs_t2 = protocol.cel.require_t2_correspondence and t2_mask is None
@@ -202,7 +204,7 @@ def visit_lesions(
             enhancing_mask = cel.lesions.mask
             record(cel.lesions, "cel_volume", "cel_count", "cel")
     if reason is not None:
-        unavailable(reason, "cel_count", "cel_volume")
+        unavailable(reason, "cel")
 
     black_mask: npt.NDArray[np.bool_] | None = None
     reason = lacking("black_holes") or (None if t2_mask is not None else "no T2 lesion mask")
@@ -224,7 +226,7 @@ def visit_lesions(
             black_mask = holes.lesions.mask
             record(holes.lesions, "black_hole_volume", "black_hole_count", "blackhole")
     if reason is not None:
-        unavailable(reason, "black_hole_volume", "black_hole_count")
+        unavailable(reason, "black_holes")
 
     reason = protocol.tissue_model_lacks(images, refused)
     if reason is None:
@@ -233,7 +235,7 @@ def visit_lesions(
         )
         outcome.measures.update(pcf=pcf, bpf=bpf)
     else:
-        unavailable(reason, "pcf", "bpf")
+        unavailable(reason, "pcf")
     dseg = np.asarray(read_image(tissue["dseg"]).dataobj, dtype=np.int16)
     if t2_mask is not None:
         dseg = np.where(t2_mask, _LESION_LABEL, dseg).astype(np.int16)

@@ -40,9 +40,9 @@ from mriproc.cohort import gather_cohort, participant_tables, write_participant_
 from mriproc.config import load_protocol
 from mriproc.endpoints import LONGITUDINAL_ENDPOINTS
 from mriproc.io.bids import discover_dataset
+from mriproc.io.provenance import generated_by
 from mriproc.longitudinal import CHANGE_CATEGORIES
 from mriproc.progress import WorkflowProgress
-from mriproc.provenance import generated_by
 from mriproc.simulate import TrialSpec, simulate_trial
 from mriproc.skeleton import write_skeleton_dataset
 from mriproc.tables import ErrorRow, read_table
@@ -245,9 +245,13 @@ def test_every_node_declares_memory_and_processes(tmp_path: Path) -> None:
     bids = skeleton(tmp_path / "bids", 1)
     dataset = discover_dataset(bids, PROTOCOL)
     workflows = [
-        init_visit_wf(s, PROTOCOL, tmp_path, protocol_ref="esims") for s in dataset.sessions
+        init_visit_wf(session=s, protocol=PROTOCOL, output_dir=tmp_path) for s in dataset.sessions
     ]
-    workflows.append(init_longitudinal_wf("01", ["M00", "M12"], tmp_path, protocol_ref="esims"))
+    workflows.append(
+        init_longitudinal_wf(
+            participant="01", sessions=["M00", "M12"], protocol=PROTOCOL, output_dir=tmp_path
+        )
+    )
     for wf in workflows:
         for name in wf.list_node_names():
             node = wf.get_node(name)
@@ -302,7 +306,7 @@ def test_run_records_options_protocol_and_source(longitudinal_trial: tuple[Path,
     assert config["options"]["nprocs"] == 2
     assert config["options"]["analysis_level"] == "participant"
     assert config["protocol"]["name"] == "esims"
-    assert config["protocol"]["registration"]["preset"] == "fast"
+    assert config["protocol"]["registration"]["preset"]["name"] == "fast"  # written out
     assert config["protocol"]["pcf"]["channels"] == ["PDw", "T2w"]
     assert "nipype" in config["environment"]
     description = (out / "dataset_description.json").read_text()

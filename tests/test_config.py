@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from mriproc.config import (
     ProtocolError,
     available_protocols,
     load_protocol,
+    load_registration_preset,
     protocol_from_mapping,
     resolve_protocol_path,
 )
@@ -57,7 +59,6 @@ def test_esims_matches_the_spec_defaults() -> None:
     assert p.labelling.connectivity == 26
     assert p.labelling.min_in_plane_diameter_mm == 3.0
     assert p.t2_lesions.channels == ("PDw", "T2w")
-    assert p.black_holes.threshold_reference == "cortical_gm_mean"
     assert p.black_holes.exclude_enhancing is True
     assert p.cel.min_voxels == 2  # 1-voxel foci excluded
     assert set(p.cel.exclude_structures) == {"vessels", "dural_sinuses", "choroid_plexus"}
@@ -151,6 +152,14 @@ def test_unknown_name_lists_shipped_protocols() -> None:
             r"pcf\.channels: must include the reading space 'T2w'",
         ),
         (
+            lambda d: d["registration"].update(preset="slow"),
+            r"registration\.preset: .*no registration preset 'slow' \(have precise, fast\)",
+        ),
+        (
+            lambda d: d["registration"].update(preset={"metric": "mattes"}),
+            r"registration\.preset\.histogram_bins: required key is missing",
+        ),
+        (
             lambda d: d["plausibility"].update(t2_lesion_volume_jump_ratio=0.5),
             r"plausibility\.t2_lesion_volume_jump_ratio: 0\.5 is out of range",
         ),
@@ -184,6 +193,38 @@ def test_protocol_from_mapping_keeps_source(esims_data: dict[str, Any]) -> None:
         "connectivity": 26,
         "min_in_plane_diameter_mm": 3.0,
     }
+
+
+@pytest.mark.parametrize("name", ["esims", "flair"])
+def test_a_protocol_travels_as_plain_data_and_comes_back_the_same(name: str) -> None:
+    """What a node receives (JSON types, preset written out) rebuilds the protocol."""
+    protocol = load_protocol(name)
+    data = json.loads(json.dumps(protocol.to_mapping()))
+    assert protocol_from_mapping(data, source=protocol.source) == protocol
+    assert data["registration"]["preset"]["name"] == protocol.registration.preset.name
+
+
+def test_the_registration_preset_is_resolved_on_loading(
+    tmp_path: Path, esims_data: dict[str, Any]
+) -> None:
+    named = load_protocol("esims").registration.preset
+    assert named == load_registration_preset("precise")
+    # A preset written out in the protocol file itself (a site's own schedule).
+    data = copy.deepcopy(esims_data)
+    data["registration"]["preset"] = {
+        **dataclasses.asdict(named),
+        "name": "site_a",
+        "sampling_rate": 0.1,
+    }
+    inline = load_protocol(write(tmp_path, data)).registration.preset
+    assert (inline.name, inline.sampling_rate, inline.iterations) == (
+        "site_a",
+        0.1,
+        named.iterations,
+    )
+    data["registration"]["preset"]["iterations"] = [10]
+    with pytest.raises(ProtocolError, match=r"registration\.preset: .* one entry per level"):
+        load_protocol(write(tmp_path, data))
 
 
 def test_required_contrasts_follow_the_protocol() -> None:

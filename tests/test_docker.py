@@ -30,7 +30,7 @@ from dockerfile_checks import (
 
 from mriproc import __version__
 from mriproc.cli import EXIT_USAGE, bids_apps_argv, main
-from mriproc.provenance import generated_by, lock_file_sha256
+from mriproc.io.provenance import generated_by, lock_file_sha256
 from mriproc.tables import write_dataset_description
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +251,7 @@ def test_image_install_and_smoke_test_replayed_in_a_fresh_venv(tmp_path: Path) -
     version = subprocess.run([program, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.strip() == f"mriproc {PACKAGE_VERSION}"
     hashed = subprocess.run(
-        [str(python), "-c", "from mriproc.provenance import *; print(lock_file_sha256())"],
+        [str(python), "-c", "from mriproc.io.provenance import *; print(lock_file_sha256())"],
         capture_output=True,
         text=True,
         check=True,

@@ -231,7 +231,7 @@ def test_read_table_checks_the_schema(tmp_path: Path) -> None:
 
 def _visit_outputs(root: Path, work: Path, keys: list[str], **extra: object) -> Path:
     """A visit's derivatives written by the real writer (tiny images)."""
-    from mriproc.visit import write_visit_outputs
+    from mriproc.outputs import write_visit_outputs
 
     work.mkdir(exist_ok=True)
     images = {}

@@ -120,13 +120,16 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     root = small_session(tmp_path)
     protocol = load_protocol("esims")
     (session,) = discover_dataset(root, protocol).sessions
-    wf = init_visit_wf(session, protocol, tmp_path / "out", protocol_ref="esims")
-    names = set(wf.list_node_names())
+    wf = init_visit_wf(session=session, protocol=protocol, output_dir=tmp_path / "out")
+    assert {"inputnode", "outputnode", "fit_wf.inputnode", "outputs_wf.outputs"} <= set(
+        wf.list_node_names()
+    )
+    fit = wf.get_node("fit_wf")
+    names = set(fit.list_node_names())
     # One N4 field for both echoes; T1w and post-gadolinium T1w registered, never the echoes.
     assert {"n4_pdw_t2w", "n4_t1w", "n4_t1w_gad", "coreg_t1w", "coreg_t1w_gad"} <= names
     assert not any(n.startswith("coreg_pdw") or n.startswith("coreg_t2w") for n in names)
-    graph = wf._graph
-    edges = {(u.name, v.name) for u, v in graph.edges()}
+    edges = {(u.name, v.name) for u, v in fit._graph.edges()}
     assert ("coreg_t1w", "coreg_t1w_gad") not in edges  # both register to the reading space
     # Registration runs alongside the template fit; its check needs the intracranial map.
     assert ("brain_masks", "coreg_t1w") not in edges
@@ -289,7 +292,7 @@ def test_quality_check_refuses_noise_and_the_tissue_model_goes_on_without_it(
             mask=str(files["mask"]),
             source=f"/data/{registered}_T1w.nii.gz",
             reference="/data/T2w.nii.gz",
-            protocol="esims",
+            protocol=load_protocol("esims"),
         )
         return dict(node.run(cwd=str(tmp_path)).outputs.get())
 
@@ -311,7 +314,10 @@ def test_quality_check_refuses_noise_and_the_tissue_model_goes_on_without_it(
 
     def tissues(channels: list[str]) -> dict[str, object]:
         node = TissueClasses(
-            roles=["T2w", "T1w"], channels=channels, template_maps=maps, protocol="esims"
+            roles=["T2w", "T1w"],
+            channels=channels,
+            template_maps=maps,
+            protocol=load_protocol("esims"),
         )
         cwd = tmp_path / ("tissue" + "".join("1" if c else "0" for c in channels))
         cwd.mkdir()

@@ -15,9 +15,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from mriproc.config import load_protocol, load_registration_preset
 from mriproc.followup import followup_changes, halfway_registration
-from mriproc.longitudinal_outputs import write_longitudinal_outputs
+from mriproc.interfaces.protocol import ProtocolInputSpec, ProtocolInterface
+from mriproc.outputs import write_longitudinal_outputs
 
 __all__ = ["FollowupChanges", "HalfwayRegister", "LongitudinalOutputs", "VisitBundle"]
 
@@ -64,42 +64,40 @@ class VisitBundle(SimpleInterface):
         return runtime
 
 
-class _HalfwayRegisterInputSpec(BaseInterfaceInputSpec):
+class _HalfwayRegisterInputSpec(ProtocolInputSpec):
     earlier = File(exists=True, mandatory=True, desc="earlier visit's reading image")
     later = File(exists=True, mandatory=True, desc="later visit's reading image")
-    protocol = traits.Str(mandatory=True)
 
 
 class _HalfwayRegisterOutputSpec(TraitedSpec):
     record = File(exists=True, desc="JSON: the transforms and their asymmetry")
 
 
-class HalfwayRegister(SimpleInterface):
+class HalfwayRegister(ProtocolInterface):
     """Inverse-consistent rigid registration of two visits and their halfway space."""
 
     input_spec = _HalfwayRegisterInputSpec
     output_spec = _HalfwayRegisterOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        protocol = load_protocol(self.inputs.protocol)
+        protocol = self.protocol
         self._results["record"] = str(
             halfway_registration(
                 self.inputs.earlier,
                 self.inputs.later,
-                preset=load_registration_preset(protocol.registration.preset),
+                preset=protocol.registration.preset,
                 out_dir=Path(runtime.cwd),
             )
         )
         return runtime
 
 
-class _FollowupChangesInputSpec(BaseInterfaceInputSpec):
+class _FollowupChangesInputSpec(ProtocolInputSpec):
     followup = traits.Dict(traits.Str, traits.Str, mandatory=True)
     previous = traits.Dict(traits.Str, traits.Str, mandatory=True)
     baseline = traits.Dict(traits.Str, traits.Str, mandatory=True)
     to_previous = File(exists=True, mandatory=True)
     to_baseline = File(exists=True, mandatory=True)
-    protocol = traits.Str(mandatory=True)
 
 
 class _FollowupChangesOutputSpec(TraitedSpec):
@@ -107,7 +105,7 @@ class _FollowupChangesOutputSpec(TraitedSpec):
     images = traits.Dict(traits.Str, File(exists=True), desc="change masks (follow-up grid)")
 
 
-class FollowupChanges(SimpleInterface):
+class FollowupChanges(ProtocolInterface):
     """New/enlarging lesions, active scan, PBVC and PCF change of one follow-up."""
 
     input_spec = _FollowupChangesInputSpec
@@ -121,7 +119,7 @@ class FollowupChanges(SimpleInterface):
             dict(self.inputs.baseline),
             to_previous=self.inputs.to_previous,
             to_baseline=self.inputs.to_baseline,
-            protocol=load_protocol(self.inputs.protocol),
+            protocol=self.protocol,
             out_dir=out_dir,
         )
         result = {
@@ -144,7 +142,7 @@ class FollowupChanges(SimpleInterface):
         return runtime
 
 
-class _LongitudinalOutputsInputSpec(BaseInterfaceInputSpec):
+class _LongitudinalOutputsInputSpec(ProtocolInputSpec):
     output_dir = traits.Str(mandatory=True, desc="the derivatives root (OUT_DIR/mriproc)")
     participant = traits.Str(mandatory=True)
     sessions = traits.List(traits.Str, mandatory=True, desc="session labels, baseline first")
@@ -153,14 +151,13 @@ class _LongitudinalOutputsInputSpec(BaseInterfaceInputSpec):
     images = traits.List(
         traits.Dict(traits.Str, File(exists=True)), desc="their change masks (kept by Nipype)"
     )
-    protocol = traits.Str(mandatory=True, desc="protocol name or file (named in the records)")
 
 
 class _LongitudinalOutputsOutputSpec(TraitedSpec):
     records = traits.List(File(exists=True))
 
 
-class LongitudinalOutputs(SimpleInterface):
+class LongitudinalOutputs(ProtocolInterface):
     """Track lesion identities and write every visit's longitudinal derivatives."""
 
     input_spec = _LongitudinalOutputsInputSpec
@@ -173,7 +170,7 @@ class LongitudinalOutputs(SimpleInterface):
             list(self.inputs.sessions),
             list(self.inputs.records),
             list(self.inputs.results),
-            protocol_name=load_protocol(self.inputs.protocol).name,
+            protocol_name=self.protocol.name,
         )
         self._results["records"] = [str(p) for p in written]
         return runtime

@@ -1,7 +1,7 @@
 """Nipype interfaces of the per-visit steps: each one calls one function of :mod:`mriproc.visit`.
 
-Protocols and presets cross node boundaries by name or file path (``protocol``) so
-that every node can run in its own process or SLURM job.
+Each takes the protocol as one input (:mod:`mriproc.interfaces.protocol`): its
+content travels with the node to its own process or SLURM job.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
     File,
-    SimpleInterface,
     TraitedSpec,
     traits,
 )
 
-from mriproc.config import load_protocol, load_registration_preset
+from mriproc.interfaces.protocol import ProtocolInputSpec, ProtocolInterface
+from mriproc.outputs import write_visit_outputs
 from mriproc.tissues import TissueError
 from mriproc.visit import (
     RegistrationQualityError,
@@ -27,7 +26,6 @@ from mriproc.visit import (
     coregister,
     tissue_classes,
     tissue_model_note,
-    write_visit_outputs,
 )
 from mriproc.visit_lesions import visit_lesions
 
@@ -42,9 +40,8 @@ __all__ = [
 ]
 
 
-class _BiasCorrectInputSpec(BaseInterfaceInputSpec):
+class _BiasCorrectInputSpec(ProtocolInputSpec):
     in_files = traits.List(File(exists=True), mandatory=True, desc="echoes of one acquisition")
-    protocol = traits.Str(mandatory=True, desc="protocol name or file")
 
 
 class _BiasCorrectOutputSpec(TraitedSpec):
@@ -52,25 +49,24 @@ class _BiasCorrectOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="the first corrected image")
 
 
-class BiasCorrect(SimpleInterface):
+class BiasCorrect(ProtocolInterface):
     """N4 bias correction (one field for every echo of an acquisition)."""
 
     input_spec = _BiasCorrectInputSpec
     output_spec = _BiasCorrectOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        protocol = load_protocol(self.inputs.protocol)
-        preset = load_registration_preset(protocol.registration.preset)
+        protocol = self.protocol
+        preset = protocol.registration.preset
         out = bias_correct(self.inputs.in_files, Path(runtime.cwd), preset)
         self._results["out_files"] = [str(p) for p in out]
         self._results["out_file"] = str(out[0])
         return runtime
 
 
-class _BrainMasksInputSpec(BaseInterfaceInputSpec):
+class _BrainMasksInputSpec(ProtocolInputSpec):
     in_file = File(exists=True, mandatory=True, desc="bias-corrected reading-space image")
     contrast = traits.Str(mandatory=True, desc="its contrast (template rendering)")
-    protocol = traits.Str(mandatory=True)
 
 
 class _BrainMasksOutputSpec(TraitedSpec):
@@ -79,20 +75,20 @@ class _BrainMasksOutputSpec(TraitedSpec):
     icv_prob = File(exists=True)
 
 
-class BrainMasks(SimpleInterface):
+class BrainMasks(ProtocolInterface):
     """Template fit: brain-envelope mask and the carried template maps."""
 
     input_spec = _BrainMasksInputSpec
     output_spec = _BrainMasksOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        protocol = load_protocol(self.inputs.protocol)
+        protocol = self.protocol
         paths, stripped = brain_masks(
             self.inputs.in_file,
             self.inputs.contrast,
             pcf=protocol.pcf,
             out_dir=Path(runtime.cwd),
-            preset=load_registration_preset(protocol.registration.preset),
+            preset=protocol.registration.preset,
         )
         self._results["template_maps"] = {k: str(v) for k, v in paths.items()}
         self._results["skull_stripped"] = stripped
@@ -100,10 +96,9 @@ class BrainMasks(SimpleInterface):
         return runtime
 
 
-class _CoregisterInputSpec(BaseInterfaceInputSpec):
+class _CoregisterInputSpec(ProtocolInputSpec):
     moving = File(exists=True, mandatory=True)
     fixed = File(exists=True, mandatory=True, desc="reading-space image (and output grid)")
-    protocol = traits.Str(mandatory=True)
 
 
 class _CoregisterOutputSpec(TraitedSpec):
@@ -111,32 +106,31 @@ class _CoregisterOutputSpec(TraitedSpec):
     transform = File(exists=True)
 
 
-class Coregister(SimpleInterface):
+class Coregister(ProtocolInterface):
     """Rigid co-registration into reading space."""
 
     input_spec = _CoregisterInputSpec
     output_spec = _CoregisterOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        protocol = load_protocol(self.inputs.protocol)
+        protocol = self.protocol
         result = coregister(
             self.inputs.moving,
             self.inputs.fixed,
             out_dir=Path(runtime.cwd),
-            preset=load_registration_preset(protocol.registration.preset),
+            preset=protocol.registration.preset,
         )
         self._results["out_file"] = str(result.image)
         self._results["transform"] = str(result.transform)
         return runtime
 
 
-class _CoregistrationQualityInputSpec(BaseInterfaceInputSpec):
+class _CoregistrationQualityInputSpec(ProtocolInputSpec):
     registered = File(exists=True, mandatory=True, desc="a contrast resampled into reading space")
     fixed = File(exists=True, mandatory=True, desc="the reading-space image")
     mask = File(exists=True, mandatory=True, desc="reading-space intracranial map")
     source = traits.Str(mandatory=True, desc="raw file of the contrast (named in errors)")
     reference = traits.Str(mandatory=True, desc="raw file of the reading space")
-    protocol = traits.Str(mandatory=True, desc="protocol name or file")
 
 
 class _CoregistrationQualityOutputSpec(TraitedSpec):
@@ -145,7 +139,7 @@ class _CoregistrationQualityOutputSpec(TraitedSpec):
     refused = traits.Str(desc="why the check refused the registration, else empty")
 
 
-class CoregistrationQuality(SimpleInterface):
+class CoregistrationQuality(ProtocolInterface):
     """The co-registration quality check (NMI).
 
     A refused contrast leaves the visit (``out_file`` empty, ``refused`` says why):
@@ -162,7 +156,7 @@ class CoregistrationQuality(SimpleInterface):
                 self.inputs.registered,
                 self.inputs.fixed,
                 mask=self.inputs.mask,
-                min_quality=load_protocol(self.inputs.protocol).registration.min_nmi,
+                min_quality=self.protocol.registration.min_nmi,
                 source=self.inputs.source,
                 reference=self.inputs.reference,
             )
@@ -173,14 +167,13 @@ class CoregistrationQuality(SimpleInterface):
         return runtime
 
 
-class _TissueClassesInputSpec(BaseInterfaceInputSpec):
+class _TissueClassesInputSpec(ProtocolInputSpec):
     roles = traits.List(traits.Str, mandatory=True, desc="contrast roles of ``channels``")
     channels = traits.List(
         traits.Str, mandatory=True, desc="reading-space images (empty: refused registration)"
     )
     template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     skull_stripped = traits.Bool(False, usedefault=True, desc="the scans are skull-stripped")
-    protocol = traits.Str(mandatory=True, desc="protocol name or file")
 
 
 class _TissueClassesOutputSpec(TraitedSpec):
@@ -188,7 +181,7 @@ class _TissueClassesOutputSpec(TraitedSpec):
     channels_used = traits.List(traits.Str, desc="roles the tissue model was fitted on")
 
 
-class TissueClasses(SimpleInterface):
+class TissueClasses(ProtocolInterface):
     """Tissue fractions and classes, refined brain and intracranial masks, PCF slab.
 
     The model is fitted on the channels that passed the co-registration check.
@@ -207,7 +200,7 @@ class TissueClasses(SimpleInterface):
         result = tissue_classes(
             [images[role] for role in used],
             dict(self.inputs.template_maps),
-            pcf=load_protocol(self.inputs.protocol).pcf,
+            pcf=self.protocol.pcf,
             out_dir=Path(runtime.cwd),
             skull_stripped=self.inputs.skull_stripped,
         )
@@ -216,7 +209,7 @@ class TissueClasses(SimpleInterface):
         return runtime
 
 
-class _VisitLesionsInputSpec(BaseInterfaceInputSpec):
+class _VisitLesionsInputSpec(ProtocolInputSpec):
     roles = traits.List(traits.Str, mandatory=True, desc="contrast roles of ``images``")
     images = traits.List(
         traits.Str, mandatory=True, desc="reading-space images (empty: refused registration)"
@@ -224,7 +217,6 @@ class _VisitLesionsInputSpec(BaseInterfaceInputSpec):
     tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     rater_mask = File(exists=True, desc="a rater's T2 lesion mask (used for the endpoints)")
-    protocol = traits.Str(mandatory=True)
 
 
 class _VisitLesionsOutputSpec(TraitedSpec):
@@ -235,7 +227,7 @@ class _VisitLesionsOutputSpec(TraitedSpec):
     rater = traits.Dict(desc="rater versus automated mask, when a rater's mask was given")
 
 
-class VisitLesions(SimpleInterface):
+class VisitLesions(ProtocolInterface):
     """T2 lesions, CEL, black holes, their endpoints, and PCF/BPF with lesions as parenchyma."""
 
     input_spec = _VisitLesionsInputSpec
@@ -247,7 +239,7 @@ class VisitLesions(SimpleInterface):
             {role: path for role, path in images.items() if path},
             dict(self.inputs.tissue_outputs),
             dict(self.inputs.template_maps),
-            protocol=load_protocol(self.inputs.protocol),
+            protocol=self.protocol,
             out_dir=Path(runtime.cwd),
             rater_mask=self.inputs.rater_mask or None,
             refused=[role for role, path in images.items() if not path],
@@ -261,11 +253,10 @@ class VisitLesions(SimpleInterface):
         return runtime
 
 
-class _VisitOutputsInputSpec(BaseInterfaceInputSpec):
+class _VisitOutputsInputSpec(ProtocolInputSpec):
     output_dir = traits.Str(mandatory=True, desc="the derivatives root (OUT_DIR/mriproc)")
     participant = traits.Str(mandatory=True)
     session = traits.Str(mandatory=True)
-    protocol = traits.Str(mandatory=True)
     sources = traits.Dict(traits.Str, traits.Str, mandatory=True)
     tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
     tissue_channels = traits.List(
@@ -294,14 +285,14 @@ class _VisitOutputsOutputSpec(TraitedSpec):
     record = File(exists=True)
 
 
-class VisitOutputs(SimpleInterface):
+class VisitOutputs(ProtocolInterface):
     """Write the visit's BIDS-Derivatives and its measures record."""
 
     input_spec = _VisitOutputsInputSpec
     output_spec = _VisitOutputsOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
-        protocol = load_protocol(self.inputs.protocol)
+        protocol = self.protocol
         tissue = dict(self.inputs.tissue_outputs)
         images = {k: tissue[k] for k in ("brain", "icv", "slab", "CSF", "GM", "WM")}
         images.update(dict(self.inputs.lesion_outputs))  # dseg (with lesions) and lesion masks

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mriproc.io.atomic import atomic_write_text
-from mriproc.provenance import generated_by
+from mriproc.io.provenance import generated_by
 
 __all__ = [
     "ExistingDataset",

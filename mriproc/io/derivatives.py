@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from mriproc.io.atomic import atomic_path, atomic_write_text
 from mriproc.io.bids import bids_path
-from mriproc.provenance import generated_by
+from mriproc.io.provenance import generated_by
 
 __all__ = ["write_derivative"]
 

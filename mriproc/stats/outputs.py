@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from mriproc.io.atomic import atomic_write_text
-from mriproc.provenance import generated_by, software_versions
+from mriproc.io.provenance import generated_by, software_versions
 from mriproc.stats.analysis import TrialAnalysis, analyse_trial
 from mriproc.stats.comparisons import COMPARISON_COLUMNS
 from mriproc.stats.data import find_participants, load_trial

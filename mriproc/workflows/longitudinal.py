@@ -7,6 +7,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from mriproc.config import Protocol
 from mriproc.interfaces.longitudinal import FollowupChanges, HalfwayRegister, LongitudinalOutputs
 from mriproc.workflows.resources import node
 
@@ -19,7 +20,12 @@ def longitudinal_wf_name(participant: str) -> str:
 
 
 def init_longitudinal_wf(
-    participant: str, sessions: list[str], output_dir: Path, *, protocol_ref: str
+    *,
+    participant: str,
+    sessions: list[str],
+    protocol: Protocol,
+    output_dir: Path,
+    name: str | None = None,
 ) -> pe.Workflow:
     """Halfway registrations, lesion changes, atrophy and lesion tracking of one participant.
 
@@ -29,19 +35,30 @@ def init_longitudinal_wf(
         The participant label (no ``sub-``).
     sessions
         Its session labels in visit order, baseline first (at least two).
+    protocol
+        The protocol.
     output_dir
         Derivatives root (``OUT_DIR/mriproc``).
-    protocol_ref
-        How nodes load the protocol again (its name or file).
+    name
+        The workflow's name (default: :func:`longitudinal_wf_name`).
 
-    The input node has one field per session, ``bundle_<index>`` (index in
-    ``sessions``), fed with that visit workflow's ``bundle.bundle``.
+    Inputs
+    ------
+    bundle_<index>
+        One per session (index in ``sessions``): that visit workflow's
+        ``outputnode.bundle``.
+
+    Outputs
+    -------
+    records
+        Every visit's record, its longitudinal measures added.
     """
     if len(sessions) < 2:
         raise ValueError(f"sub-{participant}: a longitudinal analysis needs two sessions")
-    wf = pe.Workflow(name=longitudinal_wf_name(participant))
+    wf = pe.Workflow(name=name or longitudinal_wf_name(participant))
     fields = [f"bundle_{i}" for i in range(len(sessions))]
     inputnode = node(niu.IdentityInterface(fields=fields), "inputnode")
+    outputnode = node(niu.IdentityInterface(fields=["records"]), "outputnode")
 
     def reading(index: int, target: pe.Node, field: str) -> None:
         wf.connect(inputnode, (f"bundle_{index}", _get, "reading"), target, field)
@@ -50,7 +67,7 @@ def init_longitudinal_wf(
     for later in range(1, len(sessions)):
         for earlier in sorted({0, later - 1}):
             halfway = node(
-                HalfwayRegister(protocol=protocol_ref),
+                HalfwayRegister(protocol=protocol),
                 f"halfway_{sessions[later]}_to_{sessions[earlier]}".lower(),
             )
             reading(earlier, halfway, "earlier")
@@ -64,7 +81,7 @@ def init_longitudinal_wf(
     for index in range(len(sessions)):
         wf.connect(inputnode, (f"bundle_{index}", _get, "record"), records, f"in{index + 1}")
     for later in range(1, len(sessions)):
-        change = node(FollowupChanges(protocol=protocol_ref), f"changes_{sessions[later]}".lower())
+        change = node(FollowupChanges(protocol=protocol), f"changes_{sessions[later]}".lower())
         wf.connect(inputnode, f"bundle_{later}", change, "followup")
         wf.connect(inputnode, f"bundle_{later - 1}", change, "previous")
         wf.connect(inputnode, "bundle_0", change, "baseline")
@@ -78,13 +95,14 @@ def init_longitudinal_wf(
             output_dir=str(output_dir),
             participant=participant,
             sessions=list(sessions),
-            protocol=protocol_ref,
+            protocol=protocol,
         ),
         "outputs",
     )
     wf.connect(records, "out", outputs, "records")
     wf.connect(collect, "out", outputs, "results")
     wf.connect(collect_images, "out", outputs, "images")
+    wf.connect(outputs, "records", outputnode, "records")
     return wf
 
 

@@ -1,4 +1,9 @@
-"""``init_visit_wf``: per-visit processing of one session as a Nipype workflow."""
+"""Per-visit processing of one session: ``init_visit_wf`` = fit, then outputs.
+
+``init_visit_fit_wf`` computes (N4, template fit, rigid co-registration and its
+check, tissue model, lesions and their endpoints); ``init_visit_outputs_wf`` writes
+the visit's BIDS-Derivatives and hands the longitudinal stage its files.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,23 @@ from mriproc.interfaces.visit import (
 from mriproc.io.bids import SessionInputs
 from mriproc.workflows.resources import node
 
-__all__ = ["init_visit_wf", "visit_wf_name"]
+__all__ = ["init_visit_fit_wf", "init_visit_outputs_wf", "init_visit_wf", "visit_wf_name"]
+
+# What the fit hands the outputs: the tissue model's and the lesion stage's results.
+_FIT_RESULTS = [
+    "reading",
+    "template_maps",
+    "tissue_outputs",
+    "tissue_channels",
+    "lesion_images",
+    "lesion_outputs",
+    "measures",
+    "not_available",
+    "lesion_list",
+    "rater",
+]
+# ... and, per co-registered contrast (in ``coreg_roles`` order), its check's results.
+_COREG_RESULTS = ["coregistered", "transforms", "qualities", "refusals"]
 
 
 def visit_wf_name(session: SessionInputs) -> str:
@@ -30,130 +51,233 @@ def visit_wf_name(session: SessionInputs) -> str:
 
 
 def init_visit_wf(
+    *,
     session: SessionInputs,
     protocol: Protocol,
     output_dir: Path,
-    *,
-    protocol_ref: str,
     rater_mask: Path | None = None,
+    name: str | None = None,
 ) -> pe.Workflow:
     """N4, brain masks, rigid co-registration, tissue classes, lesions, PCF/BPF of one visit.
-
-    Its node ``bundle`` (field ``bundle``) hands the visit's files to the
-    longitudinal workflow.
 
     Parameters
     ----------
     session
         The session's usable contrast files (the reading space among them).
     protocol
-        The protocol.
+        The protocol (handed to every node; no node reads a file for it).
     output_dir
         Derivatives root (``OUT_DIR/mriproc``).
-    protocol_ref
-        How nodes load the protocol again (its name or file).
     rater_mask
         A rater's T2 lesion mask for this session: the lesion endpoints use it.
+    name
+        The workflow's name (default: :func:`visit_wf_name`).
+
+    Inputs
+    ------
+    sources
+        Contrast role -> raw image file (set from ``session``).
+    rater_mask
+        The rater's mask, when given.
+
+    Outputs
+    -------
+    record
+        The visit's measures record (``*_desc-visit_measures.json``).
+    bundle
+        The files the longitudinal stage reads (``VisitBundle``).
     """
-    files = dict(session.files)
+    files = {role: str(path) for role, path in session.files.items()}
+    if protocol.reading_space not in files:
+        raise ValueError(
+            f"{session.participant_id} {session.session_id}: no {protocol.reading_space} image"
+        )
+    wf = pe.Workflow(name=name or visit_wf_name(session))
+    inputnode = node(niu.IdentityInterface(fields=["sources", "rater_mask"]), "inputnode")
+    inputnode.inputs.sources = files
+    if rater_mask is not None:
+        inputnode.inputs.rater_mask = str(rater_mask)
+    outputnode = node(niu.IdentityInterface(fields=["record", "bundle"]), "outputnode")
+
+    fit_wf = init_visit_fit_wf(
+        roles=sorted(files), protocol=protocol, with_rater_mask=rater_mask is not None
+    )
+    coreg_roles = _moving_roles(sorted(files), protocol)
+    outputs_wf = init_visit_outputs_wf(
+        participant=session.participant,
+        session=session.session,
+        roles=sorted(files),
+        coreg_roles=coreg_roles,
+        protocol=protocol,
+        output_dir=output_dir,
+    )
+    rater = [("rater_mask", "inputnode.rater_mask")] if rater_mask is not None else []
+    fit_results = _FIT_RESULTS + (_COREG_RESULTS if coreg_roles else [])
+    # fmt: off
+    wf.connect([
+        (inputnode, fit_wf, [("sources", "inputnode.sources"), *rater]),
+        (inputnode, outputs_wf, [("sources", "inputnode.sources")]),
+        (fit_wf, outputs_wf, [(f"outputnode.{f}", f"inputnode.{f}") for f in fit_results]),
+        (outputs_wf, outputnode, [("outputnode.record", "record"),
+                                  ("outputnode.bundle", "bundle")]),
+    ])
+    # fmt: on
+    return wf
+
+
+def _moving_roles(roles: list[str], protocol: Protocol) -> list[str]:
+    """Contrasts registered into reading space: all but it and its echo partner."""
     reading = protocol.reading_space
-    if reading not in files:
-        raise ValueError(f"{session.participant_id} {session.session_id}: no {reading} image")
-    wf = pe.Workflow(name=visit_wf_name(session))
+    return [r for r in roles if r != reading and r not in _echoes(roles, protocol)]
+
+
+def _echoes(roles: list[str], protocol: Protocol) -> list[str]:
+    """The reading space's dual-echo acquisition, when the session has it (else none)."""
+    if protocol.reading_space not in protocol.dual_echo:
+        return []
+    return [r for r in protocol.dual_echo if r in roles]
+
+
+def init_visit_fit_wf(
+    *,
+    roles: list[str],
+    protocol: Protocol,
+    with_rater_mask: bool = False,
+    name: str = "fit_wf",
+) -> pe.Workflow:
+    """Everything measured at one visit, from its raw contrasts.
+
+    Parameters
+    ----------
+    roles
+        The contrast roles the session has (the reading space among them).
+    protocol
+        The protocol.
+    with_rater_mask
+        The lesion endpoints use a rater's mask (``inputnode.rater_mask``).
+    name
+        The workflow's name.
+
+    Inputs
+    ------
+    sources
+        Contrast role -> raw image file.
+    rater_mask
+        A rater's T2 lesion mask (only with ``with_rater_mask``).
+
+    Outputs
+    -------
+    reading
+        The bias-corrected reading-space image.
+    template_maps
+        Template maps carried to the visit (:func:`mriproc.visit.brain_masks`).
+    tissue_outputs, tissue_channels
+        Tissue fractions, classes, masks and slab; the roles the model was fitted on.
+    lesion_images
+        Every role's reading-space image, in ``roles`` order (empty: refused).
+    lesion_outputs, measures, not_available, lesion_list, rater
+        The lesion stage's masks, endpoint values, n/a reasons, lesion table and
+        rater agreement (:func:`mriproc.visit_lesions.visit_lesions`).
+    coregistered, transforms, qualities, refusals
+        Per co-registered contrast (sorted roles but the reading space and its echo):
+        its image (empty when refused), ITK transform, NMI and the check's reason.
+    """
+    reading = protocol.reading_space
+    echoes = _echoes(roles, protocol)
+    moving_roles = _moving_roles(roles, protocol)
+    wf = pe.Workflow(name=name)
+    inputnode = node(niu.IdentityInterface(fields=["sources", "rater_mask"]), "inputnode")
+    outputnode = node(niu.IdentityInterface(fields=_FIT_RESULTS + _COREG_RESULTS), "outputnode")
+    connections: list[tuple[pe.Node, pe.Node, list[tuple[object, str]]]] = []
 
     # N4: the echoes of a dual-echo acquisition share one field.
-    echoes = [r for r in protocol.dual_echo if r in files] if reading in protocol.dual_echo else []
     groups = [echoes] if echoes else [[reading]]
-    groups += [[r] for r in sorted(files) if not any(r in g for g in groups)]
+    groups += [[r] for r in roles if not any(r in g for g in groups)]
     corrected: dict[str, tuple[pe.Node, int]] = {}
     for group in groups:
-        n4 = node(
-            BiasCorrect(in_files=[str(files[r]) for r in group], protocol=protocol_ref),
-            f"n4_{'_'.join(group)}".lower(),
-        )
+        n4 = node(BiasCorrect(protocol=protocol), f"n4_{'_'.join(group)}".lower())
+        connections.append((inputnode, n4, [(("sources", _select, group), "in_files")]))
         for index, role in enumerate(group):
             corrected[role] = (n4, index)
 
-    def connect_corrected(role: str, target: pe.Node, field: str) -> None:
-        source, index = corrected[role]
-        wf.connect(source, ("out_files", _pick, index), target, field)
+    def from_n4(role: str, field: str) -> tuple[pe.Node, list[tuple[object, str]]]:
+        """The N4 node of ``role`` and the connection of its image to ``field``."""
+        n4, index = corrected[role]
+        return n4, [(("out_files", _pick, index), field)]
 
-    brain = node(
-        BrainMasks(contrast=protocol.contrasts[reading].suffix, protocol=protocol_ref),
-        "brain_masks",
+    n4_reading, _ = from_n4(reading, "")
+    brain_masks = node(
+        BrainMasks(contrast=protocol.contrasts[reading].suffix, protocol=protocol), "brain_masks"
     )
-    connect_corrected(reading, brain, "in_file")
+    connections += [
+        (n4_reading, brain_masks, from_n4(reading, "in_file")[1]),
+        (n4_reading, outputnode, from_n4(reading, "reading")[1]),
+    ]
 
-    # Rigid co-registration into reading space.
-    moving_roles = [r for r in sorted(files) if r != reading and r not in echoes]
+    # Rigid co-registration into reading space.  Every contrast, post-contrast T1w
+    # included, registers to the reading space: registering two 5 mm-slice T1w
+    # acquisitions to each other was measured to leave 0.3-0.7 mm of error, through
+    # the reading space 0.05-0.2 mm (benchmarks/RESULTS.md).  The quality check is
+    # its own node: the registration starts as soon as both images are corrected,
+    # in parallel with the template fit.
     coreg: dict[str, pe.Node] = {}
     checked: dict[str, pe.Node] = {}
     for role in moving_roles:
-        # Every contrast, post-contrast T1w included, registers to the reading space:
-        # registering two 5 mm-slice T1w acquisitions to each other was measured to
-        # leave 0.3-0.7 mm of error, through the reading space 0.05-0.2 mm
-        # (benchmarks/RESULTS.md).
-        # The quality check is its own node: the registration starts as soon as both
-        # images are bias-corrected, in parallel with the template fit.
-        registration = node(Coregister(protocol=protocol_ref), f"coreg_{role}".lower())
-        connect_corrected(role, registration, "moving")
-        connect_corrected(reading, registration, "fixed")
-        check = node(
-            CoregistrationQuality(
-                source=str(files[role]), reference=str(files[reading]), protocol=protocol_ref
-            ),
-            f"coreg_quality_{role}".lower(),
+        coreg[role] = node(Coregister(protocol=protocol), f"coreg_{role}".lower())
+        checked[role] = node(
+            CoregistrationQuality(protocol=protocol), f"coreg_quality_{role}".lower()
         )
-        wf.connect(registration, "out_file", check, "registered")
-        connect_corrected(reading, check, "fixed")
-        wf.connect(brain, "icv_prob", check, "mask")
-        coreg[role] = registration
-        checked[role] = check
+        # fmt: off
+        connections += [
+            (corrected[role][0], coreg[role], from_n4(role, "moving")[1]),
+            (n4_reading, coreg[role], from_n4(reading, "fixed")[1]),
+            (inputnode, checked[role], [(("sources", _get, role), "source"),
+                                        (("sources", _get, reading), "reference")]),
+            (coreg[role], checked[role], [("out_file", "registered")]),
+            (n4_reading, checked[role], from_n4(reading, "fixed")[1]),
+            (brain_masks, checked[role], [("icv_prob", "mask")]),
+        ]
+        # fmt: on
 
-    def reading_space_images(roles: list[str] | tuple[str, ...], name: str) -> pe.Node:
+    def reading_space_images(image_roles: list[str], merge_name: str) -> pe.Node:
         """A Merge node of the roles' reading-space images (checked, or from N4)."""
-        merge = node(niu.Merge(len(roles)), name)
-        for index, role in enumerate(roles, start=1):
+        merge = node(niu.Merge(len(image_roles)), merge_name)
+        for index, role in enumerate(image_roles, start=1):
             if role in checked:
-                wf.connect(checked[role], "out_file", merge, f"in{index}")
+                connections.append((checked[role], merge, [("out_file", f"in{index}")]))
             else:
-                connect_corrected(role, merge, f"in{index}")
+                source, fields = from_n4(role, f"in{index}")
+                connections.append((source, merge, fields))
         return merge
 
     # The tissue model on the protocol's channels the session has (the reading space
     # among them); a channel refused by the co-registration check leaves it.
-    tissue_roles = [r for r in protocol.pcf.channels if r in files]
-    tissues = node(TissueClasses(roles=tissue_roles, protocol=protocol_ref), "tissue_classes")
-    merge_channels = reading_space_images(tissue_roles, "pcf_channels")
-    wf.connect(merge_channels, "out", tissues, "channels")
-    wf.connect(brain, "template_maps", tissues, "template_maps")
-    wf.connect(brain, "skull_stripped", tissues, "skull_stripped")
-
+    tissue_roles = [r for r in protocol.pcf.channels if r in roles]
+    tissue_classes = node(TissueClasses(roles=tissue_roles, protocol=protocol), "tissue_classes")
+    pcf_channels = reading_space_images(tissue_roles, "pcf_channels")
     # Lesions: every contrast in reading space (echoes and the reading image from N4).
-    lesion_roles = sorted(files)
-    lesions = node(VisitLesions(roles=lesion_roles, protocol=protocol_ref), "lesions")
-    if rater_mask is not None:
-        lesions.inputs.rater_mask = str(rater_mask)
-    lesion_images = reading_space_images(lesion_roles, "lesion_images")
-    wf.connect(lesion_images, "out", lesions, "images")
-    wf.connect(tissues, "outputs", lesions, "tissue_outputs")
-    wf.connect(brain, "template_maps", lesions, "template_maps")
+    lesions = node(VisitLesions(roles=roles, protocol=protocol), "lesions")
+    lesion_images = reading_space_images(roles, "lesion_images")
 
-    outputs = node(
-        VisitOutputs(
-            output_dir=str(output_dir),
-            participant=session.participant,
-            session=session.session,
-            protocol=protocol_ref,
-            sources={r: str(p) for r, p in files.items()},
-            coreg_roles=moving_roles,
-        ),
-        "outputs",
-    )
-    wf.connect(tissues, "outputs", outputs, "tissue_outputs")
-    wf.connect(tissues, "channels_used", outputs, "tissue_channels")
-    for field in ("outputs", "measures", "not_available", "lesion_list", "rater"):
-        wf.connect(lesions, field, outputs, "lesion_outputs" if field == "outputs" else field)
+    # fmt: off
+    connections += [
+        (pcf_channels, tissue_classes, [("out", "channels")]),
+        (brain_masks, tissue_classes, [("template_maps", "template_maps"),
+                                       ("skull_stripped", "skull_stripped")]),
+        (lesion_images, lesions, [("out", "images")]),
+        (tissue_classes, lesions, [("outputs", "tissue_outputs")]),
+        (brain_masks, lesions, [("template_maps", "template_maps")]),
+        (brain_masks, outputnode, [("template_maps", "template_maps")]),
+        (tissue_classes, outputnode, [("outputs", "tissue_outputs"),
+                                      ("channels_used", "tissue_channels")]),
+        (lesion_images, outputnode, [("out", "lesion_images")]),
+        (lesions, outputnode, [("outputs", "lesion_outputs"), ("measures", "measures"),
+                               ("not_available", "not_available"),
+                               ("lesion_list", "lesion_list"), ("rater", "rater")]),
+    ]
+    # fmt: on
+    if with_rater_mask:
+        connections.append((inputnode, lesions, [("rater_mask", "rater_mask")]))
     if moving_roles:
         for nodes, field, target in (
             (checked, "out_file", "coregistered"),
@@ -161,20 +285,103 @@ def init_visit_wf(
             (checked, "quality", "qualities"),
             (checked, "refused", "refusals"),
         ):
-            merge = node(niu.Merge(len(moving_roles)), f"merge_{field}")
-            for index, role in enumerate(moving_roles, start=1):
-                wf.connect(nodes[role], field, merge, f"in{index}")
-            wf.connect(merge, "out", outputs, target)
-
-    # What the longitudinal stage reads (after the visit's outputs are written).
-    bundle = node(VisitBundle(roles=lesion_roles), "bundle")
-    connect_corrected(reading, bundle, "reading")
-    wf.connect(lesion_images, "out", bundle, "images")
-    wf.connect(tissues, "outputs", bundle, "tissue_outputs")
-    wf.connect(lesions, "outputs", bundle, "lesion_outputs")
-    wf.connect(brain, "template_maps", bundle, "template_maps")
-    wf.connect(outputs, "record", bundle, "record")
+            merge = node(niu.Merge(len(moving_roles)), f"merge_{target}")
+            connections += [
+                (nodes[role], merge, [(field, f"in{index}")])
+                for index, role in enumerate(moving_roles, start=1)
+            ]
+            connections.append((merge, outputnode, [("out", target)]))
+    wf.connect(connections)
     return wf
+
+
+def init_visit_outputs_wf(
+    *,
+    participant: str,
+    session: str,
+    roles: list[str],
+    coreg_roles: list[str],
+    protocol: Protocol,
+    output_dir: Path,
+    name: str = "outputs_wf",
+) -> pe.Workflow:
+    """Write the visit's BIDS-Derivatives and record; bundle its files for the follow-ups.
+
+    Parameters
+    ----------
+    participant, session
+        The visit's labels (no ``sub-``/``ses-``).
+    roles
+        Its contrast roles, in the order of ``inputnode.lesion_images``.
+    coreg_roles
+        The co-registered roles, in the order of the per-contrast inputs.
+    protocol
+        The protocol.
+    output_dir
+        Derivatives root (``OUT_DIR/mriproc``).
+    name
+        The workflow's name.
+
+    Inputs
+    ------
+    sources
+        Contrast role -> raw image file (named in the sidecars).
+    reading, template_maps, tissue_outputs, tissue_channels, lesion_images, lesion_outputs, measures, not_available, lesion_list, rater
+        The fit's results (:func:`init_visit_fit_wf`).
+    coregistered, transforms, qualities, refusals
+        Per co-registered contrast (only when ``coreg_roles`` is not empty).
+
+    Outputs
+    -------
+    record
+        The visit's measures record.
+    bundle
+        The files the longitudinal stage reads.
+    """  # noqa: E501
+    wf = pe.Workflow(name=name)
+    inputnode = node(
+        niu.IdentityInterface(fields=["sources", *_FIT_RESULTS, *_COREG_RESULTS]), "inputnode"
+    )
+    outputnode = node(niu.IdentityInterface(fields=["record", "bundle"]), "outputnode")
+    outputs = node(
+        VisitOutputs(
+            output_dir=str(output_dir),
+            participant=participant,
+            session=session,
+            protocol=protocol,
+            coreg_roles=coreg_roles,
+        ),
+        "outputs",
+    )
+    # What the longitudinal stage reads (after the visit's outputs are written).
+    bundle = node(VisitBundle(roles=roles), "bundle")
+    coreg_fields = [(f, f) for f in _COREG_RESULTS] if coreg_roles else []
+    # fmt: off
+    wf.connect([
+        (inputnode, outputs, [("sources", "sources"), ("tissue_outputs", "tissue_outputs"),
+                              ("tissue_channels", "tissue_channels"),
+                              ("lesion_outputs", "lesion_outputs"), ("measures", "measures"),
+                              ("not_available", "not_available"),
+                              ("lesion_list", "lesion_list"), ("rater", "rater"),
+                              *coreg_fields]),
+        (inputnode, bundle, [("reading", "reading"), ("lesion_images", "images"),
+                             ("tissue_outputs", "tissue_outputs"),
+                             ("lesion_outputs", "lesion_outputs"),
+                             ("template_maps", "template_maps")]),
+        (outputs, bundle, [("record", "record")]),
+        (outputs, outputnode, [("record", "record")]),
+        (bundle, outputnode, [("bundle", "bundle")]),
+    ])
+    # fmt: on
+    return wf
+
+
+def _select(sources: dict[str, str], roles: list[str]) -> list[str]:
+    return [sources[role] for role in roles]
+
+
+def _get(sources: dict[str, str], role: str) -> str:
+    return sources[role]
 
 
 def _pick(items: list[str], index: int) -> str:

@@ -59,7 +59,7 @@ def lock_file() -> Path | None:
     index has neither, and the hash is then recorded as ``unknown``.
     """
     installed = Path(sys.prefix) / "share" / "mriproc" / LOCK_NAME
-    source_tree = Path(__file__).resolve().parents[1]
+    source_tree = Path(__file__).resolve().parents[2]
     candidates = [installed]
     if (source_tree / "pyproject.toml").is_file():
         candidates.append(source_tree / LOCK_NAME)
