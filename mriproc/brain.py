@@ -105,8 +105,7 @@ def template_maps(pcf: PcfParams) -> dict[str, npt.NDArray[np.float32]]:
     """
     template = load_template()
     z_mm = template.world_grid(2)
-    lo = pcf.slab_inferior_mni_z_mm
-    in_slab = ((z_mm >= lo) & (z_mm < lo + pcf.slab_thickness_mm)).astype(np.float32)
+    in_slab = pcf.in_slab(z_mm).astype(np.float32)
     return {
         "brain": (template.outside_mm == 0).astype(np.float32),
         "icv": (template.outside_mm <= ICV_MARGIN_MM).astype(np.float32),

@@ -14,7 +14,11 @@ This module imports nothing from mriproc: it is the ground floor.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "ENDPOINTS",
@@ -130,6 +134,21 @@ class PcfParams:
     csf_margin_mm: float = field(metadata=bounds(0.0, 20.0))  # beyond the intracranial mask
     skull_edge_depth_mm: float = field(metadata=bounds(0.0, 20.0))  # bone partial volume
     brain_envelope_closing_mm: float = field(metadata=bounds(0.0, 30.0))  # bridges sulci
+
+    def in_slab(self, mni_z_mm: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.bool_]:
+        """Where MNI152 z coordinates (mm) lie in the PCF slab.
+
+        The slab is ``[inferior, inferior + thickness)``: the one definition, for the
+        measurement and the ground truth.
+
+        >>> import numpy as np
+        >>> params = PcfParams(0.0, 10.0, ("GM", "WM"), ("T2w",), 1, 0.0, 0.0, 0.0, 0.0)
+        >>> params.in_slab(np.array([-1.0, 0.0, 9.9, 10.0])).tolist()
+        [False, True, True, False]
+        """
+        lo = self.slab_inferior_mni_z_mm
+        inside: npt.NDArray[np.bool_] = (mni_z_mm >= lo) & (mni_z_mm < lo + self.slab_thickness_mm)
+        return inside
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,8 +110,7 @@ def scan_truth(
     nx, ny, nz = grid.geometry.shape
     centre_z_vox = grid.template_voxels[2].reshape(nx, ny, nz, n_sub)[..., n_sub // 2]
     z_mm = centre_z_vox * template.affine[2, 2] + template.affine[2, 3]
-    lo = protocol.pcf.slab_inferior_mni_z_mm
-    pcfslab = (z_mm >= lo) & (z_mm < lo + protocol.pcf.slab_thickness_mm) & icv
+    pcfslab = protocol.pcf.in_slab(z_mm) & icv
 
     zooms = grid.geometry.voxel_size_mm
     lesions = label_lesions(
@@ -199,8 +198,7 @@ def brain_truth(
         state.fractions["CSF"], where, order=1, mode="constant", prefilter=False
     )
     slab_z = anatomical[2] * template.affine[2, 2] + template.affine[2, 3]
-    lo = protocol.pcf.slab_inferior_mni_z_mm
-    slab = (slab_z >= lo) & (slab_z < lo + protocol.pcf.slab_thickness_mm)
+    slab = protocol.pcf.in_slab(slab_z)
     voxel_ml = step**3 / 1000.0
     return BrainTruth(
         parenchyma_ml=float(parenchyma.sum()) * voxel_ml,
