@@ -24,16 +24,9 @@ from pathlib import Path
 
 from mriproc.cli import main
 from mriproc.config import load_protocol
+from mriproc.io.bids import anat_path
 from mriproc.simulate import TrialSpec, simulate_trial
 from mriproc.tables import read_table
-
-FILES = {
-    "PDw": "PDw",
-    "T2w": "T2w",
-    "FLAIR": "FLAIR",
-    "T1w": "T1w",
-    "T1w_gad": "ce-gadolinium_T1w",
-}
 
 
 def _dataset(sim: Path, root: Path, protocol: str, subjects: list[str]) -> dict[str, tuple]:
@@ -54,16 +47,21 @@ def _dataset(sim: Path, root: Path, protocol: str, subjects: list[str]) -> dict[
         for index, subset in enumerate(subsets):
             label = f"{subject}c{index}"
             labels[label] = (subject, subset)
-            anat = root / f"sub-{label}" / "ses-M00" / "anat"
-            anat.mkdir(parents=True)
             for role in (*subset, *others):
+                entities = {"suffix": spec.contrasts[role].suffix, "ce": spec.contrasts[role].ce}
+                source = anat_path(sim, subject, "M00", **entities)
+                target = anat_path(root, label, "M00", **entities)
+                target.parent.mkdir(parents=True, exist_ok=True)
                 for extension in (".nii.gz", ".json"):
-                    name = f"_ses-M00_{FILES[role]}{extension}"
-                    source = sim / f"sub-{subject}" / "ses-M00" / "anat" / f"sub-{subject}{name}"
-                    shutil.copy(source, anat / f"sub-{label}{name}")
+                    shutil.copy(_with(source, extension), _with(target, extension))
             rows.append(f"sub-{label}\tplacebo")
     (root / "participants.tsv").write_text("\n".join(rows) + "\n")
     return labels
+
+
+def _with(image: Path, extension: str) -> Path:
+    """The image's file (``.nii.gz``) or its sidecar (``.json``)."""
+    return image.with_name(image.name.removesuffix(".nii.gz") + extension)
 
 
 def main_(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import pytest
 from mriproc.io.itk import read_itk_affine
 
 SHARED = (
-    Path(__file__).resolve().parents[2]
+    Path(__file__).resolve().parents[3]
     / "shared"
     / "data"
     / "open_ms_data"

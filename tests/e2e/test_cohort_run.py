@@ -1,5 +1,5 @@
-"""Cohort processing: the trial run and its reruns, group level, concurrent participant
-jobs, resources, progress, provenance, SLURM.
+"""Cohort processing end to end: the trial run and its reruns, group level, provenance,
+SLURM.
 
 One real run, the module's ``longitudinal_trial`` (1 subject x 2 visits, 2 processes),
 is checked end to end (longitudinal endpoints, masks, tracked lesions, provenance) and
@@ -14,10 +14,7 @@ reason, only where that cannot happen (not root, or no apt-get and no SLURM); un
 
 from __future__ import annotations
 
-import io
 import json
-import logging
-import multiprocessing
 import os
 import re
 import shutil
@@ -28,39 +25,24 @@ import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from cohort_skeleton import skeleton
 
 from mriproc.cli import EXIT_FAILURE, EXIT_OK, main
-from mriproc.cohort import gather_cohort, participant_tables, write_participant_tables
 from mriproc.config import load_protocol
 from mriproc.endpoints import LONGITUDINAL_ENDPOINTS
-from mriproc.io.bids import discover_dataset
 from mriproc.io.provenance import generated_by
 from mriproc.longitudinal import CHANGE_CATEGORIES
-from mriproc.progress import WorkflowProgress
 from mriproc.simulate import TrialSpec, simulate_trial
-from mriproc.skeleton import write_skeleton_dataset
-from mriproc.tables import ErrorRow, read_table
-from mriproc.workflows.longitudinal import init_longitudinal_wf
-from mriproc.workflows.resources import NODE_RESOURCES
-from mriproc.workflows.visit import init_visit_wf
+from mriproc.tables import read_table
 
 RunFast = Callable[..., tuple[int, Path]]  # the conftest fixture
 
-PROTOCOL = load_protocol("esims")
 TABLES = ("endpoints.tsv", "endpoints_wide.tsv", "lesions.tsv")
-
-
-def skeleton(root: Path, n: int) -> Path:
-    arms = {f"{i:02d}": ("placebo", "ivig")[i % 2] for i in range(1, n + 1)}
-    return write_skeleton_dataset(
-        root, PROTOCOL, arms=arms, sessions=["M00", "M12"], shape=(16, 16, 6), omit=[]
-    )
 
 
 # --------------------------------------------------------------------------- the trial run
@@ -122,31 +104,6 @@ def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
 
 
 # --------------------------------------------------------------------------- group level
-
-
-def _job(args: tuple[str, str, str]) -> None:
-    """One participant-level job's table writing: its own file, then the cohort rebuild."""
-    bids, out, participant = (Path(args[0]), Path(args[1]), args[2])
-    dataset = discover_dataset(bids, PROTOCOL, check_images=False)
-    error = ErrorRow(f"sub-{participant}", "ses-M00", "visit", f"failure of {participant}")
-    for _ in range(3):
-        write_participant_tables(out, participant_tables(out, dataset, participant, [error]))
-        gather_cohort(out, bids, PROTOCOL)
-
-
-def test_concurrent_participant_jobs_keep_every_row(tmp_path: Path) -> None:
-    """Four jobs writing and gathering at once, three times each: no rows are lost."""
-    bids = skeleton(tmp_path / "bids", 4)
-    out = tmp_path / "out" / "mriproc"
-    labels = [f"{i:02d}" for i in range(1, 5)]
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.map(_job, [(str(bids), str(out), label) for label in labels])
-    errors = read_table(out / "errors.tsv")
-    assert sorted(errors.participant_id) == [f"sub-{label}" for label in labels]
-    endpoints = read_table(out / "endpoints.tsv")
-    failed = endpoints[endpoints.session == "ses-M00"]
-    assert set(failed.status) == {f"processing failed: failure of {label}" for label in labels}
-    assert not list(out.glob(".*.tmp*"))  # no temporary file left behind
 
 
 def test_group_gathers_participants_run_in_separate_jobs(
@@ -238,61 +195,6 @@ def test_group_without_participant_runs_lists_everyone_as_not_processed(
     assert (tmp_path / "out" / "mriproc" / "dataset_description.json").is_file()
 
 
-# --------------------------------------------------------------------------- resources
-
-
-def test_every_node_declares_memory_and_processes(tmp_path: Path) -> None:
-    bids = skeleton(tmp_path / "bids", 1)
-    dataset = discover_dataset(bids, PROTOCOL)
-    workflows = [
-        init_visit_wf(session=s, protocol=PROTOCOL, output_dir=tmp_path) for s in dataset.sessions
-    ]
-    workflows.append(
-        init_longitudinal_wf(
-            participant="01", sessions=["M00", "M12"], protocol=PROTOCOL, output_dir=tmp_path
-        )
-    )
-    for wf in workflows:
-        for name in wf.list_node_names():
-            node = wf.get_node(name)
-            kind = type(node.interface).__name__
-            assert (node.mem_gb, node.n_procs) == NODE_RESOURCES[kind], name
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_counts_participants_with_an_eta() -> None:
-    stream = _Terminal()
-    progress = WorkflowProgress(
-        {"01": ["visit_sub_01_ses_M00", "longitudinal_sub_01"], "02": ["visit_sub_02_ses_M00"]},
-        stream=stream,
-    )
-
-    def node(name: str) -> SimpleNamespace:
-        return SimpleNamespace(fullname=f"mriproc_wf.{name}")
-
-    progress(node("visit_sub_01_ses_M00.outputs"), "end")
-    assert stream.getvalue() == ""  # sub-01 still has its longitudinal stage
-    progress(node("longitudinal_sub_01.outputs"), "end")
-    assert re.search(r"participants: 1/2 sub-01 done \(\d+ s, ETA \d+ s\)$", stream.getvalue())
-    progress(node("visit_sub_02_ses_M00.n4_t1w"), "exception")
-    assert stream.getvalue().endswith("participants: 2/2 sub-02 failed (1 failed so far) (0 s)\n")
-
-
-def test_progress_is_quiet_in_logs(caplog: pytest.LogCaptureFixture) -> None:
-    stream = io.StringIO()  # not a terminal
-    progress = WorkflowProgress({"01": ["visit_sub_01_ses_M00"]}, stream=stream)
-    progress(SimpleNamespace(fullname="mriproc_wf.visit_sub_01_ses_M00.outputs"), "end")
-    assert stream.getvalue() == ""
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-
-
 # --------------------------------------------------------------------------- provenance
 
 
@@ -363,7 +265,7 @@ def test_killed_run_resumes_from_cache_with_identical_tables(
 
 # --------------------------------------------------------------------------- SLURM
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "slurm_localhost.sh"
+SCRIPT = Path(__file__).parents[2] / "scripts" / "slurm_localhost.sh"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""``mriproc stats``: the statistics on endpoint tables, their validation and the command."""
+"""``mriproc stats``: the statistics on endpoint tables, their validation and the
+command's input errors."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from comparison_rows import comparison
 from scipy import stats
 
-from mriproc.cli import EXIT_OK, EXIT_USAGE, main
+from mriproc.cli import EXIT_USAGE, main
 from mriproc.stats import (
     StatsInputError,
     analyse_trial,
@@ -35,14 +37,6 @@ def _frame(**columns: list[float] | list[str]) -> pd.DataFrame:
     frame["arm"] = pd.Categorical(frame["arm"], categories=PAIR)
     frame["participant_id"] = [f"sub-{i:02d}" for i in range(len(frame))]
     return frame
-
-
-def _comparison(table: pd.DataFrame, outcome: str, test: str, visits: str | None = None) -> dict:
-    rows = table[(table["outcome"] == outcome) & (table["test"] == TESTS[test].name)]
-    if visits is not None:
-        rows = rows[rows["visits"] == visits]
-    assert len(rows) == 1, rows
-    return rows.iloc[0].to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +165,7 @@ def test_na_values_are_excluded_and_counted_never_zero(
     broken.loc[hit, ["value", "status"]] = [np.nan, "registration failed: T1w.nii.gz"]
     data = prepare_trial(broken, participants)
     comparisons = between_arm_comparisons(data)
-    row = _comparison(comparisons, "pcf_change_pct", "welch", "ses-M24")
+    row = comparison(comparisons, "pcf_change_pct", "welch", "ses-M24")
     assert (row["n_reference"], row["n_arm"], row["excluded_scans"]) == (29, 30, 1)
     values = broken[broken["endpoint"].eq("pcf_change_pct") & broken["session"].eq("ses-M24")]
     means = values.dropna(subset=["value"]).groupby("arm")["value"].mean()
@@ -210,7 +204,7 @@ def test_cumulative_counts_use_the_scans_each_participant_has(
             & (endpoints["endpoint"] == "cel_count")
         )
     ]
-    row = _comparison(
+    row = comparison(
         between_arm_comparisons(prepare_trial(missing, participants)), "cumulative_cel_count", "nb"
     )
     assert row["n_arm"] == 30  # still in, with one follow-up scan of exposure
@@ -226,12 +220,12 @@ def test_unmeasured_longitudinal_endpoints_say_why_nothing_is_estimated(
     longitudinal = pending["endpoint"].isin(["pcf_change_pct", "pbvc", "active_scan"])
     pending.loc[longitudinal, ["value", "status"]] = [np.nan, "longitudinal stage not built"]
     table = between_arm_comparisons(prepare_trial(pending, participants))
-    row = _comparison(table, "pbvc", "ancova", "ses-M12")
+    row = comparison(table, "pbvc", "ancova", "ses-M12")
     assert math.isnan(row["estimate"])
     assert row["note"] == "not estimable: no usable value (60 scan(s) n/a, see exclusions.tsv)"
-    assert _comparison(table, "cumulative_cel_count", "nb")["p_value"] < 1
+    assert comparison(table, "cumulative_cel_count", "nb")["p_value"] < 1
     absent = between_arm_comparisons(prepare_trial(pending[~longitudinal], participants))
-    row = _comparison(absent, "active_scan", "gee")
+    row = comparison(absent, "active_scan", "gee")
     assert row["note"] == "not estimable: no value in the endpoint table"
 
 
@@ -334,48 +328,6 @@ def test_simulated_tables_have_the_endpoint_schema_and_the_known_effect() -> Non
 
 
 # --------------------------------------------------------------------------- command
-
-
-def test_mriproc_stats_reports_the_known_pcf_effect_within_its_ci(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "trial"
-    write_simulated_tables(out, 150, pcf_effect=0.26, rate_ratio=0.6, seed=2005)
-    assert main(["stats", str(out)]) == EXIT_OK
-    stats = out / "mriproc" / "stats"
-    assert f"Summary: {stats / 'summary.html'}" in capsys.readouterr().out
-    names = {
-        "analysis.json",
-        "summary.md",
-        "summary.html",
-        *(
-            f"{t}.{x}"
-            for t in ("baseline", "comparisons", "change_from_baseline", "subgroups", "exclusions")
-            for x in ("tsv", "json")
-        ),
-    }
-    assert {p.name for p in stats.iterdir()} == names
-
-    comparisons = pd.read_csv(stats / "comparisons.tsv", sep="\t", na_values=["n/a"])
-    for test in ("welch", "ancova"):
-        row = _comparison(comparisons, "pcf_change_pct", test, "ses-M24")
-        assert row["ci_low"] < 0.26 < row["ci_high"]
-        assert row["ci_high"] - row["ci_low"] < 0.6  # an informative interval
-    nb = _comparison(comparisons, "cumulative_cel_count", "nb")
-    assert nb["ci_low"] < 0.6 < nb["ci_high"] < 1.0
-    assert comparisons["estimand"].str.contains("ivig - placebo|ivig / placebo|P\\(ivig").all()
-
-    html = (stats / "summary.html").read_text()
-    for test in TESTS.values():
-        assert test.name.replace("'", "&#x27;") in html
-    assert "<code>pcf_change_pct ~ arm + baseline_pcf + baseline_cel_count</code>" in html
-    assert "Reference arm: <b>placebo</b>" in html
-    record = json.loads((stats / "analysis.json").read_text())
-    assert record["FollowUpVisits"] == ["ses-M12", "ses-M24"]
-
-    before = {p.name: p.read_bytes() for p in stats.iterdir()}
-    assert main(["stats", str(out)]) == EXIT_OK
-    assert {p.name: p.read_bytes() for p in stats.iterdir()} == before
 
 
 def test_mriproc_stats_input_errors_exit_2_naming_the_file(

@@ -11,7 +11,9 @@ model lacks a channel.
 The default suite runs every ``esims`` subset (at half the in-plane resolution) and
 the ``flair`` subsets a real follow-up most often has (FLAIR alone, FLAIR + T2w
 without T1w, and one without FLAIR); every ``flair`` subset at full resolution takes
-about 4 minutes more and is marked ``slow`` (``pytest -m slow``).
+about 4 minutes more and is marked ``slow`` (``pytest -m slow``).  ``esims`` with its
+T1w roles renamed runs two sessions: the CEL and black-hole stages find their roles
+through the protocol.
 """
 
 from __future__ import annotations
@@ -24,26 +26,27 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import yaml
 
 from mriproc.cli import main
-from mriproc.config import load_protocol
+from mriproc.config import load_protocol, resolve_protocol_path
 from mriproc.demo import protocol_with_preset
 from mriproc.endpoints import VISIT_ENDPOINTS
+from mriproc.io.bids import anat_path
 from mriproc.simulate import TrialSpec, simulate_trial
 from mriproc.tables import read_table
 from mriproc.validate import validate_dataset
 
-# Contrast role -> the simulated file's BIDS name after ``sub-001_ses-M00_``.
-FILES = {
-    "PDw": "PDw",
-    "T2w": "T2w",
-    "FLAIR": "FLAIR",
-    "T1w": "T1w",
-    "T1w_gad": "ce-gadolinium_T1w",
-}
+# ``esims`` with its T1w roles named T1pre and T1post: the CEL and black-hole stages
+# take their roles from the protocol, not from the shipped names.
+RENAMED = {"T1w": "T1pre", "T1w_gad": "T1post"}
 # (protocol, which subsets): None is every subset.
 CASES = [
     pytest.param(("esims", None), id="esims-all"),
+    pytest.param(
+        ("esims-renamed", (("PDw", "T2w", "T1pre", "T1post"), ("PDw", "T2w", "T1post"))),
+        id="esims-renamed-roles",
+    ),
     pytest.param(("flair", (("FLAIR",), ("FLAIR", "T2w"), ("T2w", "T1w"))), id="flair-common"),
     pytest.param(("flair", None), id="flair-all", marks=pytest.mark.slow),
 ]
@@ -60,23 +63,41 @@ def _dataset(
     participant label -> subset."""
     root.mkdir(parents=True)
     shutil.copy(simulated / "dataset_description.json", root)
-    source = simulated / "sub-001" / "ses-M00" / "anat"
-    images = {role: source / f"sub-001_ses-M00_{name}.nii.gz" for role, name in FILES.items()}
-    if protocol == "esims":
+    contrasts = load_protocol(protocol).contrasts
+
+    def image(participant: str, role: str, root: Path = simulated) -> Path:
+        spec = contrasts[role]
+        return anat_path(root, participant, "M00", suffix=spec.suffix, ce=spec.ce)
+
+    images = {role: image("001", role) for role in contrasts}
+    if Path(protocol).stem.startswith("esims"):
         images = {role: _halved(path) for role, path in images.items()}
-    every = _subsets(list(load_protocol(protocol).contrasts))
+    every = _subsets(list(contrasts))
     subsets = {f"s{i:02d}": s for i, s in enumerate(every) if chosen is None or s in chosen}
     rows = ["participant_id\tarm"]
     for label, subset in subsets.items():
-        anat = root / f"sub-{label}" / "ses-M00" / "anat"
-        anat.mkdir(parents=True)
         for role in subset:
-            name = f"_ses-M00_{FILES[role]}"
-            shutil.copy(source / f"sub-001{name}.json", anat / f"sub-{label}{name}.json")
-            shutil.copy(images[role], anat / f"sub-{label}{name}.nii.gz")
+            target = image(label, role, root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(images[role], target)
+            shutil.copy(_sidecar(image("001", role)), _sidecar(target))
         rows.append(f"sub-{label}\tplacebo")
     (root / "participants.tsv").write_text("\n".join(rows) + "\n")
     return subsets
+
+
+def _sidecar(image: Path) -> Path:
+    return image.with_name(image.name.removesuffix(".nii.gz") + ".json")
+
+
+def _renamed(destination: Path) -> Path:
+    """The ``esims`` protocol with its T1w roles renamed (:data:`RENAMED`)."""
+    data = yaml.safe_load(resolve_protocol_path("esims").read_text(encoding="utf-8"))
+    data["contrasts"] = {RENAMED.get(role, role): spec for role, spec in data["contrasts"].items()}
+    for section in ("cel", "black_holes"):
+        data[section]["requires"] = [RENAMED.get(r, r) for r in data[section]["requires"]]
+    destination.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return destination
 
 
 def _halved(path: Path) -> Path:
@@ -114,9 +135,11 @@ def outcome(
     """(protocol, subsets, validate's JSON report, run's derivatives folder)."""
     protocol, chosen = request.param
     tmp = tmp_path_factory.mktemp(protocol)
+    if protocol == "esims-renamed":
+        protocol = str(_renamed(tmp / "esims-renamed.yaml"))
     subsets = _dataset(simulated, tmp / "bids", protocol, chosen)
     report = validate_dataset(tmp / "bids", load_protocol(protocol)).as_dict()
-    fast = protocol_with_preset(protocol, "fast", tmp / f"{protocol}_fast.yaml")
+    fast = protocol_with_preset(protocol, "fast", tmp / f"{Path(protocol).stem}_fast.yaml")
     out = tmp / "out"
     argv = ["run", str(tmp / "bids"), str(out), "participant", "--protocol", str(fast)]
     main([*argv, "-w", str(tmp / "work"), "--nprocs", "2"])

@@ -33,7 +33,7 @@ from mriproc.cli import EXIT_USAGE, bids_apps_argv, main
 from mriproc.io.provenance import generated_by, lock_file_sha256
 from mriproc.tables import write_dataset_description
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 LOCK = read_lock(ROOT / "requirements.lock")
 PACKAGE_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -215,7 +215,9 @@ def test_the_protocol_method_chooses_the_measurement(
     protocol = dataclasses.replace(
         protocol,
         pbvc=dataclasses.replace(protocol.pbvc, method=method),
-        registration=dataclasses.replace(protocol.registration, preset="fast"),
+        registration=dataclasses.replace(
+            protocol.registration, preset=load_registration_preset("fast")
+        ),
     )
     bundles = []
     for name, visit in zip(("baseline", "followup"), loss_pair, strict=True):

@@ -6,7 +6,7 @@ beside them); sub-004 ses-M00 has PD/T2 only (no T1 scan at all) and is processe
 every other session is skipped before any workflow runs, each for one defect (a
 missing or unusable reading-space image, or no endpoint whose contrasts it has).
 Contrasts that do not register (refused inside the visit workflow) are in
-``tests/test_visit.py``.
+``tests/e2e/test_visit_run.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Static checks of ``docker/Dockerfile`` and a replay of its install stage on the host.
 
-No container engine runs on the build machines, so CI (``tests/test_docker.py``) reads
+No container engine runs on the build machines, so CI (``tests/e2e/test_docker.py``) reads
 the Dockerfile with the small parser below and checks the rules of issue 10
 (:func:`check_dockerfile`), then runs the ``build`` stage's RUN steps in a fresh virtual
 environment (:func:`replay_stage`): the install the image does, from the same lines.

@@ -1,5 +1,5 @@
-"""``mriproc convert`` end to end: real dcm2niix on DICOM written by mriproc, the simulator
-and real scanners (``../shared/data/dicom``, skipped when absent)."""
+"""``mriproc convert``: real dcm2niix on small DICOM series written by mriproc and on real
+scanners' series (``../shared/data/dicom``, skipped when absent)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from bids_validator import BIDSValidator
+from convert_command import convert
 from dicom_trees import (
     CORRECTED_2D,
     CORRECTED_3D,
@@ -40,7 +41,7 @@ from mriproc.convert import REPORT, ConvertResult, convert_dicom
 from mriproc.io.conversion_mapping import read_mapping
 from mriproc.series_roles import DUAL_ECHO, SKIP, load_heuristics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_DICOM = ROOT.parent / "shared" / "data" / "dicom"
 ROSSI_STUDY = study("20200115", "ACC-ROSSI-1", "rossi-1")
 NOWAK_STUDY = study("20200301", "ACC-NOWAK-1", "nowak-1")
@@ -54,14 +55,6 @@ IDENTIFIERS = [
 
 def report(bids: Path) -> pd.DataFrame:
     return pd.read_csv(bids / REPORT, sep="\t", dtype=str, keep_default_na=False)
-
-
-def convert(
-    capsys: pytest.CaptureFixture[str], dicom: Path, bids: Path, *extra: str
-) -> tuple[int, str]:
-    status = main(["-vv", "convert", str(dicom), str(bids), *extra])
-    captured = capsys.readouterr()
-    return status, captured.out + captured.err
 
 
 # --------------------------------------------------------------------------- a messy tree
@@ -516,98 +509,6 @@ def test_unusable_arguments_are_usage_errors_and_write_nothing(
     assert expected in output
     assert ROSSI.patient_id not in output
     assert not bids.exists()
-
-
-# --------------------------------------------------------------------------- simulated trial
-
-
-@pytest.fixture(scope="module")
-def simulated_trial(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One simulated subject x two visits, as BIDS and as DICOM (about 15 s)."""
-    out = tmp_path_factory.mktemp("sim") / "trial"
-    assert main(["simulate", str(out), "--subjects", "1", "--visits", "0,12", "--format", "both",
-                 "--seed", "7"]) == EXIT_OK  # fmt: skip
-    return out
-
-
-def test_simulated_dicom_converts_to_the_simulated_bids(
-    simulated_trial: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    bids = tmp_path / "bids"
-    status, output = convert(
-        capsys, simulated_trial / "sourcedata" / "dicom", bids, "--participants",
-        str(simulated_trial / "participants.tsv"),
-    )  # fmt: skip
-    assert status == EXIT_OK, output
-    assert main(["validate", str(bids), "--protocol", "esims"]) == EXIT_OK
-    assert "2 of 2 session(s) complete; dataset is complete" in capsys.readouterr().out
-    converted = sorted(p.relative_to(bids) for p in bids.glob("sub-*/ses-*/anat/*.nii.gz"))
-    simulated = sorted(
-        p.relative_to(simulated_trial) for p in simulated_trial.glob("sub-*/ses-*/anat/*.nii.gz")
-    )
-    assert converted == simulated  # dual echo split and post-contrast found in every session
-    for name in converted:
-        ours, truth = nib.load(bids / name), nib.load(simulated_trial / name)
-        np.testing.assert_array_equal(np.asarray(ours.dataobj), np.asarray(truth.dataobj))
-        # The same grid to the bit (sform and qform), not just within a tolerance:
-        # mriproc run's endpoints move with a 1e-5 mm shift (benchmarks/RESULTS.md).
-        np.testing.assert_array_equal(ours.affine, truth.affine)
-        np.testing.assert_array_equal(ours.header.get_qform(), truth.header.get_qform())
-    assert (bids / "participants.tsv").read_text().splitlines()[1].startswith("sub-001\t")
-    dicom_identifiers = _identifiers_in(simulated_trial / "sourcedata" / "dicom")
-    assert find_identifiers(bids, [output], dicom_identifiers) == []
-
-
-def test_a_later_run_adds_the_new_visit(
-    simulated_trial: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (patient,) = (simulated_trial / "sourcedata" / "dicom").iterdir()
-    baseline, follow_up = sorted(patient.iterdir())
-    first = tmp_path / "first" / patient.name
-    shutil.copytree(baseline, first / baseline.name)
-    bids = tmp_path / "bids"
-    assert convert(capsys, first.parent, bids)[0] == EXIT_OK
-    assert sorted(p.name for p in (bids / "sub-001").iterdir()) == [
-        "ses-M00",
-        "sub-001_sessions.tsv",
-    ]
-    baseline_bytes = {p: p.read_bytes() for p in bids.rglob("ses-M00/anat/*")}
-    # The whole folder again: the baseline is recognised by its images, the visit is added.
-    status, output = convert(capsys, simulated_trial / "sourcedata" / "dicom", bids)
-    assert status == EXIT_OK, output
-    assert sorted(p.name for p in (bids / "sub-001").iterdir()) == [
-        "ses-M00", "ses-M12", "sub-001_sessions.tsv"
-    ]  # fmt: skip
-    assert {p: p.read_bytes() for p in bids.rglob("ses-M00/anat/*")} == baseline_bytes
-    assert (bids / "sub-001" / "sub-001_sessions.tsv").read_text().splitlines()[1:] == [
-        "ses-M00\t0\t0",
-        "ses-M12\t12\t365",
-    ]
-    assert "Converted 3 series (1 new session(s)); 3 already in the dataset" in output
-    # Only the new visit's folder, with the first run's mapping: the same participant.
-    only_new = tmp_path / "new" / patient.name
-    shutil.copytree(follow_up, only_new / follow_up.name)
-    bids2 = tmp_path / "bids2"
-    mapping = tmp_path / "mapping.tsv"
-    convert(capsys, first.parent, bids2, "--mapping-out", str(mapping))
-    assert convert(capsys, only_new.parent, bids2)[0] == EXIT_FAILURE  # who is this?
-    assert not (bids2 / "sub-002").exists()
-    status, output = convert(capsys, only_new.parent, bids2, "--mapping", str(mapping))
-    assert status == EXIT_OK, output
-    assert sorted(p.name for p in bids2.glob("sub-*/ses-*")) == ["ses-M00", "ses-M12"]
-
-
-def _identifiers_in(dicom: Path) -> list[str]:
-    """The identifying values of the simulator's DICOM, read with pydicom directly."""
-    import pydicom
-
-    values: set[str] = set()
-    for path in dicom.rglob("*.dcm"):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        name = str(ds.PatientName)
-        values.update([name, *name.split("^"), ds.PatientID, ds.PatientBirthDate])
-        values.update([ds.AccessionNumber, ds.InstitutionName, ds.StudyDate])
-    return sorted(v for v in values if len(v) >= 3)
 
 
 # --------------------------------------------------------------------------- real scanners

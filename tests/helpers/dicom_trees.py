@@ -1,8 +1,8 @@
 """Small DICOM series for the conversion tests, written by mriproc's own DICOM writer.
 
-Imported by the test modules (``tests/`` is on ``sys.path`` through ``conftest.py``).
-Each series is a few slices of random integers, so that dcm2niix runs in
-milliseconds while every code path of ``mriproc convert`` is real.
+Imported by the test modules (``tests/helpers/`` is on ``sys.path`` through
+``tests/conftest.py``).  Each series is a few slices of random integers, so that
+dcm2niix runs in milliseconds while every code path of ``mriproc convert`` is real.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The ``mriproc`` command line, called in-process through ``mriproc.cli.main``."""
+"""The ``mriproc`` command line, called in-process through ``mriproc.cli.main``: version,
+usage errors (refused before anything runs) and ``validate`` on skeleton datasets."""
 
 from __future__ import annotations
 
@@ -264,17 +265,3 @@ def test_demo_out_is_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixt
     target.write_text("not a folder\n")
     assert main(["demo", "--out", str(target)]) != EXIT_OK
     assert str(target) in capsys.readouterr().err
-
-
-def test_simulate_writes_a_trial_and_its_preview(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "sim"
-    argv = ["simulate", str(out), "--subjects", "1", "--visits", "0", "--preview", "--seed", "3"]
-    assert main(argv) == EXIT_OK
-    printed = capsys.readouterr().out
-    preview = out / "derivatives" / "groundtruth" / "sub-001_ses-M00_preview.png"
-    assert f"Preview: {preview}" in printed
-    assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "derivatives" / "groundtruth" / "endpoints.tsv").is_file()
-    assert (out / "sub-001" / "ses-M00" / "anat" / "sub-001_ses-M00_PDw.nii.gz").is_file()
