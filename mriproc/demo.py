@@ -91,12 +91,18 @@ class _Steps:
             self.stream.flush()
 
 
+# The names of the visit and longitudinal workflows begin so (each ends with a node
+# ``outputs``, at whatever depth of sub-workflows).
+_WORKFLOWS = ("visit_", "longitudinal_")
+
+
 def _workflow_progress(steps: _Steps) -> Callable[[Any, str], None]:
     """A Nipype ``status_callback`` that counts finished visits and longitudinal stages."""
 
     def callback(node: Any, status: str) -> None:
         if status in ("end", "exception") and node.name == "outputs":
-            workflow = node.fullname.split(".")[-2]
+            parts = str(node.fullname).split(".")
+            workflow = next((p for p in parts if p.startswith(_WORKFLOWS)), node.fullname)
             steps.step(workflow + (" FAILED" if status == "exception" else ""))
 
     return callback
