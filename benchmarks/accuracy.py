@@ -25,7 +25,13 @@ import numpy as np
 import pandas as pd
 from visit_images import visit_image_metrics
 
-from mriproc.evaluation import LesionwiseScore, compare_endpoints, icc_agreement
+from mriproc.evaluation import (
+    SIZE_BOUNDS_MM3,
+    LesionwiseScore,
+    compare_endpoints,
+    icc_agreement,
+    size_class,
+)
 from mriproc.tables import read_table
 
 
@@ -184,6 +190,25 @@ def _pooled(scored: pd.DataFrame, *columns: str) -> LesionwiseScore:
     return LesionwiseScore(*(int(scored[c].sum()) for c in columns))
 
 
+def detection_line(what: str, scored: pd.DataFrame, prefix: str) -> str:
+    """Pooled lesion-wise detection by the MSSEG convention, overall and per size class."""
+    columns = ("true", "found", "detected", "correct")
+    overall = _pooled(scored, *(f"{prefix}_{c}" for c in columns))
+    classes = [size_class(v) for v in (0.0, *SIZE_BOUNDS_MM3)]
+    parts = []
+    for size in classes:
+        pooled = _pooled(scored, *(f"{prefix}_{size}_{c}" for c in columns))
+        parts.append(
+            f"{size}: F1 {pooled.f1:.3f} (recall {pooled.recall:.2f} of {pooled.n_truth}, "
+            f"precision {pooled.precision:.2f} of {pooled.n_predicted})"
+        )
+    return (
+        f"- {what}, MSSEG convention (>= 3 voxels, any overlap): F1 {overall.f1:.3f} "
+        f"(recall {overall.recall:.3f}, precision {overall.precision:.3f}; "
+        f"{overall.n_truth} true, {overall.n_predicted} found); " + "; ".join(parts)
+    )
+
+
 def lesion_summary(truth: pd.DataFrame, result: pd.DataFrame, per_visit: pd.DataFrame) -> str:
     """The lesion targets: pooled lesion-wise F1, volume ICC, CEL counts, mask Dice."""
     lines = []
@@ -196,6 +221,8 @@ def lesion_summary(truth: pd.DataFrame, result: pd.DataFrame, per_visit: pd.Data
             f"(recall {pooled.recall:.3f}, precision {pooled.precision:.3f}; "
             f"{pooled.n_truth} true, {pooled.n_predicted} found)"
         )
+        if "msseg_true" in scored:
+            lines.append(detection_line("T2 lesions", scored, "msseg"))
         lines.append(
             f"- black holes: Dice median {per_visit['blackhole_dice'].median():.3f}, "
             f"pooled mean {per_visit['blackhole_dice'].mean():.3f}"
@@ -217,6 +244,8 @@ def lesion_summary(truth: pd.DataFrame, result: pd.DataFrame, per_visit: pd.Data
             f"(recall {pooled.recall:.3f}, precision {pooled.precision:.3f}; "
             f"{pooled.n_truth} true, {pooled.n_predicted} found, {len(scored)} follow-ups)"
         )
+        if "changed_msseg_true" in scored:
+            lines.append(detection_line("new/enlarging lesions", scored, "changed_msseg"))
     for endpoint in ("pcf_change_pct", "pbvc"):
         change = paired(endpoint)
         if len(change):

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from mriproc.config import load_protocol
-from mriproc.evaluation import dice, lesionwise_score
+from mriproc.evaluation import DetectionScore, detection_score, dice, lesionwise_score
 from mriproc.io.itk import read_itk_affine
 from mriproc.registration import apply_linear
 
@@ -135,7 +136,72 @@ def main() -> int:
         f"| patient07 | lesion-wise F1 | {score.f1:.3f} (recall {score.recall:.2f}, "
         f"precision {score.precision:.2f}; {score.n_truth} true, {score.n_predicted} found) |"
     )
+    zooms = consensus_image.header.get_zooms()[:3]
+    _print_detection(
+        "patient07 T2 lesions", detection_score(consensus, lesions, zooms, connectivity=26)
+    )
+    changed = [
+        derivatives / "sub-p01" / "ses-02" / "anat" / f"sub-p01_ses-02_desc-{k}lesion_mask.nii.gz"
+        for k in ("new", "enlarging")
+    ]
+    if all(path.is_file() for path in changed):
+        truth, grid, split = brighter_changes()
+        ours = np.zeros(grid.shape[:3], dtype=bool)
+        for path in changed:
+            ours |= np.asarray(nib.load(path).dataobj) > 0
+        print(f"| patient01 | expert change components (26-connected, common space) | {split} |")
+        _print_detection(
+            "patient01 new/enlarging vs the brighter expert changes",
+            detection_score(truth, ours, grid.header.get_zooms()[:3], connectivity=26),
+        )
     return 0
+
+
+def _print_detection(what: str, score: DetectionScore) -> None:
+    """Lesion-wise detection (MSSEG convention) overall and per size class, as table rows."""
+    for name, found in (("all sizes", score.overall), *score.by_size.items()):
+        print(
+            f"| {what} | detection F1, MSSEG convention, {name} | {found.f1:.3f} "
+            f"(recall {found.recall:.2f} of {found.n_truth}, precision {found.precision:.2f} "
+            f"of {found.n_predicted}) |"
+        )
+
+
+def brighter_changes() -> tuple[np.ndarray, nib.Nifti1Image, str]:
+    """The expert change mask's components brighter on FLAIR at study 2, on study 2's raw
+    FLAIR grid (the follow-up's reading space), its image, and how the components split.
+
+    Each 26-connected component of ``gt_change_common_space`` is brighter or dimmer by
+    the mean, inside it, of study 2's FLAIR minus study 1's, both mapped into the common
+    space and divided by their median over the brain mask outside the changes.
+    """
+    change_image = nib.load(LONGITUDINAL / "gt_change_common_space.nii.gz")
+    common = nib.Nifti1Image(np.asarray(change_image.dataobj, np.float32), change_image.affine)
+    change = np.asarray(change_image.dataobj) > 0
+    brain = np.asarray(nib.load(LONGITUDINAL / "brainmask_common_space.nii.gz").dataobj) > 0
+    flair = []
+    for k in (1, 2):
+        raw = nib.load(LONGITUDINAL / f"study{k}_FLAIR.nii.gz")
+        raw = nib.Nifti1Image(np.asarray(raw.dataobj, np.float32), raw.affine)
+        common_to_raw = read_itk_affine(LONGITUDINAL / f"study{k}_FLAIR_to_common_space.txt")
+        data = np.asarray(apply_linear(raw, common, common_to_raw).dataobj, dtype=np.float64)
+        flair.append(data / np.median(data[brain & ~change]))
+    labels, count = ndimage.label(change, structure=np.ones((3, 3, 3), dtype=bool))
+    brighter = np.zeros(change.shape, dtype=np.float32)
+    means = [float((flair[1] - flair[0])[labels == i].mean()) for i in range(1, count + 1)]
+    for i, mean in enumerate(means, start=1):
+        if mean > 0:
+            brighter[labels == i] = 1.0
+    grid = nib.load(LONGITUDINAL / "study2_FLAIR.nii.gz")
+    common_to_raw = read_itk_affine(LONGITUDINAL / "study2_FLAIR_to_common_space.txt")
+    mapped = apply_linear(
+        nib.Nifti1Image(brighter, change_image.affine), grid, np.linalg.inv(common_to_raw)
+    )
+    split = (
+        f"{count}: {sum(m > 0 for m in means)} brighter, {sum(m <= 0 for m in means)} dimmer "
+        f"(mean normalised change {', '.join(f'{m:+.2f}' for m in sorted(means))})"
+    )
+    return np.asarray(mapped.dataobj) > 0.5, grid, split
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mriproc.config import load_protocol
-from mriproc.evaluation import dice, lesionwise_score
+from mriproc.evaluation import DetectionScore, detection_score, dice, lesionwise_score
 from mriproc.io.itk import read_itk_affine
 from mriproc.registration import mean_displacement_mm
 
@@ -78,6 +78,17 @@ def visit_image_metrics(
                     score.truth_detected,
                     score.predicted_correct,
                 )
+                row.update(
+                    _detection_columns(
+                        "msseg",
+                        detection_score(
+                            _mask(truth),
+                            _mask(result),
+                            brain_img.header.get_zooms()[:3],
+                            connectivity=labelling.connectivity,
+                        ),
+                    )
+                )
         ours = [result_dir / f"{p}_{s}_desc-{k}lesion_mask.nii.gz" for k in ("new", "enlarging")]
         if all(path.is_file() for path in ours):
             changed = _changed_truth(truth_root, p, s)
@@ -93,8 +104,33 @@ def visit_image_metrics(
                 score.truth_detected,
                 score.predicted_correct,
             )
+            row.update(
+                _detection_columns(
+                    "changed_msseg",
+                    detection_score(
+                        changed,
+                        _mask(ours[0]) | _mask(ours[1]),
+                        brain_img.header.get_zooms()[:3],
+                        connectivity=labelling.connectivity,
+                    ),
+                )
+            )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _detection_columns(prefix: str, found: DetectionScore) -> dict[str, int]:
+    """Lesion-wise counts (MSSEG convention), overall and per size class, as row columns:
+    ``<prefix>[_<class>]_{true,found,detected,correct}``."""
+    columns = {}
+    for name, score in (("", found.overall), *((f"_{k}", v) for k, v in found.by_size.items())):
+        for key, value in zip(
+            ("true", "found", "detected", "correct"),
+            (score.n_truth, score.n_predicted, score.truth_detected, score.predicted_correct),
+            strict=True,
+        ):
+            columns[f"{prefix}{name}_{key}"] = value
+    return columns
 
 
 def _changed_truth(truth_root: Path, participant: str, session: str) -> np.ndarray:

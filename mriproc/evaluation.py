@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,27 @@ import pandas as pd
 
 from mriproc.lesions import label_lesions
 
-__all__ = ["LesionwiseScore", "compare_endpoints", "dice", "icc_agreement", "lesionwise_score"]
+__all__ = [
+    "MSSEG_MIN_VOXELS",
+    "SIZE_BOUNDS_MM3",
+    "DetectionScore",
+    "LesionwiseScore",
+    "compare_endpoints",
+    "detection_score",
+    "dice",
+    "icc_agreement",
+    "lesionwise_score",
+    "size_class",
+]
+
+# The lesion-wise convention of the MSSEG challenges, as the field reports detection:
+# a connected component of at least this many voxels is a lesion, and it counts as
+# detected (or as correct) when any of its voxels overlaps the other mask.
+MSSEG_MIN_VOXELS = 3
+# Lesion volumes (mm³) the detection scores are broken down by: under 50 mm³ (a sphere
+# under 4.6 mm across: most new lesions of a follow-up, and lesions under the 3 mm
+# in-plane minimum of 5 mm-slice protocols), 50 to 500 mm³, and 500 mm³ and over.
+SIZE_BOUNDS_MM3 = (50.0, 500.0)
 
 
 def dice(truth: npt.ArrayLike, prediction: npt.ArrayLike) -> float:
@@ -84,6 +105,89 @@ class LesionwiseScore:
             self.truth_detected + other.truth_detected,
             self.predicted_correct + other.predicted_correct,
         )
+
+
+def size_class(volume_mm3: float, bounds_mm3: Sequence[float] = SIZE_BOUNDS_MM3) -> str:
+    """The size class of a lesion of ``volume_mm3`` (labels name the bounds).
+
+    >>> [size_class(v) for v in (3.0, 50.0, 499.9, 2000.0)]
+    ['<50mm3', '50-500mm3', '50-500mm3', '>=500mm3']
+    """
+    edges = [f"{b:g}" for b in bounds_mm3]
+    for index, bound in enumerate(bounds_mm3):
+        if volume_mm3 < bound:
+            return f"<{edges[0]}mm3" if index == 0 else f"{edges[index - 1]}-{edges[index]}mm3"
+    return f">={edges[-1]}mm3"
+
+
+@dataclass(frozen=True)
+class DetectionScore:
+    """Lesion-wise detection overall and per size class (:func:`detection_score`).
+
+    In ``by_size`` a class's recall is over the true lesions of that size and its
+    precision over the found lesions of that size; every class of ``bounds_mm3`` is
+    present (with zero counts when neither side has such lesions).
+    """
+
+    overall: LesionwiseScore
+    by_size: dict[str, LesionwiseScore]
+
+
+def detection_score(
+    truth: npt.ArrayLike,
+    prediction: npt.ArrayLike,
+    voxel_size_mm: Sequence[float],
+    *,
+    connectivity: int,
+    min_voxels: int = MSSEG_MIN_VOXELS,
+    bounds_mm3: Sequence[float] = SIZE_BOUNDS_MM3,
+) -> DetectionScore:
+    """Lesion-wise detection by the MSSEG convention, overall and per lesion size.
+
+    Lesions are the components (``connectivity``) of at least ``min_voxels`` voxels
+    of each mask, whatever the protocol's minimum lesion size; a true lesion is
+    detected when any voxel of it is in ``prediction``, a found lesion is correct when
+    any voxel of it is in ``truth``.
+
+    >>> truth = np.zeros((20, 20, 3), bool); truth[1:4, 1:4, 1] = truth[10:18, 10:18, 0:3] = True
+    >>> found = np.zeros_like(truth); found[2:3, 2:5, 1] = found[5:7, 15:17, 1] = True
+    >>> score = detection_score(truth, found, (1.0, 1.0, 1.0), connectivity=26)
+    >>> score.overall.recall, score.overall.precision
+    (0.5, 0.5)
+    >>> score.by_size["<50mm3"].truth_detected, score.by_size["50-500mm3"].n_truth
+    (1, 1)
+    """
+    voxel_mm3 = float(np.prod(np.asarray(voxel_size_mm, dtype=float)))
+    sides: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]] = []
+    for mask in (truth, prediction):
+        found = label_lesions(
+            mask, voxel_size_mm, connectivity=connectivity, min_in_plane_diameter_mm=0.0
+        )
+        keep = np.concatenate([[False], found.voxel_counts >= min_voxels])
+        volumes = found.voxel_counts.astype(np.float64) * voxel_mm3
+        sides.append((np.where(keep[found.labels], found.labels, 0).astype(np.int32), volumes))
+    (true_labels, true_mm3), (found_labels, found_mm3) = sides
+    detected = np.unique(true_labels[(true_labels > 0) & (np.asarray(prediction) != 0)])
+    correct = np.unique(found_labels[(found_labels > 0) & (np.asarray(truth) != 0)])
+
+    def score(
+        labels: npt.NDArray[np.int32],
+        mm3: npt.NDArray[np.float64],
+        hit: npt.NDArray[Any],
+        chosen: str | None,
+    ) -> tuple[int, int]:
+        kept = [int(v) for v in np.unique(labels[labels > 0])]
+        if chosen is not None:
+            kept = [v for v in kept if size_class(float(mm3[v - 1]), bounds_mm3) == chosen]
+        return len(kept), len(set(kept) & {int(v) for v in hit})
+
+    def of(chosen: str | None) -> LesionwiseScore:
+        n_truth, truth_detected = score(true_labels, true_mm3, detected, chosen)
+        n_found, found_correct = score(found_labels, found_mm3, correct, chosen)
+        return LesionwiseScore(n_truth, n_found, truth_detected, found_correct)
+
+    classes = [size_class(v, bounds_mm3) for v in (0.0, *bounds_mm3)]
+    return DetectionScore(of(None), {c: of(c) for c in classes})
 
 
 def lesionwise_score(

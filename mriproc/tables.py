@@ -407,7 +407,14 @@ RATER_COLUMNS: dict[str, str] = {
     "automated_volume_ml": "T2 lesion volume of mriproc's automated mask (mL).",
     "automated_count": "T2 lesions in the automated mask.",
     "dice": "Voxel Dice of the automated mask with the rater's.",
-    "lesion_f1": "Lesion-wise F1 of the automated mask, the rater's as reference.",
+    "lesion_f1": "Lesion-wise F1 of the automated mask, the rater's as reference (lesions "
+    "as the protocol's labelling defines them).",
+    "detection_f1": "Lesion-wise detection F1 by the MSSEG convention: components of at least "
+    "3 voxels, a lesion detected (or correct) when any voxel overlaps the other mask.",
+    "detection_recall": "Share of the rater's lesions (MSSEG convention) the automated mask "
+    "overlaps.",
+    "detection_precision": "Share of the automated lesions (MSSEG convention) the rater's mask "
+    "overlaps.",
 }
 
 

@@ -23,7 +23,7 @@ from mriproc.blackholes import segment_black_holes
 from mriproc.config import Protocol
 from mriproc.endpoints import EndpointGroup, visit_endpoints_of
 from mriproc.enhancing import segment_enhancing
-from mriproc.evaluation import dice, lesionwise_score
+from mriproc.evaluation import detection_score, dice, lesionwise_score
 from mriproc.io.nifti import read_image, save_image
 from mriproc.lesions import LabelledLesions, label_lesions
 from mriproc.t2lesions import LesionSegmentationError, normal_appearing_wm, segment_t2_lesions
@@ -278,7 +278,8 @@ def _agreement(
     zooms: tuple[float, ...],
     protocol: Protocol,
 ) -> dict[str, float | str]:
-    """Automated versus the rater (as reference): volumes, counts, Dice, lesion-wise F1."""
+    """Automated versus the rater (as reference): volumes, counts, Dice, lesion-wise F1
+    (the protocol's lesions) and detection by the MSSEG convention."""
     record: dict[str, float | str] = {
         "rater_mask": str(path),
         "rater_volume_ml": rater.total_volume_ml,
@@ -293,11 +294,17 @@ def _agreement(
         connectivity=protocol.labelling.connectivity,
         min_in_plane_diameter_mm=protocol.labelling.min_in_plane_diameter_mm,
     )
+    detection = detection_score(
+        rater.mask, automated.mask, zooms, connectivity=protocol.labelling.connectivity
+    ).overall
     record.update(
         automated_volume_ml=automated.total_volume_ml,
         automated_count=float(automated.count),
         dice=dice(rater.mask, automated.mask),
         lesion_f1=score.f1,
+        detection_f1=detection.f1,
+        detection_recall=detection.recall,
+        detection_precision=detection.precision,
     )
     return record
 

@@ -138,6 +138,7 @@ def test_rater_masks_are_used_and_compared(visit_run: VisitRun) -> None:
     assert row.participant_id == RATER
     assert row.rater_count == truth.loc["t2_lesion_count", "value"]
     assert 0.5 < row.dice < 1.0 and 0.5 < row.lesion_f1 <= 1.0
+    assert 0.5 < row.detection_f1 <= 1.0 and 0.0 <= row.detection_precision <= 1.0
     assert (visit_run.anat(RATER) / f"{RATER}_ses-M00_desc-t2lesionautomated_mask.nii.gz").is_file()
 
 

@@ -183,6 +183,9 @@ def test_a_rater_mask_gives_the_lesion_endpoints(tmp_path: Path) -> None:
     assert outcome.measures["t2_lesion_count"] == 1  # the rater's one lesion
     assert outcome.rater["automated_count"] == 3
     assert outcome.rater["lesion_f1"] == pytest.approx(0.5)  # 1 of 3 found lesions is the rater's
+    # By the MSSEG convention too (the lesions are far over 3 voxels).
+    assert outcome.rater["detection_f1"] == pytest.approx(0.5)
+    assert outcome.rater["detection_recall"] == 1.0
     assert outcome.not_available["cel_count"] == "needs T1w (missing), T1w_gad (missing)"
 
 
