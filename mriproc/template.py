@@ -18,13 +18,27 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from importlib import resources
 
+import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 from nilearn import datasets
 from scipy import ndimage
 
-__all__ = ["Template", "head_fractions", "load_template"]
+from mriproc.io.nifti import read_image
+
+__all__ = [
+    "LESION_PRIOR_VOXEL_MM",
+    "Template",
+    "head_fractions",
+    "load_lesion_prior",
+    "load_template",
+]
+
+# The lesion-frequency prior's grid: the template's, at this voxel size (where lesions
+# occur is known to a few millimetres; scripts/build_lesion_prior.py).
+LESION_PRIOR_VOXEL_MM = 2.0
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -208,3 +222,17 @@ def synthetic_image(
         tissue = TISSUES[name]
         image += fraction * float(signal(sequence, tissue.pd, tissue.t1_ms, tissue.t2_ms))
     return np.asarray(image * 1000.0, dtype=np.float32), template.affine
+
+
+@functools.cache
+def load_lesion_prior() -> nib.Nifti1Image:
+    """Where MS lesions occur: the share of patients with a lesion at each place (0-1).
+
+    On the template's grid at :data:`LESION_PRIOR_VOXEL_MM`; shipped as package data
+    (``mriproc/data/lesion_prior.nii.gz``, built by ``scripts/build_lesion_prior.py``
+    from 27 three-rater consensus masks of the open_ms_data database, Lesjak et al.
+    2017, CC-BY 4.0; ``mriproc/data/README.md``).  Nothing is downloaded.
+    """
+    path = resources.files("mriproc").joinpath("data", "lesion_prior.nii.gz")
+    with resources.as_file(path) as local:
+        return read_image(local)
