@@ -24,18 +24,37 @@ __all__ = ["FollowupChanges", "HalfwayRegister", "LongitudinalOutputs", "VisitBu
 
 class _VisitBundleInputSpec(BaseInterfaceInputSpec):
     reading = File(exists=True, mandatory=True, desc="bias-corrected reading-space image")
-    roles = traits.List(traits.Str, mandatory=True)
+    roles = traits.List(traits.Str, mandatory=True, desc="contrast roles of images")
     images = traits.List(
         traits.Str, mandatory=True, desc="reading-space images of roles (empty: refused)"
     )
-    tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
-    lesion_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
-    template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    tissue_outputs = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        mandatory=True,
+        desc="the tissue model's outputs (TissueClasses)",
+    )
+    lesion_outputs = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        mandatory=True,
+        desc="the lesion stage's images (VisitLesions)",
+    )
+    template_maps = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        mandatory=True,
+        desc="template maps carried to the scan (BrainMasks)",
+    )
     record = File(exists=True, mandatory=True, desc="the visit's measures record")
 
 
 class _VisitBundleOutputSpec(TraitedSpec):
-    bundle = traits.Dict(traits.Str, traits.Str)
+    bundle = traits.Dict(
+        traits.Str,
+        traits.Str,
+        desc="key -> file: tissue maps, masks, slab, lesions, images, record",
+    )
 
 
 class VisitBundle(SimpleInterface):
@@ -93,11 +112,21 @@ class HalfwayRegister(ProtocolInterface):
 
 
 class _FollowupChangesInputSpec(ProtocolInputSpec):
-    followup = traits.Dict(traits.Str, traits.Str, mandatory=True)
-    previous = traits.Dict(traits.Str, traits.Str, mandatory=True)
-    baseline = traits.Dict(traits.Str, traits.Str, mandatory=True)
-    to_previous = File(exists=True, mandatory=True)
-    to_baseline = File(exists=True, mandatory=True)
+    followup = traits.Dict(
+        traits.Str, traits.Str, mandatory=True, desc="the follow-up visit's bundle (VisitBundle)"
+    )
+    previous = traits.Dict(
+        traits.Str, traits.Str, mandatory=True, desc="the previous visit's bundle"
+    )
+    baseline = traits.Dict(
+        traits.Str, traits.Str, mandatory=True, desc="the baseline visit's bundle"
+    )
+    to_previous = File(
+        exists=True, mandatory=True, desc="HalfwayRegister record: previous visit and follow-up"
+    )
+    to_baseline = File(
+        exists=True, mandatory=True, desc="HalfwayRegister record: baseline and follow-up"
+    )
 
 
 class _FollowupChangesOutputSpec(TraitedSpec):
@@ -144,7 +173,7 @@ class FollowupChanges(ProtocolInterface):
 
 class _LongitudinalOutputsInputSpec(ProtocolInputSpec):
     output_dir = traits.Str(mandatory=True, desc="the derivatives root (OUT_DIR/mriproc)")
-    participant = traits.Str(mandatory=True)
+    participant = traits.Str(mandatory=True, desc="participant label (no sub-)")
     sessions = traits.List(traits.Str, mandatory=True, desc="session labels, baseline first")
     records = traits.List(File(exists=True), mandatory=True, desc="their visit records")
     results = traits.List(File(exists=True), mandatory=True, desc="follow-up results, in order")
@@ -154,7 +183,9 @@ class _LongitudinalOutputsInputSpec(ProtocolInputSpec):
 
 
 class _LongitudinalOutputsOutputSpec(TraitedSpec):
-    records = traits.List(File(exists=True))
+    records = traits.List(
+        File(exists=True), desc="every session's longitudinal record, in session order"
+    )
 
 
 class LongitudinalOutputs(ProtocolInterface):

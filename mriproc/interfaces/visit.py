@@ -45,7 +45,9 @@ class _BiasCorrectInputSpec(ProtocolInputSpec):
 
 
 class _BiasCorrectOutputSpec(TraitedSpec):
-    out_files = traits.List(File(exists=True))
+    out_files = traits.List(
+        File(exists=True), desc="the corrected images, in the order of in_files"
+    )
     out_file = File(exists=True, desc="the first corrected image")
 
 
@@ -71,8 +73,12 @@ class _BrainMasksInputSpec(ProtocolInputSpec):
 
 class _BrainMasksOutputSpec(TraitedSpec):
     skull_stripped = traits.Bool(desc="the scan was already skull-stripped")
-    template_maps = traits.Dict(traits.Str, File(exists=True))
-    icv_prob = File(exists=True)
+    template_maps = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        desc="template maps carried to the scan (brain, icv, slab, CSF, GM, WM)",
+    )
+    icv_prob = File(exists=True, desc="the intracranial map (the co-registration check's region)")
 
 
 class BrainMasks(ProtocolInterface):
@@ -97,13 +103,13 @@ class BrainMasks(ProtocolInterface):
 
 
 class _CoregisterInputSpec(ProtocolInputSpec):
-    moving = File(exists=True, mandatory=True)
+    moving = File(exists=True, mandatory=True, desc="the bias-corrected contrast to register")
     fixed = File(exists=True, mandatory=True, desc="reading-space image (and output grid)")
 
 
 class _CoregisterOutputSpec(TraitedSpec):
-    out_file = File(exists=True)
-    transform = File(exists=True)
+    out_file = File(exists=True, desc="the contrast resampled into reading space")
+    transform = File(exists=True, desc="ITK text transform, reading space to the contrast")
 
 
 class Coregister(ProtocolInterface):
@@ -172,12 +178,21 @@ class _TissueClassesInputSpec(ProtocolInputSpec):
     channels = traits.List(
         traits.Str, mandatory=True, desc="reading-space images (empty: refused registration)"
     )
-    template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    template_maps = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        mandatory=True,
+        desc="template maps carried to the scan (BrainMasks)",
+    )
     skull_stripped = traits.Bool(False, usedefault=True, desc="the scans are skull-stripped")
 
 
 class _TissueClassesOutputSpec(TraitedSpec):
-    outputs = traits.Dict(traits.Str, File(exists=True))
+    outputs = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        desc="tissue fractions, classes (dseg), brain and intracranial masks, slab",
+    )
     channels_used = traits.List(traits.Str, desc="roles the tissue model was fitted on")
 
 
@@ -214,16 +229,32 @@ class _VisitLesionsInputSpec(ProtocolInputSpec):
     images = traits.List(
         traits.Str, mandatory=True, desc="reading-space images (empty: refused registration)"
     )
-    tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
-    template_maps = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    tissue_outputs = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        mandatory=True,
+        desc="the tissue model's outputs (TissueClasses)",
+    )
+    template_maps = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        mandatory=True,
+        desc="template maps carried to the scan (BrainMasks)",
+    )
     rater_mask = File(exists=True, desc="a rater's T2 lesion mask (used for the endpoints)")
 
 
 class _VisitLesionsOutputSpec(TraitedSpec):
-    outputs = traits.Dict(traits.Str, File(exists=True))
-    measures = traits.Dict(traits.Str, traits.Float)
+    outputs = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        desc="lesion masks, the lesion label map and the dseg with lesions",
+    )
+    measures = traits.Dict(traits.Str, traits.Float, desc="endpoint name -> value")
     not_available = traits.Dict(traits.Str, traits.Str, desc="endpoint -> why it is NA")
-    lesion_list = traits.Either(None, File(exists=True))
+    lesion_list = traits.Either(
+        None, File(exists=True), desc="JSON: one entry per T2 lesion (None without lesions)"
+    )
     rater = traits.Dict(desc="rater versus automated mask, when a rater's mask was given")
 
 
@@ -255,17 +286,32 @@ class VisitLesions(ProtocolInterface):
 
 class _VisitOutputsInputSpec(ProtocolInputSpec):
     output_dir = traits.Str(mandatory=True, desc="the derivatives root (OUT_DIR/mriproc)")
-    participant = traits.Str(mandatory=True)
-    session = traits.Str(mandatory=True)
-    sources = traits.Dict(traits.Str, traits.Str, mandatory=True)
-    tissue_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
+    participant = traits.Str(mandatory=True, desc="participant label (no sub-)")
+    session = traits.Str(mandatory=True, desc="session label (no ses-)")
+    sources = traits.Dict(
+        traits.Str,
+        traits.Str,
+        mandatory=True,
+        desc="contrast role -> raw image file (named in the sidecars)",
+    )
+    tissue_outputs = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        mandatory=True,
+        desc="the tissue model's outputs (TissueClasses)",
+    )
     tissue_channels = traits.List(
         traits.Str, mandatory=True, desc="roles the tissue model was fitted on"
     )
-    lesion_outputs = traits.Dict(traits.Str, File(exists=True), mandatory=True)
-    measures = traits.Dict(traits.Str, traits.Float, mandatory=True)
+    lesion_outputs = traits.Dict(
+        traits.Str,
+        File(exists=True),
+        mandatory=True,
+        desc="the lesion stage's images (VisitLesions)",
+    )
+    measures = traits.Dict(traits.Str, traits.Float, mandatory=True, desc="endpoint name -> value")
     not_available = traits.Dict(traits.Str, traits.Str, desc="endpoint -> why it is NA")
-    lesion_list = traits.Either(None, File(exists=True))
+    lesion_list = traits.Either(None, File(exists=True), desc="JSON lesion list (VisitLesions)")
     rater = traits.Dict(desc="rater versus automated mask")
     # A visit whose contrasts are all in reading space (PD/T2 alone) has none of these.
     coreg_roles = traits.List(
@@ -282,7 +328,7 @@ class _VisitOutputsInputSpec(ProtocolInputSpec):
 
 
 class _VisitOutputsOutputSpec(TraitedSpec):
-    record = File(exists=True)
+    record = File(exists=True, desc="the visit's measures record (desc-visit_measures.json)")
 
 
 class VisitOutputs(ProtocolInterface):
