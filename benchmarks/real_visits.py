@@ -60,6 +60,10 @@ def build_bids(root: Path) -> None:
     (root / "dataset_description.json").write_text(
         json.dumps({"Name": "open_ms_data subset", "BIDSVersion": "1.9.0"}) + "\n"
     )
+    # patient01's studies are 203 days apart: the longitudinal stage needs their months.
+    sessions = root / "sub-p01" / "sub-p01_sessions.tsv"
+    sessions.parent.mkdir(parents=True, exist_ok=True)
+    sessions.write_text(f"session_id\tvisit_month\nses-01\t0\nses-02\t{203 / 30.4375:.2f}\n")
     for (participant, session), files in layout.items():
         anat = root / f"sub-{participant}" / f"ses-{session}" / "anat"
         anat.mkdir(parents=True, exist_ok=True)
@@ -80,6 +84,9 @@ def main() -> int:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--score-only", action="store_true", help="score an existing run")
+    parser.add_argument(
+        "--participant", action="append", choices=("p07", "p01"), help="run only these"
+    )
     args = parser.parse_args()
     if not STRIPPED.is_dir() or not LONGITUDINAL.is_dir():
         print(f"shared data not found under {SHARED}", file=sys.stderr)
@@ -88,7 +95,7 @@ def main() -> int:
     build_bids(bids)
     print("| participant | sessions | wall s |")
     print("|---|---|---|")
-    for participant in () if args.score_only else ("p07", "p01"):
+    for participant in () if args.score_only else (args.participant or ("p07", "p01")):
         command = [
             *(sys.executable, "-m", "mriproc.cli", "run", str(bids), str(out), "participant"),
             *("--protocol", "flair", "--participant-label", participant),
