@@ -144,7 +144,7 @@ def main() -> int:
         f"precision {score.precision:.2f}; {score.n_truth} true, {score.n_predicted} found) |"
     )
     zooms = consensus_image.header.get_zooms()[:3]
-    _print_detection(
+    print_detection(
         "patient07 T2 lesions", detection_score(consensus, lesions, zooms, connectivity=26)
     )
     changed = [
@@ -157,14 +157,14 @@ def main() -> int:
         for path in changed:
             ours |= np.asarray(nib.load(path).dataobj) > 0
         print(f"| patient01 | expert change components (26-connected, common space) | {split} |")
-        _print_detection(
+        print_detection(
             "patient01 new/enlarging vs the brighter expert changes",
             detection_score(truth, ours, grid.header.get_zooms()[:3], connectivity=26),
         )
     return 0
 
 
-def _print_detection(what: str, score: DetectionScore) -> None:
+def print_detection(what: str, score: DetectionScore) -> None:
     """Lesion-wise detection (MSSEG convention) overall and per size class, as table rows."""
     for name, found in (("all sizes", score.overall), *score.by_size.items()):
         print(
