@@ -32,6 +32,7 @@ MEASURING = {
     "mriproc.enhancing",
     "mriproc.evaluation",
     "mriproc.followup",
+    "mriproc.lesion_candidates",
     "mriproc.longitudinal",
     "mriproc.outputs",
     "mriproc.plausibility",
