@@ -20,7 +20,7 @@ import yaml
 
 from mriproc.config import load_protocol
 from mriproc.io.provenance import new_run_id, run_log_dir, write_run_config
-from mriproc.progress import Progress
+from mriproc.progress import Progress, owning_workflow
 from mriproc.simulate import TrialSpec
 
 __all__ = ["DEMO_SPEC", "DemoResult", "protocol_with_preset", "run_demo"]
@@ -91,18 +91,12 @@ class _Steps:
             self.stream.flush()
 
 
-# The names of the visit and longitudinal workflows begin so (each ends with a node
-# ``outputs``, at whatever depth of sub-workflows).
-_WORKFLOWS = ("visit_", "longitudinal_")
-
-
 def _workflow_progress(steps: _Steps) -> Callable[[Any, str], None]:
     """A Nipype ``status_callback`` that counts finished visits and longitudinal stages."""
 
     def callback(node: Any, status: str) -> None:
         if status in ("end", "exception") and node.name == "outputs":
-            parts = str(node.fullname).split(".")
-            workflow = next((p for p in parts if p.startswith(_WORKFLOWS)), node.fullname)
+            workflow = owning_workflow(str(node.fullname)) or str(node.fullname)
             steps.step(workflow + (" FAILED" if status == "exception" else ""))
 
     return callback

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -158,32 +157,24 @@ def detection_score(
     (1, 1)
     """
     voxel_mm3 = float(np.prod(np.asarray(voxel_size_mm, dtype=float)))
-    sides: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]] = []
-    for mask in (truth, prediction):
+    # Per side and per component: a lesion (>= min_voxels), overlapping the other
+    # mask, and its size class.
+    sides = []
+    for mask, other in ((truth, prediction), (prediction, truth)):
         found = label_lesions(
             mask, voxel_size_mm, connectivity=connectivity, min_in_plane_diameter_mm=0.0
         )
-        keep = np.concatenate([[False], found.voxel_counts >= min_voxels])
-        volumes = found.voxel_counts.astype(np.float64) * voxel_mm3
-        sides.append((np.where(keep[found.labels], found.labels, 0).astype(np.int32), volumes))
-    (true_labels, true_mm3), (found_labels, found_mm3) = sides
-    detected = np.unique(true_labels[(true_labels > 0) & (np.asarray(prediction) != 0)])
-    correct = np.unique(found_labels[(found_labels > 0) & (np.asarray(truth) != 0)])
-
-    def score(
-        labels: npt.NDArray[np.int32],
-        mm3: npt.NDArray[np.float64],
-        hit: npt.NDArray[Any],
-        chosen: str | None,
-    ) -> tuple[int, int]:
-        kept = [int(v) for v in np.unique(labels[labels > 0])]
-        if chosen is not None:
-            kept = [v for v in kept if size_class(float(mm3[v - 1]), bounds_mm3) == chosen]
-        return len(kept), len(set(kept) & {int(v) for v in hit})
+        hit = np.zeros(found.count + 1, dtype=bool)
+        hit[found.labels[np.asarray(other) != 0]] = True
+        sizes = [size_class(float(n) * voxel_mm3, bounds_mm3) for n in found.voxel_counts]
+        sides.append((found.voxel_counts >= min_voxels, hit[1:], np.array(sizes, dtype=str)))
 
     def of(chosen: str | None) -> LesionwiseScore:
-        n_truth, truth_detected = score(true_labels, true_mm3, detected, chosen)
-        n_found, found_correct = score(found_labels, found_mm3, correct, chosen)
+        counts = []
+        for lesion, hit, size in sides:
+            counted = lesion if chosen is None else lesion & (size == chosen)
+            counts += [int(counted.sum()), int((counted & hit).sum())]
+        n_truth, truth_detected, n_found, found_correct = counts
         return LesionwiseScore(n_truth, n_found, truth_detected, found_correct)
 
     classes = [size_class(v, bounds_mm3) for v in (0.0, *bounds_mm3)]

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["Progress", "WorkflowProgress"]
+__all__ = ["Progress", "WorkflowProgress", "owning_workflow"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,20 @@ class Progress:
             self.stream.flush()
         else:
             logger.info("%s", line)
+
+
+# The visit and longitudinal workflows' names begin so
+# (:func:`mriproc.workflows.visit.visit_wf_name`, ``longitudinal_wf_name``).
+_WORKFLOW_PREFIXES = ("visit_", "longitudinal_")
+
+
+def owning_workflow(fullname: str) -> str | None:
+    """The visit or longitudinal workflow a node belongs to, at any depth of sub-workflows.
+
+    >>> owning_workflow("mriproc_wf.visit_sub_01_ses_M00.outputs_wf.outputs")
+    'visit_sub_01_ses_M00'
+    """
+    return next((p for p in fullname.split(".") if p.startswith(_WORKFLOW_PREFIXES)), None)
 
 
 class WorkflowProgress:

@@ -38,7 +38,7 @@ from mriproc.config import Protocol
 from mriproc.endpoints import ENDPOINTS
 from mriproc.io.bids import BidsDataset, SessionInputs, bids_path, discover_dataset
 from mriproc.outputs import visit_record_path
-from mriproc.progress import WorkflowProgress
+from mriproc.progress import WorkflowProgress, owning_workflow
 from mriproc.tables import ErrorRow, write_dataset_description
 
 __all__ = ["RunResult", "WorkDirInUseError", "run_participants", "work_dir_lock"]
@@ -118,9 +118,9 @@ def _crash_reasons(crash_dir: Path) -> dict[str, tuple[str, str]]:
         fullname = getattr(node, "fullname", "") or ""
         lines = [line.strip() for line in "".join(content.get("traceback", [])).splitlines()]
         message = next((line for line in reversed(lines) if line), "unknown error")
-        for part in fullname.split("."):
-            if part.startswith(("visit_", "longitudinal_")):
-                reasons.setdefault(part, (message, str(crash)))
+        workflow = owning_workflow(fullname)
+        if workflow is not None:
+            reasons.setdefault(workflow, (message, str(crash)))
     return reasons
 
 

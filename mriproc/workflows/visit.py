@@ -205,7 +205,7 @@ def init_visit_fit_wf(
         n4, index = corrected[role]
         return n4, [(("out_files", _pick, index), field)]
 
-    n4_reading, _ = from_n4(reading, "")
+    n4_reading = corrected[reading][0]
     brain_masks = node(
         BrainMasks(contrast=protocol.contrasts[reading].suffix, protocol=protocol), "brain_masks"
     )
