@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from nipype.interfaces.base import BaseInterface
 
 import mriproc.interfaces.longitudinal as longitudinal
 import mriproc.interfaces.visit as visit
-from mriproc.config import load_protocol
+from mriproc.config import RegistrationPreset, load_protocol, load_registration_preset
 from mriproc.interfaces.visit import BiasCorrect
 
 INTERFACES = [
@@ -51,3 +54,27 @@ def test_a_node_is_keyed_by_the_protocol_content_not_its_file() -> None:
     assert key(protocol) == key(moved) != key(changed)
     rebuilt = BiasCorrect(protocol=changed).protocol  # in the node: no file read
     assert dataclasses.replace(rebuilt, source=changed.source) == changed
+
+
+def test_a_node_uses_the_preset_it_is_handed(tmp_path: Path) -> None:
+    """N4 in a node follows the preset inside the protocol it received (no preset by name)."""
+    rng = np.random.default_rng(5)
+    grid = np.indices((32, 32, 16)).astype(np.float32)
+    image = (100.0 + 2.0 * grid[0] + rng.normal(0, 3, grid.shape[1:])).astype(np.float32)
+    path = tmp_path / "image.nii.gz"
+    nib.save(nib.Nifti1Image(image, np.eye(4)), path)
+    protocol = load_protocol("esims")
+    fast = load_registration_preset("fast")
+    one_pass = dataclasses.replace(fast, n4_iterations=(1,), n4_shrink_factor=1)
+
+    def corrected(preset: RegistrationPreset, name: str) -> np.ndarray:
+        handed = dataclasses.replace(
+            protocol, registration=dataclasses.replace(protocol.registration, preset=preset)
+        )
+        cwd = tmp_path / name
+        cwd.mkdir()
+        result = BiasCorrect(in_files=[str(path)], protocol=handed).run(cwd=str(cwd))
+        return np.asarray(nib.load(result.outputs.out_file).dataobj)
+
+    assert np.array_equal(corrected(fast, "a"), corrected(fast, "b"))
+    assert not np.array_equal(corrected(fast, "c"), corrected(one_pass, "d"))
