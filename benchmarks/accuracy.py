@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from visit_images import visit_image_metrics
 
+from mriproc.config import load_protocol
 from mriproc.evaluation import (
     SIZE_BOUNDS_MM3,
     LesionwiseScore,
@@ -35,13 +36,25 @@ from mriproc.evaluation import (
 from mriproc.tables import read_table
 
 
-def simulate(work: Path, seed: int, subjects: int, resolution: str, arms: str = "") -> Path:
+def simulate(
+    work: Path,
+    seed: int,
+    subjects: int,
+    resolution: str,
+    arms: str = "",
+    *,
+    appearance: str = "classic",
+    flair: bool = False,
+) -> Path:
     """The simulated trial of ``seed`` (reused when already in ``work``).
 
     ``arms`` (comma-separated) overrides the simulator's default arms, e.g. ``rescan``
-    for null pairs (no biological change between visits).
+    for null pairs (no biological change between visits). ``appearance``: the
+    simulator's (classic or realistic); ``flair``: also acquire FLAIR.
     """
     tag = f"-{arms.replace(',', '_')}" if arms else ""
+    tag += "-flair" if flair else ""
+    tag += f"-{appearance}" if appearance != "classic" else ""
     bids = work / f"sim-seed{seed}-n{subjects}-{resolution}{tag}"
     if not (bids / "derivatives" / "groundtruth" / "endpoints.tsv").is_file():
         command = [
@@ -57,6 +70,9 @@ def simulate(work: Path, seed: int, subjects: int, resolution: str, arms: str = 
             "--resolution",
             resolution,
             *(["--arms", arms] if arms else []),
+            *(["--flair"] if flair else []),
+            "--appearance",
+            appearance,
         ]
         subprocess.run(command, check=True)
     return bids
@@ -106,6 +122,9 @@ def main() -> int:
     parser.add_argument("--levels", default="participant", help="comma-separated run levels")
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--arms", default="", help="simulated arms (rescan: null pairs)")
+    parser.add_argument(
+        "--appearance", default="classic", choices=["classic", "realistic"], help="simulator's"
+    )
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("TRUTH", "RESULT"))
     args = parser.parse_args()
 
@@ -116,7 +135,16 @@ def main() -> int:
 
     truths, results, images = [], [], []
     for seed in (int(s) for s in args.seeds.split(",")):
-        bids = simulate(args.work, seed, args.subjects, args.resolution, args.arms)
+        protocol = load_protocol(args.protocol)
+        bids = simulate(
+            args.work,
+            seed,
+            args.subjects,
+            args.resolution,
+            args.arms,
+            appearance=args.appearance,
+            flair="FLAIR" in {c.suffix for c in protocol.contrasts.values()},
+        )
         out = args.work / f"out-{bids.name.removeprefix('sim-')}-{args.protocol}"
         status = run_mriproc(bids, out, args.protocol, args.levels.split(","), args.nprocs)
         if status == 1:  # some scans failed: they show as missing rows below
@@ -128,7 +156,11 @@ def main() -> int:
             read_table(bids / "derivatives" / "groundtruth" / "endpoints.tsv").assign(seed=seed)
         )
         results.append(read_table(out / "mriproc" / "endpoints.tsv").assign(seed=seed))
-        images.append(visit_image_metrics(bids, out, protocol=args.protocol).assign(seed=seed))
+        images.append(
+            visit_image_metrics(
+                bids, out, reading=protocol.reading_space, protocol=args.protocol
+            ).assign(seed=seed)
+        )
     truth_all = pd.concat(truths).assign(
         participant_id=lambda t: t.seed.astype(str) + ":" + t.participant_id
     )

@@ -221,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--flair", action="store_true", help="also acquire FLAIR")
     simulate.add_argument(
+        "--appearance",
+        choices=["classic", "realistic"],
+        default="classic",
+        help=(
+            "how scanners render tissue: classic (literature values, the brain fit's own "
+            "model) or realistic (drawn per site: GM/WM contrast, bright hippocampi, "
+            "septum and periventricular caps, FLAIR CSF flow, small and faint lesions)"
+        ),
+    )
+    simulate.add_argument(
         "--preview", action="store_true", help="write a PNG of every subject's last visit"
     )
     _add_protocol(simulate)
@@ -317,11 +327,13 @@ def run_folders_problem(bids_dir: Path, output_dir: Path, work_dir: Path) -> str
 
 def _run(args: argparse.Namespace) -> int:
     from mriproc.run import WorkDirInUseError, work_dir_lock
+    from mriproc.t2lesions import classifier_problem
 
     protocol = load_protocol(args.protocol)
     output_dir: Path = args.output_dir.resolve()
     work_dir: Path = (args.work_dir or args.output_dir / "work").resolve()
-    problem = run_folders_problem(args.bids_dir.resolve(), output_dir, work_dir)
+    problem = classifier_problem(protocol.t2_lesions, protocol.source)
+    problem = problem or run_folders_problem(args.bids_dir.resolve(), output_dir, work_dir)
     if problem is None and args.analysis_level == "participant":
         problem = _nothing_to_run(args, protocol)
     if problem:  # said before any folder is made: a refused run leaves nothing behind
@@ -619,6 +631,7 @@ def _simulate(args: argparse.Namespace) -> int:
         flair=args.flair,
         seed=args.seed,
         snr=args.snr,
+        appearance=args.appearance,
     )
     last = len(spec.months) - 1
     previews: list[Path] = []

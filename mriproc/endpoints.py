@@ -68,8 +68,14 @@ class T2LesionParams:
     seed_z: float = field(metadata=bounds(0.0, 50.0))
     channel_min_z: float = field(metadata=bounds(-10.0, 50.0))
     min_lesion_fraction: float = field(metadata=bounds(0.0, 1.0))
+    # The lesion end of the partial-volume line: one for all lesions, or each its own.
+    lesion_signature: Literal["global", "per_lesion"]
     grow_mm: float = field(metadata=bounds(0.0, 20.0))
     local_ring_mm: tuple[float, float]
+    # Per-candidate decision: a lesion classifier (shipped name or .json file; None:
+    # every candidate is a lesion) and the probability a candidate needs to be kept.
+    classifier: str | None
+    min_probability: float = field(metadata=bounds(0.0, 1.0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,15 +13,23 @@
 3. Seeds: hyperintense on every channel relative to NAWM, and far above the brighter
    of NAWM and GM in the channels' combined z-score.
 4. Growth by partial-volume fraction: the lesion signature is the median of the
-   seeds' interior (in-plane erosion; pure lesion tissue), and each voxel's lesion
+   seeds' interior (in-plane erosion; pure lesion tissue; ``lesion_signature``
+   "global"), or each lesion's own brightest seed ("per_lesion": faint and bright
+   lesions each delineated at half their own contrast), and each voxel's lesion
    fraction is its position on the line from the background to that signature
    (channels weighted by their noise).  A voxel is lesion when that fraction is at
    least ``min_lesion_fraction`` (the ground-truth convention: a voxel is lesion
-   when at least half of it is), first with NAWM as background, then per lesion
+   when at least half of it is), first with NAWM as background (global signature
+   only), then per lesion
    with the median of a ring around it (a periventricular or juxtacortical lesion
    borders CSF or cortex, not NAWM).  Growth stays within ``grow_mm`` of the seeds
    and connected to them.
 5. Components and minimum size: :func:`mriproc.lesions.label_lesions`.
+6. With a ``classifier``, steps 1-5 only propose candidates: each is described by
+   :func:`mriproc.lesion_candidates.candidate_features` (size, shape, contrast to
+   white matter, grey matter and its ring, surrounding tissue, depth, distance to the
+   ventricles, the lesion-frequency prior) and kept when the classifier's
+   probability is at least ``min_probability``.
 """
 
 from __future__ import annotations
@@ -35,17 +43,21 @@ from scipy import ndimage
 
 from mriproc.config import LabellingParams
 from mriproc.endpoints import T2LesionParams
+from mriproc.lesion_candidates import candidate_features, load_lesion_classifier
 from mriproc.lesions import (
     MIN_REFERENCE_VOXELS,
     LabelledLesions,
     connectivity_structure,
     in_plane_cross,
     label_lesions,
+    lesions_from_labels,
 )
 
 __all__ = [
     "LesionReferences",
     "T2Lesions",
+    "candidate_table",
+    "classifier_problem",
     "lesion_fraction",
     "normal_appearing_wm",
     "segment_t2_lesions",
@@ -79,6 +91,7 @@ class T2Lesions:
 
     lesions: LabelledLesions
     references: LesionReferences
+    candidates: int  # lesions proposed before the per-candidate decision (if any)
 
 
 def normal_appearing_wm(
@@ -104,6 +117,7 @@ def segment_t2_lesions(
     *,
     params: T2LesionParams,
     labelling: LabellingParams,
+    prior: npt.ArrayLike | None = None,
 ) -> T2Lesions:
     """Segment the T2 lesions of one scan.
 
@@ -112,7 +126,7 @@ def segment_t2_lesions(
     channels
         The protocol's lesion channels (bias-corrected, co-registered, one grid).
     tissue
-        Tissue fractions ``GM`` and ``WM`` on that grid (from the tissue model).
+        Tissue fractions ``CSF``, ``GM`` and ``WM`` on that grid (the tissue model).
     template_wm
         The template's white-matter probability carried to the grid.
     brain
@@ -121,6 +135,9 @@ def segment_t2_lesions(
         Voxel spacing of the grid.
     params, labelling
         The protocol's ``t2_lesions`` and ``labelling`` sections.
+    prior
+        The lesion-frequency prior carried to the grid (a feature of the
+        per-candidate decision; None: unknown to the classifier).
     """
     data = [np.asarray(c, dtype=np.float64) for c in channels]
     zooms = tuple(float(z) for z in voxel_size_mm)
@@ -161,10 +178,13 @@ def segment_t2_lesions(
         pure = interior if interior.sum() >= _MIN_INTERIOR else seeds
         signature = np.array([np.median(c[pure]) for c in data])
         # Channels in NAWM-noise units (z): NAWM at the origin.
-        lesion_point = (signature - nawm_median) / nawm_sd
-        fraction = lesion_fraction(z, np.zeros_like(lesion_point), lesion_point)
-        grow = hyper & (fraction >= params.min_lesion_fraction)
-        mask = _geodesic_growth(seeds, grow, structure, zooms, params.grow_mm)
+        lesion_point: npt.NDArray[np.float64] | None = None
+        mask = seeds
+        if params.lesion_signature == "global":
+            lesion_point = (signature - nawm_median) / nawm_sd
+            fraction = lesion_fraction(z, np.zeros_like(lesion_point), lesion_point)
+            grow = hyper & (fraction >= params.min_lesion_fraction)
+            mask = _geodesic_growth(seeds, grow, structure, zooms, params.grow_mm)
         mask = _local_refinement(
             mask, seeds, z, lesion_point, hyper, zone, zooms, structure, params
         )
@@ -174,10 +194,60 @@ def segment_t2_lesions(
         connectivity=labelling.connectivity,
         min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
     )
+    candidates = lesions.count
+    if params.classifier is not None and candidates:
+        features = candidate_table(
+            lesions, data, tissue, nawm, template_wm, brain, zooms, params=params, prior=prior
+        )
+        probability = load_lesion_classifier(params.classifier).probability(features)
+        kept = np.concatenate([[False], probability >= params.min_probability])
+        lesions = lesions_from_labels(np.where(kept[lesions.labels], lesions.labels, 0), zooms)
     references = LesionReferences(
         nawm_median, nawm_sd, gm_median, signature, int(np.count_nonzero(seeds))
     )
-    return T2Lesions(lesions, references)
+    return T2Lesions(lesions, references, candidates)
+
+
+def classifier_problem(params: T2LesionParams, source: str) -> str | None:
+    """Why the protocol's lesion classifier cannot be used (None when it can, or is none)."""
+    if params.classifier is None:
+        return None
+    try:
+        model = load_lesion_classifier(params.classifier)
+    except ValueError as err:
+        return f"{source}: t2_lesions.classifier: {err}"
+    if model.channels != params.channels:
+        return (
+            f"{source}: t2_lesions.classifier: {params.classifier!r} was trained on the "
+            f"channels {list(model.channels)}, the protocol's are {list(params.channels)}"
+        )
+    return None
+
+
+def candidate_table(
+    candidates: LabelledLesions,
+    channels: Sequence[npt.NDArray[np.float64]],
+    tissue: Mapping[str, npt.ArrayLike],
+    nawm: BoolArray,
+    template_wm: npt.ArrayLike,
+    brain: npt.ArrayLike,
+    zooms: Sequence[float],
+    *,
+    params: T2LesionParams,
+    prior: npt.ArrayLike | None,
+) -> dict[str, npt.NDArray[np.float64]]:
+    """The features the per-candidate decision reads, one row per candidate."""
+    return candidate_features(
+        candidates.labels,
+        dict(zip(params.channels, channels, strict=True)),
+        nawm,
+        tissue,
+        template_wm,
+        brain,
+        zooms,
+        ring_mm=params.local_ring_mm,
+        prior=prior,
+    )
 
 
 def lesion_fraction(
@@ -208,14 +278,18 @@ def _local_refinement(
     mask: BoolArray,
     seeds: BoolArray,
     scaled: npt.NDArray[np.float64],
-    lesion_point: npt.NDArray[np.float64],
+    lesion_point: npt.NDArray[np.float64] | None,
     hyper: BoolArray,
     zone: BoolArray,
     zooms: Sequence[float],
     structure: BoolArray,
     params: T2LesionParams,
 ) -> BoolArray:
-    """Each lesion re-thresholded against the median of a ring of tissue around it."""
+    """Each lesion re-thresholded against the median of a ring of tissue around it.
+
+    The lesion end of the line is ``lesion_point`` (the global signature) or, when
+    None, the lesion's own brightest seed (the sum of its channels' z-scores).
+    """
     labels, _ = ndimage.label(mask, structure=structure)
     inner, outer = params.local_ring_mm
     pad = [int(np.ceil(outer / z)) + 1 for z in zooms]
@@ -234,12 +308,20 @@ def _local_refinement(
             continue
         local = scaled[window]
         background = np.median(local[ring], axis=0)
+        own_seeds = lesion & seeds[window]
+        if lesion_point is None:
+            values = local[own_seeds]
+            point = values[np.argmax(values.sum(axis=-1))]
+        else:
+            point = lesion_point
+        if np.allclose(point, background):
+            continue  # no contrast to its surroundings: not a lesion
         candidate = (
-            (lesion_fraction(local, background, lesion_point) >= params.min_lesion_fraction)
+            (lesion_fraction(local, background, point) >= params.min_lesion_fraction)
             & (distance <= params.grow_mm)
             & hyper[window]
         )
-        parts, _ = ndimage.label(candidate | (lesion & seeds[window]), structure=structure)
-        kept = np.unique(parts[lesion & seeds[window]])
+        parts, _ = ndimage.label(candidate | own_seeds, structure=structure)
+        kept = np.unique(parts[own_seeds])
         refined[window] |= np.isin(parts, kept[kept > 0])
     return refined

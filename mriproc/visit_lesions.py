@@ -94,7 +94,8 @@ def visit_lesions(
         :func:`mriproc.visit.tissue_classes` outputs (``CSF``, ``GM``, ``WM``,
         ``brain``, ``dseg``).
     template
-        :func:`mriproc.visit.brain_masks` template maps (``WM``, ``CSF``, ``slab``).
+        :func:`mriproc.visit.brain_masks` template maps (``WM``, ``CSF``, ``slab``,
+        ``lesion_prior``).
     protocol
         The protocol (its ``t2_lesions``, ``cel``, ``black_holes``, ``labelling``
         and ``pcf`` sections).
@@ -157,6 +158,7 @@ def visit_lesions(
                 zooms,
                 params=protocol.t2_lesions,
                 labelling=protocol.labelling,
+                prior=_load(template["lesion_prior"]) if "lesion_prior" in template else None,
             ).lesions
         except LesionSegmentationError as err:
             reason = f"T2 lesion segmentation failed: {err}"

@@ -16,7 +16,6 @@ import numpy as np
 import numpy.typing as npt
 
 from mriproc.io.dicom_write import PatientInfo, StudyInfo, write_mr_series
-from mriproc.mr_signal import SEQUENCES
 from mriproc.simulate.subject import SimSubject
 
 __all__ = ["fake_patient", "write_visit_dicom"]
@@ -68,7 +67,8 @@ def write_visit_dicom(
         series.append((5, "FLAIR_AX", ["FLAIR"], None))
     written: list[Path] = []
     for number, description, roles, agent in series:
-        sequences = [SEQUENCES["T1w" if role == "T1w_gad" else role] for role in roles]
+        site = subject.appearance.sequences  # the sequences of the subject's site
+        sequences = [site["T1w" if role == "T1w_gad" else role] for role in roles]
         # The geometry the BIDS export stores (NIfTI keeps the affine in float32): from
         # the unrounded one, dcm2niix can land one float32 step (~1.5e-5 mm) away,
         # and the two exports of one scan would not describe the same grid.

@@ -1,7 +1,10 @@
 """Simulated MS lesions: where they are, how big, and how they change across visits.
 
 Each lesion is an ovoid (ellipsoid with soft 1 mm edges) in template space,
-periventricular, deep or juxtacortical white matter, 3-25 mm across.  Across visits a
+periventricular, deep or juxtacortical white matter, 3-25 mm across (``sizes``
+"classic"), or, as in real patients, many under 5 mm and some faint (``sizes``
+"realistic": 2-25 mm, median about 5 mm, each lesion's intensity drawn between a
+quarter and nine tenths of the lesion tissue's contrast).  Across visits a
 lesion is absent, new, enlarging, shrinking or stable; some baseline lesions have a
 T1-hypointense core (black hole); new lesions usually enhance at the visit they
 appear (nodular or ring), and a few other lesions enhance too.  Growth and shrinkage
@@ -19,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from mriproc.simulate.appearance import lateral_ventricles
 from mriproc.template import Template
 
 __all__ = ["LesionMaps", "SimLesion", "draw_lesions", "rasterize_lesions"]
@@ -27,6 +31,7 @@ FloatArray = npt.NDArray[np.float32]
 Location = Literal["periventricular", "deep", "juxtacortical"]
 Enhancement = Literal["none", "nodular", "ring"]
 Category = Literal["absent", "baseline", "new", "enlarging", "shrinking", "stable"]
+Sizes = Literal["classic", "realistic"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class SimLesion:
     enhancement: tuple[Enhancement, ...]
     gd_mm: float  # gadolinium concentration in enhancing tissue
     black_hole_core: float  # core radius fraction (0 = no black hole)
+    # Share of the lesion tissue's contrast the lesion shows (1 = full; faint below).
+    intensity: float = 1.0
 
     def volume_ml(self, visit: int) -> float:
         """Ellipsoid volume at a visit (mL)."""
@@ -54,14 +61,9 @@ class SimLesion:
 @functools.cache
 def _candidates(template: Template) -> dict[Location, npt.NDArray[np.int64]]:
     """Template voxels where each kind of lesion may be centred."""
-    wm, gm, csf = template.wm, template.gm, template.csf
-    x = template.world_grid(0)[:, None, None]
-    y = template.world_grid(1)[None, :, None]
+    wm, gm = template.wm, template.gm
     z = template.world_grid(2)[None, None, :]
-    # Lateral ventricles: deep CSF inside their MNI bounding box.
-    ventricle_box = (np.abs(x) < 35) & (y > -50) & (y < 35) & (z > -10) & (z < 35)
-    deep_csf = (csf > 0.5) & (template.inside_mm > 15.0) & ventricle_box
-
+    deep_csf = lateral_ventricles(template)
     near_ventricle = ndimage.distance_transform_edt(~deep_csf) if deep_csf.any() else None
     near_gm = ndimage.distance_transform_edt(gm < 0.4)
     cerebral = np.broadcast_to(z > -25.0, wm.shape)  # spare cerebellum and brainstem
@@ -93,6 +95,7 @@ def draw_lesions(
     p_black_hole: float = 0.3,
     p_baseline_enhancing: float = 0.04,
     evolve: bool = True,
+    sizes: Sizes = "classic",
 ) -> list[SimLesion]:
     """Draw a subject's lesions and their evolution over ``n_visits`` visits.
 
@@ -113,7 +116,10 @@ def draw_lesions(
             pool = candidates[location]
             voxel = pool[rng.integers(len(pool))]
             centre = (template.affine @ np.append(voxel, 1.0))[:3]
-            diameter = float(np.clip(rng.lognormal(np.log(9.0), 0.45), 3.0, 25.0))
+            if sizes == "realistic":
+                diameter = float(np.clip(rng.lognormal(np.log(5.0), 0.6), 2.0, 25.0))
+            else:
+                diameter = float(np.clip(rng.lognormal(np.log(9.0), 0.45), 3.0, 25.0))
             if location == "juxtacortical":
                 diameter = min(diameter, 10.0)
             radius = diameter / 2.0
@@ -167,6 +173,7 @@ def draw_lesions(
                     size, category[visit], enhancement[visit] = 1.0, "stable", "none"
             scale[visit] = size
         black_hole = first_visit == 0 and diameter >= 6.0 and rng.random() < p_black_hole
+        intensity = float(rng.uniform(0.25, 0.9)) if sizes == "realistic" else 1.0
         lesions.append(
             SimLesion(
                 lesion_id=f"L{len(lesions) + 1:03d}",
@@ -179,6 +186,7 @@ def draw_lesions(
                 enhancement=tuple(enhancement),
                 gd_mm=float(rng.uniform(0.3, 0.6)),
                 black_hole_core=float(rng.uniform(0.5, 0.7)) if black_hole else 0.0,
+                intensity=intensity,
             )
         )
         placed.append((centre, radius * max(scale[first_visit:] or [1.0])))
@@ -201,6 +209,7 @@ class LesionMaps:
     gd_mm: FloatArray  # gadolinium concentration in enhancing lesion tissue
     enhancing: FloatArray  # 0..1, enhancing part
     label: npt.NDArray[np.int16]  # index+1 of the dominant lesion, 0 = none
+    intensity: FloatArray  # the dominant lesion's intensity (1 outside lesions)
 
 
 def rasterize_lesions(template: Template, lesions: list[SimLesion], visit: int) -> LesionMaps:
@@ -212,6 +221,7 @@ def rasterize_lesions(template: Template, lesions: list[SimLesion], visit: int) 
     gd = np.zeros(shape, np.float32)
     enhancing = np.zeros(shape, np.float32)
     label = np.zeros(shape, np.int16)
+    intensity = np.ones(shape, np.float32)
     inv_affine = np.linalg.inv(template.affine)
     for index, lesion in enumerate(lesions):
         s = lesion.scale[visit]
@@ -238,6 +248,7 @@ def rasterize_lesions(template: Template, lesions: list[SimLesion], visit: int) 
         occ = np.clip((1.0 - r) * mean_radius + 0.5, 0.0, 1.0).astype(np.float32)
         better = occ > occupancy[box]
         label[box][better] = index + 1
+        intensity[box][better] = lesion.intensity
         occupancy[box] = np.maximum(occupancy[box], occ)
         if lesion.black_hole_core > 0:
             core = np.clip((lesion.black_hole_core - r) * mean_radius + 0.5, 0.0, 1.0)
@@ -253,4 +264,4 @@ def rasterize_lesions(template: Template, lesions: list[SimLesion], visit: int) 
                 part = occ
             enhancing[box] = np.maximum(enhancing[box], part)
             gd[box] = np.maximum(gd[box], part * lesion.gd_mm)
-    return LesionMaps(occupancy, black_hole, acute, gd, enhancing, label)
+    return LesionMaps(occupancy, black_hole, acute, gd, enhancing, label, intensity)

@@ -13,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mriproc.mr_signal import SEQUENCES, TISSUES, signal
+from mriproc.mr_signal import signal
+from mriproc.simulate.appearance import CLASSIC, Appearance, bright_structures, wm_texture
 from mriproc.simulate.deformation import CoarseField, atrophy_field, smooth_random_field
 from mriproc.simulate.lesion_model import LesionMaps, SimLesion, draw_lesions, rasterize_lesions
 from mriproc.template import Template, head_fractions
@@ -56,6 +57,8 @@ class SimSubject:
     fractions: dict[str, FloatArray]  # fixed head tissues (no lesions)
     lesions: tuple[SimLesion, ...]
     gd_dose: tuple[float, ...]  # per visit, relative blood gadolinium concentration
+    appearance: Appearance  # how the subject's site renders tissue
+    texture_seed: int = 0  # seeds the subject's white-matter texture (realistic only)
 
     def atrophy(self, visit: int) -> CoarseField | None:
         """The pull-back atrophy field of a visit (None at baseline)."""
@@ -70,6 +73,9 @@ class VisitState:
     fractions: dict[str, FloatArray]
     lesion_maps: LesionMaps
     gd_mm: dict[str, float | FloatArray]  # post-contrast gadolinium (mM) by tissue
+    appearance: Appearance
+    # T2 lengthening of GM and WM in the normally bright structures (None: none).
+    t2_gain: FloatArray | None = None
 
 
 def _parenchymal_volume(
@@ -94,8 +100,10 @@ def draw_subject(
     model: ArmModel,
     months: tuple[float, ...],
     rng: np.random.Generator,
+    appearance: Appearance = CLASSIC,
 ) -> SimSubject:
-    """Draw one subject's anatomy, lesion history and atrophy."""
+    """Draw one subject's anatomy, lesion history and atrophy (seen through ``appearance``,
+    whose realistic kind also draws realistic lesion sizes and intensities)."""
     sex = str(rng.choice(["F", "M"], p=[0.6, 0.4]))
     covariates: dict[str, object] = {
         "sex": sex,
@@ -124,6 +132,12 @@ def draw_subject(
 
     years = np.diff(np.asarray(months, dtype=float)) / 12.0
     new_per_visit = [int(rng.poisson(model.new_lesions_per_year * y)) for y in years]
+    if appearance.realistic:
+        # Real brains differ from the template at the scale of gyri too: a finer
+        # deformation on top of the smooth one, so template priors carried to the
+        # scan misplace cortex and white matter by a millimetre or two.
+        fine = smooth_random_field(template.shape, rms_mm=1.2, smoothness_mm=6.0, rng=rng, step=2)
+        anatomy = _combined(anatomy, fine, template.shape)
     lesions = draw_lesions(
         template,
         n_visits=len(months),
@@ -131,6 +145,7 @@ def draw_subject(
         new_per_visit=new_per_visit,
         rng=rng,
         evolve=model.lesions_evolve,
+        sizes="realistic" if appearance.realistic else "classic",
     )
     return SimSubject(
         label=label,
@@ -145,7 +160,16 @@ def draw_subject(
         fractions=fractions,
         lesions=tuple(lesions),
         gd_dose=tuple(float(rng.uniform(0.8, 1.2)) for _ in months),
+        appearance=appearance,
+        texture_seed=int(rng.integers(2**31)) if appearance.realistic else 0,
     )
+
+
+def _combined(coarse: CoarseField, fine: CoarseField, shape: tuple[int, int, int]) -> CoarseField:
+    """The sum of two displacement fields, on the finer one's grid."""
+    grid = np.mgrid[tuple(slice(0, n * fine.step, fine.step) for n in fine.displacement.shape[1:])]
+    total = fine.displacement + coarse.at(grid.astype(np.float32))
+    return CoarseField(np.asarray(total, dtype=np.float32), fine.step)
 
 
 def visit_state(template: Template, subject: SimSubject, visit: int) -> VisitState:
@@ -164,18 +188,60 @@ def visit_state(template: Template, subject: SimSubject, visit: int) -> VisitSta
     dose = subject.gd_dose[visit]
     gd: dict[str, float | FloatArray] = {"blood": 1.0 * dose, "choroid_plexus": 0.6 * dose}
     gd.update({name: maps.gd_mm for name in LESION_TISSUES})
-    return VisitState(fractions=fractions, lesion_maps=maps, gd_mm=gd)
+    appearance = subject.appearance
+    t2_gain = None
+    if appearance.realistic:
+        bright = bright_structures(template)
+        t2_gain = np.asarray(
+            appearance.hippocampus_t2_gain * bright.hippocampus
+            + appearance.septum_t2_gain * bright.septum
+            + appearance.cap_t2_gain * bright.caps,
+            dtype=np.float32,
+        )
+        texture = wm_texture(template, appearance, subject.texture_seed)
+        if texture is not None:
+            t2_gain = np.asarray(t2_gain + texture, dtype=np.float32)
+    return VisitState(
+        fractions=fractions, lesion_maps=maps, gd_mm=gd, appearance=appearance, t2_gain=t2_gain
+    )
 
 
-def signal_volume(state: VisitState, contrast: str, *, post_contrast: bool) -> FloatArray:
-    """Relative MR signal of every template voxel for one contrast."""
-    sequence = SEQUENCES[contrast]
+def signal_volume(
+    state: VisitState,
+    contrast: str,
+    *,
+    post_contrast: bool,
+    csf_flow: FloatArray | None = None,
+) -> FloatArray:
+    """Relative MR signal of every template voxel for one contrast, as the subject's
+    site renders it.
+
+    Lesion tissue shows its lesion's intensity share of the contrast (the rest is the
+    white matter's signal); grey and white matter are lengthened in T2 by
+    ``state.t2_gain``; ``csf_flow`` (FLAIR only: weights on the CSF) adds incompletely
+    nulled CSF.
+    """
+    appearance = state.appearance
+    sequence = appearance.sequences[contrast]
+    tissues = appearance.tissues
+
+    def tissue_signal(name: str, gd: float | FloatArray = 0.0) -> float | FloatArray:
+        tissue = tissues[name]
+        if state.t2_gain is not None and name in ("GM", "WM"):
+            t2 = tissue.t2_ms * (1.0 + state.t2_gain)
+            return signal(sequence, tissue.pd, tissue.t1_ms, t2, gd)
+        value = signal(sequence, tissue.pd, tissue.t1_ms, tissue.t2_ms, gd)
+        return value if np.ndim(value) else float(value)
+
+    intensity = state.lesion_maps.intensity
+    faint = bool(np.any(intensity < 1.0))
     total = np.zeros_like(state.fractions["GM"])
     for name, fraction in state.fractions.items():
-        tissue = TISSUES[name]
-        if post_contrast and name in state.gd_mm:
-            value = signal(sequence, tissue.pd, tissue.t1_ms, tissue.t2_ms, state.gd_mm[name])
-            total += fraction * value
-        else:
-            total += fraction * float(signal(sequence, tissue.pd, tissue.t1_ms, tissue.t2_ms))
+        gd = state.gd_mm[name] if post_contrast and name in state.gd_mm else 0.0
+        value = tissue_signal(name, gd)
+        if faint and name in LESION_TISSUES:
+            value = intensity * value + (1.0 - intensity) * tissue_signal("WM")
+        total += fraction * value
+    if csf_flow is not None and contrast == "FLAIR":
+        total += appearance.csf_flow * float(np.mean(tissue_signal("WM"))) * csf_flow
     return total

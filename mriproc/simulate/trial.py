@@ -8,7 +8,9 @@ Layout of ``OUT_DIR``::
     derivatives/groundtruth/                  endpoints.tsv, lesions.tsv, masks, simulation.json
 
 The same seed gives byte-identical files.  Each subject draws from its own random
-stream (seed, subject index), so adding subjects does not change earlier ones.
+stream (seed, subject index), so adding subjects does not change earlier ones.  Each
+subject is scanned at its own site, whose appearance (``TrialSpec.appearance``:
+:mod:`mriproc.simulate.appearance`) is drawn from a stream of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ from mriproc.simulate.acquisition import (
     add_rician_noise,
     bias_field,
     sample_grid,
+)
+from mriproc.simulate.appearance import (
+    APPEARANCES,
+    AppearanceName,
+    csf_flow_artefact,
+    draw_appearance,
 )
 from mriproc.simulate.deformation import random_pose
 from mriproc.simulate.groundtruth import BrainTruth, ScanTruth, brain_truth, scan_truth
@@ -91,6 +99,7 @@ class TrialSpec:
     seed: int = 0
     snr: float = 25.0
     arm_models: dict[str, ArmModel] = field(default_factory=dict)
+    appearance: AppearanceName = "classic"
 
     def __post_init__(self) -> None:
         if self.n_subjects < 1:
@@ -103,6 +112,8 @@ class TrialSpec:
             raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}")
         if not self.snr > 0:
             raise ValueError("snr must be positive")
+        if self.appearance not in APPEARANCES:
+            raise ValueError(f"appearance must be one of {', '.join(APPEARANCES)}")
 
     def arm_model(self, arm: str) -> ArmModel:
         """An arm's disease model: explicit, else the default of its name (``placebo``,
@@ -147,6 +158,9 @@ def simulate_trial(
             model=spec.arm_model(arm),
             months=tuple(float(m) for m in spec.months),
             rng=np.random.default_rng([spec.seed, index]),
+            appearance=draw_appearance(
+                spec.appearance, np.random.default_rng([spec.seed, index, 0, 2])
+            ),
         )
         subjects.append(subject)
         truths: list[ScanTruth] = []
@@ -243,7 +257,9 @@ def _acquire_visit(
     sigma_dual = noise_sigma("PDw")  # one acquisition: the same noise level on both echoes
     contrasts = ["PDw", "T2w"] + (["FLAIR"] if spec.flair else [])
     for contrast in contrasts:
-        clean = dual.sample(signal_volume(state, contrast, post_contrast=False)) * bias * gain
+        flow = csf_flow_artefact(template, subject.appearance, rng) if contrast == "FLAIR" else None
+        relative = signal_volume(state, contrast, post_contrast=False, csf_flow=flow)
+        clean = dual.sample(relative) * bias * gain
         sigma = sigma_dual if contrast != "FLAIR" else noise_sigma("FLAIR", 0.8)
         images[contrast] = (add_rician_noise(clean, sigma=sigma, rng=rng), dual.affine)
     for role, post in (("T1w", False), ("T1w_gad", True)):
@@ -266,8 +282,8 @@ _BIDS_ENTITIES = {
 _SEQUENCE_OF = {"PDw": "PDw", "T2w": "T2w", "FLAIR": "FLAIR", "T1w": "T1w", "T1w_gad": "T1w"}
 
 
-def _sidecar(role: str) -> dict[str, Any]:
-    sequence = SEQUENCES[_SEQUENCE_OF[role]]
+def _sidecar(role: str, subject: SimSubject) -> dict[str, Any]:
+    sequence = subject.appearance.sequences[_SEQUENCE_OF[role]]
     meta: dict[str, Any] = {
         "Manufacturer": "mriproc-simulator",
         "MagneticFieldStrength": 1.5,
@@ -299,7 +315,7 @@ def _write_bids_images(
             nib.save(img, tmp)
         atomic_write_text(
             path.with_name(path.name.replace(".nii.gz", ".json")),
-            json.dumps(_sidecar(role), indent=2) + "\n",
+            json.dumps(_sidecar(role, subject), indent=2) + "\n",
         )
 
 
@@ -419,6 +435,7 @@ def _write_dataset_files(
                 "arm": s.arm,
                 "annual_atrophy_pct": round(s.annual_atrophy_pct, 6),
                 "anatomy_scale": round(s.anatomy_scale, 6),
+                "appearance": _appearance_record(s),
                 "lesions": [
                     {
                         "lesion_id": les.lesion_id,
@@ -429,6 +446,7 @@ def _write_dataset_files(
                         "category": list(les.category),
                         "enhancement": list(les.enhancement),
                         "black_hole": les.black_hole_core > 0,
+                        "intensity": round(les.intensity, 4),
                     }
                     for les in s.lesions
                 ],
@@ -438,3 +456,21 @@ def _write_dataset_files(
         "scans": truth_records,
     }
     atomic_write_text(truth_dir / "simulation.json", json.dumps(simulation, indent=2) + "\n")
+
+
+def _appearance_record(subject: SimSubject) -> dict[str, Any]:
+    """The subject's site appearance, for the record (what the measuring code never sees)."""
+    appearance = subject.appearance
+    record: dict[str, Any] = {"name": appearance.name}
+    if appearance.realistic:
+        record["tissues"] = {
+            name: {k: round(v, 4) for k, v in asdict(t).items()}
+            for name, t in sorted(appearance.tissues.items())
+        }
+        record["FLAIR"] = {
+            k: v if v is None else round(v, 2)
+            for k, v in asdict(appearance.sequences["FLAIR"]).items()
+        }
+        for key in ("hippocampus_t2_gain", "septum_t2_gain", "cap_t2_gain", "csf_flow"):
+            record[key] = round(float(getattr(appearance, key)), 4)
+    return record

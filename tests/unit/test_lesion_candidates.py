@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from mriproc.lesion_candidates import VENTRICLE_MIN_DEPTH_MM, candidate_features
+from mriproc.lesion_candidates import (
+    VENTRICLE_MIN_DEPTH_MM,
+    LesionClassifier,
+    candidate_features,
+    load_lesion_classifier,
+)
 
 
 def scene() -> dict[str, np.ndarray]:
@@ -45,7 +54,9 @@ def test_features_tell_a_white_matter_lesion_from_a_cortical_blob() -> None:
     # In the caller's label order (the blob comes first in raster order).
     assert features["volume_mm3"].tolist() == [48.0, 18.0]
     assert features["slice_extent_mm"].tolist() == [3.0, 2.0]
-    assert (features["FLAIR_z_mean"] > 10).all()  # both far above white-matter noise
+    # Both 80 % brighter than white matter: 80 / 30 of the way from it to grey matter.
+    assert features["FLAIR_contrast"] == pytest.approx([0.8, 0.8], abs=0.01)
+    assert features["FLAIR_gm_position"] == pytest.approx([8 / 3, 8 / 3], abs=0.05)
     lesion, blob = 0, 1
     assert features["ring_WM"][lesion] > 0.9 and features["ring_GM"][blob] > 0.5
     # The blob is bright against white matter, less so against its grey-matter ring.
@@ -70,3 +81,45 @@ def test_no_candidates_no_rows_and_labels_must_be_dense() -> None:
             gappy, {"FLAIR": s["flair"]}, s["wm"], tissue, s["wm"] * 1.0, s["brain"],
             (1.0, 1.0, 1.0), ring_mm=(1.0, 3.0),
         )  # fmt: skip
+
+
+def _model(**changes: object) -> LesionClassifier:
+    model = LesionClassifier(
+        channels=("FLAIR",),
+        features=("volume_mm3", "FLAIR_contrast"),
+        log_features=("volume_mm3",),
+        fill=np.array([np.log(20.0), 0.3]),
+        mean=np.array([np.log(10.0), 0.2]),
+        scale=np.array([1.0, 0.1]),
+        coefficients=np.array([1.0, 2.0]),
+        intercept=-1.0,
+    )
+    return dataclasses.replace(model, **changes)  # type: ignore[arg-type]
+
+
+def test_classifier_is_a_logistic_model_of_log_volume_and_contrast() -> None:
+    model = _model()
+    features = {
+        "volume_mm3": np.array([10.0, 10.0 * np.e, np.nan]),
+        "FLAIR_contrast": np.array([0.2, 0.3, 0.3]),
+        "unused": np.zeros(3),
+    }
+    expected_score = np.array([-1.0, -1.0 + 1.0 + 2.0, -1.0 + np.log(2.0) + 2.0])
+    np.testing.assert_allclose(model.probability(features), 1 / (1 + np.exp(-expected_score)))
+    again = LesionClassifier.from_json(model.to_json(), "model.json")
+    np.testing.assert_allclose(again.probability(features), model.probability(features))
+    assert model.probability({"volume_mm3": np.zeros(0), "FLAIR_contrast": np.zeros(0)}).size == 0
+    with pytest.raises(ValueError, match="needs features"):
+        model.probability({"volume_mm3": np.ones(2)})
+
+
+def test_a_broken_model_file_is_refused_naming_it(tmp_path: Path) -> None:
+    good = json.loads(_model().to_json())
+    for change in ({"format": "other/1"}, {"scale": [1.0, 0.0]}, {"mean": [0.0]}):
+        path = tmp_path / "broken.json"
+        path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(ValueError, match=r"broken\.json: not a lesion classifier"):
+            load_lesion_classifier(str(path))
+        load_lesion_classifier.cache_clear()
+    with pytest.raises(ValueError, match="no shipped lesion classifier named 'nothing'"):
+        load_lesion_classifier("nothing")
