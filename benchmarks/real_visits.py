@@ -6,7 +6,8 @@ Builds a small BIDS dataset in ``--work`` from ``../shared/data/open_ms_data``
 (``cross_sectional/patient07``: 1 mm 3-D FLAIR, T2w, T1w and post-contrast T1w,
 already skull-stripped, as ``sub-p07``; ``longitudinal/patient01``: FLAIR, T2w and
 T1w with skull, two studies, as ``sub-p01`` sessions ``01`` and ``02``), runs
-``mriproc run ... participant --protocol flair`` one participant at a time (timed:
+``mriproc run ... participant --protocol flair`` (or ``--protocol``) one participant
+at a time (timed:
 patient07 is the 1 mm 3-D visit of the speed target) and scores the written masks:
 patient01's brain mask against the provided one, mapped from common space as the
 data's README explains; patient07's brain and intracranial masks by the share of the
@@ -87,6 +88,7 @@ def main() -> int:
     parser.add_argument(
         "--participant", action="append", choices=("p07", "p01"), help="run only these"
     )
+    parser.add_argument("--protocol", default="flair", help="protocol name or file")
     args = parser.parse_args()
     if not STRIPPED.is_dir() or not LONGITUDINAL.is_dir():
         print(f"shared data not found under {SHARED}", file=sys.stderr)
@@ -98,7 +100,7 @@ def main() -> int:
     for participant in () if args.score_only else (args.participant or ("p07", "p01")):
         command = [
             *(sys.executable, "-m", "mriproc.cli", "run", str(bids), str(out), "participant"),
-            *("--protocol", "flair", "--participant-label", participant),
+            *("--protocol", str(args.protocol), "--participant-label", participant),
             *("--nprocs", str(args.nprocs), "-w", str(args.work / "work")),
         ]
         start = time.perf_counter()
@@ -130,7 +132,7 @@ def main() -> int:
     consensus_image = nib.load(STRIPPED / "consensus_gt.nii.gz")
     consensus = np.asarray(consensus_image.dataobj) > 0
     lesions = mask(derivatives, "p07", "01", "t2lesion")
-    labelling = load_protocol("flair").labelling
+    labelling = load_protocol(args.protocol).labelling
     score = lesionwise_score(
         consensus,
         lesions,

@@ -92,6 +92,8 @@ class T2Lesions:
     lesions: LabelledLesions
     references: LesionReferences
     candidates: int  # lesions proposed before the per-candidate decision (if any)
+    # Each kept lesion's probability (label order), when a classifier decided.
+    probabilities: npt.NDArray[np.float64] | None = None
 
 
 def normal_appearing_wm(
@@ -195,17 +197,21 @@ def segment_t2_lesions(
         min_in_plane_diameter_mm=labelling.min_in_plane_diameter_mm,
     )
     candidates = lesions.count
-    if params.classifier is not None and candidates:
+    probabilities = None
+    if params.classifier is not None:
         features = candidate_table(
             lesions, data, tissue, nawm, template_wm, brain, zooms, params=params, prior=prior
         )
         probability = load_lesion_classifier(params.classifier).probability(features)
-        kept = np.concatenate([[False], probability >= params.min_probability])
-        lesions = lesions_from_labels(np.where(kept[lesions.labels], lesions.labels, 0), zooms)
+        kept = probability >= params.min_probability
+        # Dropping labels keeps the raster order of the rest: probabilities follow.
+        lookup = np.concatenate([[False], kept])
+        lesions = lesions_from_labels(np.where(lookup[lesions.labels], lesions.labels, 0), zooms)
+        probabilities = probability[kept]
     references = LesionReferences(
         nawm_median, nawm_sd, gm_median, signature, int(np.count_nonzero(seeds))
     )
-    return T2Lesions(lesions, references, candidates)
+    return T2Lesions(lesions, references, candidates, probabilities)
 
 
 def classifier_problem(params: T2LesionParams, source: str) -> str | None:

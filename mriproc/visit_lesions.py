@@ -147,10 +147,11 @@ def visit_lesions(
     t2_mask: npt.NDArray[np.bool_] | None = None
     t2_labels: npt.NDArray[np.int32] | None = None
     automated: LabelledLesions | None = None
+    probabilities = None
     reason = lacking("t2_lesions")
     if reason is None:
         try:
-            automated = segment_t2_lesions(
+            segmented = segment_t2_lesions(
                 [contrast(r) for r in protocol.t2_lesions.channels],
                 fractions,
                 template_wm,
@@ -159,13 +160,15 @@ def visit_lesions(
                 params=protocol.t2_lesions,
                 labelling=protocol.labelling,
                 prior=_load(template["lesion_prior"]) if "lesion_prior" in template else None,
-            ).lesions
+            )
+            automated, probabilities = segmented.lesions, segmented.probabilities
         except LesionSegmentationError as err:
             reason = f"T2 lesion segmentation failed: {err}"
     lesions = automated
     if rater_mask is not None:
         # The rater's mask is used whatever happened to the automated one.
         rater = _rater_lesions(rater_mask, reference.shape, affine, zooms, protocol)
+        probabilities = None  # the lesions are the rater's
         if isinstance(rater, str):
             reason, lesions = rater, None
         else:
@@ -245,7 +248,10 @@ def visit_lesions(
     if t2_labels is not None:
         outcome.lesion_list = out_dir / "lesions.json"
         outcome.lesion_list.write_text(
-            json.dumps(_lesion_list(t2_labels, affine, zooms, enhancing_mask, black_mask), indent=1)
+            json.dumps(
+                _lesion_list(t2_labels, affine, zooms, enhancing_mask, black_mask, probabilities),
+                indent=1,
+            )
             + "\n"
         )
     return outcome
@@ -317,8 +323,10 @@ def _lesion_list(
     zooms: tuple[float, ...],
     enhancing: npt.NDArray[np.bool_] | None,
     black_holes: npt.NDArray[np.bool_] | None,
+    probabilities: npt.NDArray[np.float64] | None = None,
 ) -> list[dict[str, object]]:
-    """One entry per labelled lesion: volume, centroid (scanner mm), enhancing, black hole."""
+    """One entry per labelled lesion: volume, centroid (scanner mm), enhancing, black hole,
+    and the lesion classifier's probability when one decided."""
     count = int(labels.max()) if labels.size else 0
     index = np.arange(1, count + 1)
     voxel_ml = float(np.prod(zooms)) / 1000.0
@@ -331,9 +339,12 @@ def _lesion_list(
         hits = np.bincount(labels[mask].ravel(), minlength=count + 1)[1:]
         return [bool(h) for h in hits]
 
+    chances: list[float | None] = (
+        [None] * count if probabilities is None else [float(p) for p in probabilities]
+    )
     entries = []
-    for number, size, centroid, enh, hole in zip(
-        index, sizes, centroids, touches(enhancing), touches(black_holes), strict=True
+    for number, size, centroid, enh, hole, chance in zip(
+        index, sizes, centroids, touches(enhancing), touches(black_holes), chances, strict=True
     ):
         world = affine @ np.append(np.asarray(centroid, dtype=float), 1.0)
         entries.append(
@@ -343,6 +354,7 @@ def _lesion_list(
                 "centroid_mm": [round(float(w), 2) for w in world[:3]],
                 "enhancing": enh,
                 "black_hole": hole,
+                **({} if chance is None else {"probability": round(chance, 4)}),
             }
         )
     return entries

@@ -152,18 +152,19 @@ def main() -> int:
     groups = np.concatenate([[subject] * len(labels) for subject, _, labels in rows])
     y = np.concatenate([labels for _, _, labels in rows])
     raw = {name: np.concatenate([features[name] for _, features, _ in rows]) for name in names}
-    fill = np.array([np.nanmean(raw[n]) for n in names])
     unscaled = LesionClassifier(
         channels=protocol.t2_lesions.channels,
         features=tuple(names),
         log_features=LOG_FEATURES,
-        fill=fill,
+        fill=np.full(len(names), np.nan),
         mean=np.zeros(len(names)),
         scale=np.ones(len(names)),
         coefficients=np.zeros(len(names)),
         intercept=0.0,
     )
-    x_raw = unscaled.design(raw)
+    x_raw = unscaled.design(raw)  # transformed; missing values still NaN
+    fill = np.nanmean(x_raw, axis=0)  # a missing value takes the training mean
+    x_raw = np.where(np.isfinite(x_raw), x_raw, fill)
     mean, scale = x_raw.mean(axis=0), x_raw.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     x = (x_raw - mean) / scale
@@ -187,6 +188,7 @@ def main() -> int:
     final = fit(np.ones(len(y), dtype=bool))
     model = dataclasses.replace(
         unscaled,
+        fill=fill,
         mean=mean,
         scale=scale,
         coefficients=final.coef_[0],

@@ -123,3 +123,20 @@ def test_a_broken_model_file_is_refused_naming_it(tmp_path: Path) -> None:
         load_lesion_classifier.cache_clear()
     with pytest.raises(ValueError, match="no shipped lesion classifier named 'nothing'"):
         load_lesion_classifier("nothing")
+
+
+def test_the_shipped_flair_classifier_serves_the_flair_protocol() -> None:
+    from mriproc.config import load_protocol
+    from mriproc.t2lesions import classifier_problem
+
+    protocol = load_protocol("flair")
+    assert protocol.t2_lesions.classifier == "flair"
+    assert classifier_problem(protocol.t2_lesions, protocol.source) is None
+    model = load_lesion_classifier("flair")
+    assert model.channels == protocol.t2_lesions.channels
+    # Trained on simulated scans only (the real development scans stay a test), with
+    # its held-out metrics recorded.
+    record = model.record
+    assert "--appearance realistic" in record["training_data"]["simulator"]
+    assert record["metrics"]["leave_one_subject_out_auc"] > 0.8
+    assert "prior" in model.features and "FLAIR_gm_position" in model.features

@@ -201,3 +201,45 @@ def test_a_rater_mask_off_the_grid_makes_t2_endpoints_na(tmp_path: Path) -> None
     assert str(rater) in reason and "not on the reading-space grid" in reason
     assert "t2_lesion_count" not in outcome.measures
     assert "pcf" in outcome.measures
+
+
+def test_a_classifier_decides_each_candidate(tmp_path: Path) -> None:
+    """Candidates of the intensity method are kept or dropped by the classifier file the
+    protocol names; each kept lesion's probability is recorded."""
+    import dataclasses
+
+    from mriproc.lesion_candidates import LesionClassifier
+
+    scan = Scan(seed=4)
+    pd = scan.contrast(wm=1000, gm=1150, csf=900, lesion=1350, sd=20)
+    t2 = scan.contrast(wm=500, gm=650, csf=1400, lesion=900, sd=20)
+    # A model that keeps candidates of at least 150 mm3: the two larger lesions
+    # (balls of about 270 and 180 mm3), not the smallest (about 110 mm3).
+    model = LesionClassifier(
+        channels=PROTOCOL.t2_lesions.channels,
+        features=("volume_mm3",),
+        log_features=("volume_mm3",),
+        fill=np.zeros(1),
+        mean=np.array([np.log(150.0)]),
+        scale=np.array([0.05]),
+        coefficients=np.array([1.0]),
+        intercept=0.0,
+    )
+    path = tmp_path / "model.json"
+    path.write_text(model.to_json())
+    kept_by = {}
+    for signature in ("global", "per_lesion"):
+        params = dataclasses.replace(
+            PROTOCOL.t2_lesions, classifier=str(path), lesion_signature=signature
+        )
+        found = segment_t2_lesions(
+            [pd, t2], scan.tissue(), scan.wm, scan.brain, ZOOMS,
+            params=params, labelling=PROTOCOL.labelling,
+        )  # fmt: skip
+        assert found.candidates == 3 and found.lesions.count == 2
+        assert found.probabilities is not None and (found.probabilities > 0.5).all()
+        kept_by[signature] = found.lesions.mask
+        assert not (found.lesions.mask & scan.lesions[2]).any()
+        assert dice(scan.lesions[0] | scan.lesions[1], found.lesions.mask) > 0.85
+    # Both signatures delineate these uniform lesions alike.
+    assert dice(kept_by["global"], kept_by["per_lesion"]) > 0.9
