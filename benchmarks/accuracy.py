@@ -45,6 +45,7 @@ def simulate(
     *,
     appearance: str = "classic",
     flair: bool = False,
+    visits: str = "0,12,24",
 ) -> Path:
     """The simulated trial of ``seed`` (reused when already in ``work``).
 
@@ -55,6 +56,7 @@ def simulate(
     tag = f"-{arms.replace(',', '_')}" if arms else ""
     tag += "-flair" if flair else ""
     tag += f"-{appearance}" if appearance != "classic" else ""
+    tag += f"-v{visits.replace(',', '_')}" if visits != "0,12,24" else ""
     bids = work / f"sim-seed{seed}-n{subjects}-{resolution}{tag}"
     if not (bids / "derivatives" / "groundtruth" / "endpoints.tsv").is_file():
         command = [
@@ -73,6 +75,8 @@ def simulate(
             *(["--flair"] if flair else []),
             "--appearance",
             appearance,
+            "--visits",
+            visits,
         ]
         subprocess.run(command, check=True)
     return bids
@@ -125,6 +129,7 @@ def main() -> int:
     parser.add_argument(
         "--appearance", default="classic", choices=["classic", "realistic"], help="simulator's"
     )
+    parser.add_argument("--visits", default="0,12,24", help="simulated visit months")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("TRUTH", "RESULT"))
     args = parser.parse_args()
 
@@ -143,6 +148,7 @@ def main() -> int:
             args.resolution,
             args.arms,
             appearance=args.appearance,
+            visits=args.visits,
             flair="FLAIR" in {c.suffix for c in protocol.contrasts.values()},
         )
         out = args.work / f"out-{bids.name.removeprefix('sim-')}-{args.protocol}"

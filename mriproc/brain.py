@@ -11,14 +11,12 @@ fractions of :mod:`mriproc.tissues`.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from mriproc.config import RegistrationPreset
 from mriproc.endpoints import PcfParams
@@ -28,7 +26,7 @@ from mriproc.registration import (
     register_nonlinear,
     resample_isotropic,
 )
-from mriproc.template import load_lesion_prior, load_template, synthetic_image
+from mriproc.template import lesion_prior_on_template, load_template, synthetic_image
 
 __all__ = [
     "ICV_MARGIN_MM",
@@ -104,7 +102,7 @@ def template_maps(pcf: PcfParams) -> dict[str, npt.NDArray[np.float32]]:
     with the :data:`ICV_MARGIN_MM` of CSF around it, ``CSF``/``GM``/``WM`` the tissue
     probabilities, ``slab`` the MNI152 axial slab ``[inferior, inferior +
     thickness)`` in z and ``lesion_prior`` the lesion-frequency prior
-    (:func:`mriproc.template.load_lesion_prior`, interpolated to the template grid).
+    (:func:`mriproc.template.lesion_prior_on_template`).
     """
     template = load_template()
     z_mm = template.world_grid(2)
@@ -116,28 +114,8 @@ def template_maps(pcf: PcfParams) -> dict[str, npt.NDArray[np.float32]]:
         "GM": template.gm,
         "WM": template.wm,
         "slab": np.broadcast_to(in_slab, template.shape).astype(np.float32),
-        "lesion_prior": _lesion_prior_on_template(),
+        "lesion_prior": lesion_prior_on_template(),
     }
-
-
-@functools.cache
-def _lesion_prior_on_template() -> npt.NDArray[np.float32]:
-    """The lesion-frequency prior (coarser grid) interpolated to the template's 1 mm grid."""
-    template = load_template()
-    prior = load_lesion_prior()
-    voxel_map = np.linalg.inv(prior.affine) @ template.affine
-    values = ndimage.affine_transform(
-        np.asarray(prior.dataobj, dtype=np.float32),
-        voxel_map[:3, :3],
-        offset=voxel_map[:3, 3],
-        output_shape=template.shape,
-        order=1,
-        mode="constant",
-        cval=0.0,
-    )
-    result = np.asarray(np.clip(values, 0.0, 1.0), dtype=np.float32)
-    result.setflags(write=False)
-    return result
 
 
 def carry_template_maps(

@@ -32,6 +32,7 @@ __all__ = [
     "LESION_PRIOR_VOXEL_MM",
     "Template",
     "head_fractions",
+    "lesion_prior_on_template",
     "load_lesion_prior",
     "load_template",
 ]
@@ -236,3 +237,23 @@ def load_lesion_prior() -> nib.Nifti1Image:
     path = resources.files("mriproc").joinpath("data", "lesion_prior.nii.gz")
     with resources.as_file(path) as local:
         return read_image(local)
+
+
+@functools.cache
+def lesion_prior_on_template() -> FloatArray:
+    """The lesion-frequency prior interpolated (linearly) to the template's 1 mm grid."""
+    template = load_template()
+    prior = load_lesion_prior()
+    voxel_map = np.linalg.inv(prior.affine) @ template.affine
+    values = ndimage.affine_transform(
+        np.asarray(prior.dataobj, dtype=np.float32),
+        voxel_map[:3, :3],
+        offset=voxel_map[:3, 3],
+        output_shape=template.shape,
+        order=1,
+        mode="constant",
+        cval=0.0,
+    )
+    result = np.asarray(np.clip(values, 0.0, 1.0), dtype=np.float32)
+    result.setflags(write=False)
+    return result

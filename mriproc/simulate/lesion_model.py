@@ -4,7 +4,9 @@ Each lesion is an ovoid (ellipsoid with soft 1 mm edges) in template space,
 periventricular, deep or juxtacortical white matter, 3-25 mm across (``sizes``
 "classic"), or, as in real patients, many under 5 mm and some faint (``sizes``
 "realistic": 2-25 mm, median about 5 mm, each lesion's intensity drawn between a
-quarter and nine tenths of the lesion tissue's contrast).  Across visits a
+quarter and nine tenths of the lesion tissue's contrast, and lesions centred where
+real patients' lesions are: drawn from the lesion-frequency prior of 27 real
+patients, :func:`mriproc.template.load_lesion_prior`).  Across visits a
 lesion is absent, new, enlarging, shrinking or stable; some baseline lesions have a
 T1-hypointense core (black hole); new lesions usually enhance at the visit they
 appear (nodular or ring), and a few other lesions enhance too.  Growth and shrinkage
@@ -23,7 +25,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from mriproc.simulate.appearance import lateral_ventricles
-from mriproc.template import Template
+from mriproc.template import Template, lesion_prior_on_template
 
 __all__ = ["LesionMaps", "SimLesion", "draw_lesions", "rasterize_lesions"]
 
@@ -61,20 +63,48 @@ class SimLesion:
 @functools.cache
 def _candidates(template: Template) -> dict[Location, npt.NDArray[np.int64]]:
     """Template voxels where each kind of lesion may be centred."""
-    wm, gm = template.wm, template.gm
-    z = template.world_grid(2)[None, None, :]
-    deep_csf = lateral_ventricles(template)
-    near_ventricle = ndimage.distance_transform_edt(~deep_csf) if deep_csf.any() else None
-    near_gm = ndimage.distance_transform_edt(gm < 0.4)
-    cerebral = np.broadcast_to(z > -25.0, wm.shape)  # spare cerebellum and brainstem
+    wm = template.wm
+    near_ventricle, near_gm, cerebral = _distances(template)
     out: dict[Location, npt.NDArray[np.int64]] = {}
-    assert near_ventricle is not None
     out["periventricular"] = np.argwhere(
         (wm > 0.7) & (near_ventricle > 1) & (near_ventricle < 7) & cerebral
     )
     out["deep"] = np.argwhere((wm > 0.9) & (near_ventricle > 10) & (near_gm > 6) & cerebral)
     out["juxtacortical"] = np.argwhere((wm > 0.6) & (near_gm > 0.5) & (near_gm < 3) & cerebral)
     return out
+
+
+@functools.cache
+def _distances(
+    template: Template,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Distance (voxels) to the lateral ventricles and to grey matter; the cerebrum."""
+    deep_csf = lateral_ventricles(template)
+    near_ventricle = np.asarray(ndimage.distance_transform_edt(~deep_csf), dtype=np.float64)
+    near_gm = np.asarray(ndimage.distance_transform_edt(template.gm < 0.4), dtype=np.float64)
+    z = template.world_grid(2)[None, None, :]
+    cerebral = np.broadcast_to(z > -25.0, template.wm.shape)  # spare cerebellum and brainstem
+    return near_ventricle, near_gm, np.asarray(cerebral)
+
+
+@functools.cache
+def _real_places(template: Template) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """White-matter voxels and the cumulative share of the lesion-frequency prior (where
+    27 real patients' lesions were) up to each: lesions placed where real ones are."""
+    prior = lesion_prior_on_template()
+    places = np.argwhere((template.wm > 0.5) & (prior > 0.002))
+    weights = prior[tuple(places.T)].astype(np.float64)
+    return places, np.cumsum(weights) / weights.sum()
+
+
+def _location(template: Template, voxel: npt.NDArray[np.int64]) -> Location:
+    """Periventricular (within 7 mm of a lateral ventricle), juxtacortical (within 3 mm
+    of grey matter) or deep."""
+    near_ventricle, near_gm, _ = _distances(template)
+    where = tuple(int(v) for v in voxel)
+    if near_ventricle[where] < 7:
+        return "periventricular"
+    return "juxtacortical" if near_gm[where] < 3 else "deep"
 
 
 def _random_rotation(rng: np.random.Generator) -> tuple[tuple[float, float, float], ...]:
@@ -110,11 +140,17 @@ def draw_lesions(
 
     def place(first_visit: int, allow_confluent: bool) -> None:
         for _attempt in range(200):
-            location: Location = rng.choice(
-                ["periventricular", "deep", "juxtacortical"], p=[0.5, 0.3, 0.2]
-            )
-            pool = candidates[location]
-            voxel = pool[rng.integers(len(pool))]
+            location: Location
+            if sizes == "realistic":  # where real patients' lesions are
+                places, cumulative = _real_places(template)
+                voxel = places[min(int(np.searchsorted(cumulative, rng.random())), len(places) - 1)]
+                location = _location(template, voxel)
+            else:
+                location = rng.choice(
+                    ["periventricular", "deep", "juxtacortical"], p=[0.5, 0.3, 0.2]
+                )
+                pool = candidates[location]
+                voxel = pool[rng.integers(len(pool))]
             centre = (template.affine @ np.append(voxel, 1.0))[:3]
             if sizes == "realistic":
                 diameter = float(np.clip(rng.lognormal(np.log(5.0), 0.6), 2.0, 25.0))
