@@ -179,10 +179,10 @@ def segment_t2_lesions(
         interior = ndimage.binary_erosion(seeds, in_plane_cross(zooms))
         pure = interior if interior.sum() >= _MIN_INTERIOR else seeds
         signature = np.array([np.median(c[pure]) for c in data])
-        # Channels in NAWM-noise units (z): NAWM at the origin.
-        lesion_point: npt.NDArray[np.float64] | None = None
+        lesion_point: npt.NDArray[np.float64] | None = None  # per_lesion: each its own
         mask = seeds
         if params.lesion_signature == "global":
+            # Channels in NAWM-noise units (z): NAWM at the origin.
             lesion_point = (signature - nawm_median) / nawm_sd
             fraction = lesion_fraction(z, np.zeros_like(lesion_point), lesion_point)
             grow = hyper & (fraction >= params.min_lesion_fraction)
