@@ -95,14 +95,16 @@ def fit_template(
     return TemplateFit(linear.fixed_to_moving, files, stripped, linear.final_metric)
 
 
-def template_maps(pcf: PcfParams) -> dict[str, npt.NDArray[np.float32]]:
+def template_maps(
+    pcf: PcfParams, *, lesion_prior: bool = False
+) -> dict[str, npt.NDArray[np.float32]]:
     """Maps defined on the template: masks, tissue priors and the protocol's PCF slab.
 
     ``brain`` is the brain envelope (the template's brain mask), ``icv`` the brain
     with the :data:`ICV_MARGIN_MM` of CSF around it, ``CSF``/``GM``/``WM`` the tissue
     probabilities, ``slab`` the MNI152 axial slab ``[inferior, inferior +
-    thickness)`` in z and ``lesion_prior`` the lesion-frequency prior
-    (:func:`mriproc.template.lesion_prior_on_template`).
+    thickness)`` in z and, with ``lesion_prior``, the lesion-frequency prior
+    (:func:`mriproc.template.lesion_prior_on_template`; read by a lesion classifier).
     """
     template = load_template()
     z_mm = template.world_grid(2)
@@ -114,7 +116,7 @@ def template_maps(pcf: PcfParams) -> dict[str, npt.NDArray[np.float32]]:
         "GM": template.gm,
         "WM": template.wm,
         "slab": np.broadcast_to(in_slab, template.shape).astype(np.float32),
-        "lesion_prior": lesion_prior_on_template(),
+        **({"lesion_prior": lesion_prior_on_template()} if lesion_prior else {}),
     }
 
 

@@ -168,18 +168,19 @@ def brain_masks(
     pcf: PcfParams,
     out_dir: Path,
     preset: RegistrationPreset,
+    lesion_prior: bool = False,
 ) -> tuple[dict[str, Path], bool]:
     """Fit the template to the reading-space image; write the maps it carries.
 
     Returns paths of ``brain`` (the carried brain-envelope mask, uint8; refined on
     the scan's intensities by :func:`tissue_classes`) and of the carried 0..1 maps
-    ``icv``, ``CSF``, ``GM``, ``WM`` and ``slab`` (float32), and whether the scan
-    was found already skull-stripped.
+    ``icv``, ``CSF``, ``GM``, ``WM`` and ``slab`` (float32; ``lesion_prior`` too when
+    asked), and whether the scan was found already skull-stripped.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     image = read_image(reading)
     fit = fit_template(image, contrast, preset=preset, work_dir=out_dir)
-    carried = carry_template_maps(image, fit, template_maps(pcf))
+    carried = carry_template_maps(image, fit, template_maps(pcf, lesion_prior=lesion_prior))
     paths = {
         "brain": save_image(
             (carried.pop("brain") >= 0.5).astype(np.uint8),

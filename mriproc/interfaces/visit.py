@@ -76,7 +76,7 @@ class _BrainMasksOutputSpec(TraitedSpec):
     template_maps = traits.Dict(
         traits.Str,
         File(exists=True),
-        desc="template maps carried to the scan (brain, icv, slab, CSF, GM, WM)",
+        desc="template maps carried to the scan (brain, icv, slab, CSF, GM, WM, lesion_prior)",
     )
     icv_prob = File(exists=True, desc="the intracranial map (the co-registration check's region)")
 
@@ -95,6 +95,8 @@ class BrainMasks(ProtocolInterface):
             pcf=protocol.pcf,
             out_dir=Path(runtime.cwd),
             preset=protocol.registration.preset,
+            # The prior is a feature of the lesion classifier only.
+            lesion_prior=protocol.t2_lesions.classifier is not None,
         )
         self._results["template_maps"] = {k: str(v) for k, v in paths.items()}
         self._results["skull_stripped"] = stripped

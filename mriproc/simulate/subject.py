@@ -235,13 +235,14 @@ def signal_volume(
 
     intensity = state.lesion_maps.intensity
     faint = bool(np.any(intensity < 1.0))
+    white = tissue_signal("WM")  # faint lesions and CSF flow are scaled to it
     total = np.zeros_like(state.fractions["GM"])
     for name, fraction in state.fractions.items():
         gd = state.gd_mm[name] if post_contrast and name in state.gd_mm else 0.0
-        value = tissue_signal(name, gd)
+        value = white if name == "WM" else tissue_signal(name, gd)
         if faint and name in LESION_TISSUES:
-            value = intensity * value + (1.0 - intensity) * tissue_signal("WM")
+            value = intensity * value + (1.0 - intensity) * white
         total += fraction * value
     if csf_flow is not None and contrast == "FLAIR":
-        total += appearance.csf_flow * float(np.mean(tissue_signal("WM"))) * csf_flow
+        total += appearance.csf_flow * float(np.mean(white)) * csf_flow
     return total

@@ -243,3 +243,55 @@ def test_a_classifier_decides_each_candidate(tmp_path: Path) -> None:
         assert dice(scan.lesions[0] | scan.lesions[1], found.lesions.mask) > 0.85
     # Both signatures delineate these uniform lesions alike.
     assert dice(kept_by["global"], kept_by["per_lesion"]) > 0.9
+
+
+def test_min_probability_and_the_lesion_signature_decide(tmp_path: Path) -> None:
+    """min_probability sets which candidates stay; a per-lesion signature delineates a
+    faint lesion at its own contrast where the global one (set by the bright lesions)
+    cuts it short."""
+    import dataclasses
+
+    from mriproc.lesion_candidates import LesionClassifier
+
+    scan = Scan(seed=5)
+    pd = scan.contrast(wm=1000, gm=1150, csf=900, lesion=1600, sd=20)
+    t2 = scan.contrast(wm=500, gm=650, csf=1400, lesion=1200, sd=20)
+    # A faint lesion whose rim is three quarters lesion (partial volume): lesion by
+    # the half-voxel convention, but a quarter as bright as the bright lesions' signature.
+    faint = scan.lesions[1]
+    rim = faint & ~ball((38, 38, 4), 2.5)
+    pd[faint] = 1180 + scan.rng.normal(0.0, 20, int(faint.sum()))
+    t2[faint] = 710 + scan.rng.normal(0.0, 20, int(faint.sum()))
+    pd[rim] -= 0.25 * 180
+    t2[rim] -= 0.25 * 210
+    model = LesionClassifier(
+        channels=PROTOCOL.t2_lesions.channels,
+        features=("volume_mm3",),
+        log_features=("volume_mm3",),
+        fill=np.zeros(1),
+        mean=np.array([np.log(150.0)]),
+        scale=np.array([0.5]),
+        coefficients=np.array([1.0]),
+        intercept=0.0,
+    )
+    path = tmp_path / "model.json"
+    path.write_text(model.to_json())
+
+    def segment(**changes: object) -> np.ndarray:
+        params = dataclasses.replace(
+            PROTOCOL.t2_lesions, classifier=str(path), seed_z=2.0, **changes
+        )
+        found = segment_t2_lesions(
+            [pd, t2], scan.tissue(), scan.wm, scan.brain, ZOOMS,
+            params=params, labelling=PROTOCOL.labelling,
+        )  # fmt: skip
+        return found.lesions.labels
+
+    counts = [segment(min_probability=p).max() for p in (0.0, 0.2, 0.5)]
+    assert counts[0] == 3 and counts[0] > counts[1] > counts[2] >= 1
+    near_faint = ball((38, 38, 4), 6.0)
+    on_faint = {}
+    for signature in ("global", "per_lesion"):
+        found = segment(min_probability=0.0, lesion_signature=signature) > 0
+        on_faint[signature] = dice(faint, near_faint & found)
+    assert on_faint["per_lesion"] > 0.75 and on_faint["per_lesion"] > on_faint["global"] + 0.1
