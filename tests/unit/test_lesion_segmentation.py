@@ -203,30 +203,37 @@ def test_a_rater_mask_off_the_grid_makes_t2_endpoints_na(tmp_path: Path) -> None
     assert "pcf" in outcome.measures
 
 
-def test_a_classifier_decides_each_candidate(tmp_path: Path) -> None:
-    """Candidates of the intensity method are kept or dropped by the classifier file the
-    protocol names; each kept lesion's probability is recorded."""
-    import dataclasses
-
+def volume_classifier(folder: Path, spread: float) -> Path:
+    """A classifier file whose probability is 0.5 at 150 mm3 and rises with the log
+    volume (``spread``: the log-volume change that moves the score by one)."""
     from mriproc.lesion_candidates import LesionClassifier
 
-    scan = Scan(seed=4)
-    pd = scan.contrast(wm=1000, gm=1150, csf=900, lesion=1350, sd=20)
-    t2 = scan.contrast(wm=500, gm=650, csf=1400, lesion=900, sd=20)
-    # A model that keeps candidates of at least 150 mm3: the two larger lesions
-    # (balls of about 270 and 180 mm3), not the smallest (about 110 mm3).
     model = LesionClassifier(
         channels=PROTOCOL.t2_lesions.channels,
         features=("volume_mm3",),
         log_features=("volume_mm3",),
         fill=np.zeros(1),
         mean=np.array([np.log(150.0)]),
-        scale=np.array([0.05]),
+        scale=np.array([spread]),
         coefficients=np.array([1.0]),
         intercept=0.0,
     )
-    path = tmp_path / "model.json"
+    path = folder / "model.json"
     path.write_text(model.to_json())
+    return path
+
+
+def test_a_classifier_decides_each_candidate(tmp_path: Path) -> None:
+    """Candidates of the intensity method are kept or dropped by the classifier file the
+    protocol names; each kept lesion's probability is recorded."""
+    import dataclasses
+
+    scan = Scan(seed=4)
+    pd = scan.contrast(wm=1000, gm=1150, csf=900, lesion=1350, sd=20)
+    t2 = scan.contrast(wm=500, gm=650, csf=1400, lesion=900, sd=20)
+    # A model that keeps candidates of at least 150 mm3: the two larger lesions
+    # (balls of about 270 and 180 mm3), not the smallest (about 110 mm3).
+    path = volume_classifier(tmp_path, spread=0.05)
     kept_by = {}
     for signature in ("global", "per_lesion"):
         params = dataclasses.replace(
@@ -251,8 +258,6 @@ def test_min_probability_and_the_lesion_signature_decide(tmp_path: Path) -> None
     cuts it short."""
     import dataclasses
 
-    from mriproc.lesion_candidates import LesionClassifier
-
     scan = Scan(seed=5)
     pd = scan.contrast(wm=1000, gm=1150, csf=900, lesion=1600, sd=20)
     t2 = scan.contrast(wm=500, gm=650, csf=1400, lesion=1200, sd=20)
@@ -264,18 +269,7 @@ def test_min_probability_and_the_lesion_signature_decide(tmp_path: Path) -> None
     t2[faint] = 710 + scan.rng.normal(0.0, 20, int(faint.sum()))
     pd[rim] -= 0.25 * 180
     t2[rim] -= 0.25 * 210
-    model = LesionClassifier(
-        channels=PROTOCOL.t2_lesions.channels,
-        features=("volume_mm3",),
-        log_features=("volume_mm3",),
-        fill=np.zeros(1),
-        mean=np.array([np.log(150.0)]),
-        scale=np.array([0.5]),
-        coefficients=np.array([1.0]),
-        intercept=0.0,
-    )
-    path = tmp_path / "model.json"
-    path.write_text(model.to_json())
+    path = volume_classifier(tmp_path, spread=0.5)
 
     def segment(**changes: object) -> np.ndarray:
         params = dataclasses.replace(
