@@ -250,7 +250,8 @@ class LesionClassifier:
             if name in self.log_features:
                 values = np.log(np.maximum(values, 1e-6))
             columns.append(np.where(np.isfinite(values), values, self.fill[i]))
-        matrix = np.column_stack(columns) if columns else np.zeros((0, 0))
+        rows = np.size(next(iter(features.values()))) if features else 0
+        matrix = np.column_stack(columns) if columns else np.zeros((rows, 0))
         return np.asarray((matrix - self.mean) / self.scale, dtype=np.float64)
 
     def probability(self, features: Mapping[str, npt.ArrayLike]) -> FloatArray:

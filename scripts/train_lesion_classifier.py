@@ -3,13 +3,14 @@
     python scripts/train_lesion_classifier.py --work /tmp/lesion-train \\
         --out mriproc/data/lesion_classifier_flair.json
 
-1. Simulates each ``--seeds`` trial (``--subjects`` subjects, one visit, 1 mm, FLAIR,
-   the simulator's *realistic* appearance: per-site contrast, bright hippocampi,
-   septum and periventricular caps, FLAIR CSF flow, white-matter texture, gyral-scale
-   anatomy, small and faint lesions) and runs ``mriproc run ... participant`` on it
-   with the ``--protocol`` (its classifier switched off): the run gives each visit's
-   reading-space images, tissue model and template maps, as the lesion stage sees
-   them (read from the lesion node's recorded inputs in the work folder).
+1. Simulates each ``--seeds`` trial (``--subjects`` subjects, one visit, at
+   ``--resolution``, FLAIR when the protocol reads it, the simulator's *realistic*
+   appearance: per-site contrast, bright hippocampi, septum and periventricular caps,
+   FLAIR CSF flow, white-matter texture, gyral-scale anatomy, small and faint lesions)
+   and runs ``mriproc run ... participant`` on it with the ``--protocol`` (its
+   classifier switched off): the run gives each visit's reading-space images, tissue
+   model and template maps, as the lesion stage sees them (read from the lesion
+   node's recorded inputs in the work folder).
 2. For every visit: the lesion candidates of the protocol's ``t2_lesions`` (every
    candidate kept), their features (:func:`mriproc.t2lesions.candidate_table`) and
    their label: a candidate is a lesion when at least half of its voxels are in the
@@ -63,14 +64,24 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True)
 
 
-def simulated_run(work: Path, seed: int, subjects: int, protocol_file: Path) -> tuple[Path, Path]:
+def simulator_options(resolution: str, protocol_file: Path) -> list[str]:
+    """``mriproc simulate`` options of the training data: realistic, one visit, the
+    ``resolution`` asked, FLAIR acquired when the protocol reads it."""
+    flair = "FLAIR" in {c.suffix for c in load_protocol(protocol_file).contrasts.values()}
+    return ["--visits", "0", "--resolution", resolution, *(["--flair"] if flair else []),
+            "--appearance", "realistic"]  # fmt: skip
+
+
+def simulated_run(
+    work: Path, seed: int, subjects: int, resolution: str, protocol_file: Path
+) -> tuple[Path, Path]:
     """The simulated trial of ``seed`` and its run's work folder (reused when present)."""
     bids = work / f"sim-{seed}"
     out = work / f"out-{seed}"
     mriproc = [sys.executable, "-m", "mriproc.cli"]
     if not (bids / "participants.tsv").is_file():
-        run([*mriproc, "simulate", str(bids), "--subjects", str(subjects), "--visits", "0",
-             "--resolution", "1mm", "--flair", "--appearance", "realistic", "--seed", str(seed),
+        run([*mriproc, "simulate", str(bids), "--subjects", str(subjects),
+             *simulator_options(resolution, protocol_file), "--seed", str(seed),
              "--protocol", str(protocol_file)])  # fmt: skip
     if not (out / "mriproc" / "endpoints.tsv").is_file():
         run([*mriproc, "run", str(bids), str(out), "participant", "--protocol",
@@ -138,20 +149,40 @@ def main() -> int:
     parser.add_argument("--seeds", default="7101,7102", help="simulation seeds (training data)")
     parser.add_argument("--subjects", type=int, default=4, help="subjects per seed")
     parser.add_argument("--protocol", default="flair", help="protocol name or file")
+    parser.add_argument(
+        "--resolution", default="1mm", choices=("1mm", "esims"), help="simulated resolution"
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     source = resolve_protocol_path(args.protocol)
     protocol = load_protocol(source)
     document = yaml.safe_load(source.read_text())
-    # Candidates only: the run's lesion node result is not used.
-    document["t2_lesions"]["classifier"] = None
     with tempfile.TemporaryDirectory() as folder:
+        # The runs keep every candidate (a model without features, min_probability
+        # 0): their lesion node records the images and maps a classifier reads, the
+        # lesion-frequency prior among them.  Candidates are recomputed below.
+        keep_all = Path(folder) / "keep_every_candidate.json"
+        keep_all.write_text(
+            LesionClassifier(
+                channels=protocol.t2_lesions.channels,
+                features=(),
+                log_features=(),
+                fill=np.zeros(0),
+                mean=np.zeros(0),
+                scale=np.ones(0),
+                coefficients=np.zeros(0),
+                intercept=0.0,
+            ).to_json()
+        )
+        document["t2_lesions"].update(classifier=str(keep_all), min_probability=0.0)
         protocol_file = Path(folder) / f"{protocol.name}.yaml"
         protocol_file.write_text(yaml.safe_dump(document, sort_keys=False))
         seeds = [int(s) for s in args.seeds.split(",")]
         rows = []
         for seed in seeds:
-            bids, work = simulated_run(args.work, seed, args.subjects, protocol_file)
+            bids, work = simulated_run(
+                args.work, seed, args.subjects, args.resolution, protocol_file
+            )
             rows += visit_rows(bids, work, protocol_file)
 
     names = [name for name in rows[0][1] if name not in UNRENDERED]
@@ -202,7 +233,9 @@ def main() -> int:
         record={
             "made_by": "scripts/train_lesion_classifier.py",
             "training_data": {
-                "simulator": "mriproc simulate --appearance realistic --resolution 1mm --flair",
+                "simulator": "mriproc simulate --appearance realistic --resolution "
+                + args.resolution
+                + (" --flair" if "--flair" in simulator_options(args.resolution, source) else ""),
                 "seeds": seeds,
                 "subjects_per_seed": args.subjects,
                 "visits": len(rows),

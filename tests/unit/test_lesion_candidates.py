@@ -111,6 +111,11 @@ def test_classifier_is_a_logistic_model_of_log_volume_and_contrast() -> None:
     assert model.probability({"volume_mm3": np.zeros(0), "FLAIR_contrast": np.zeros(0)}).size == 0
     with pytest.raises(ValueError, match="needs features"):
         model.probability({"volume_mm3": np.ones(2)})
+    # A model without features (the training script's "keep every candidate") gives
+    # every candidate its intercept's probability.
+    constant = _model(features=(), fill=np.zeros(0), mean=np.zeros(0), scale=np.ones(0),
+                      coefficients=np.zeros(0), intercept=0.0)  # fmt: skip
+    np.testing.assert_array_equal(constant.probability(features), [0.5, 0.5, 0.5])
 
 
 def test_a_broken_model_file_is_refused_naming_it(tmp_path: Path) -> None:
@@ -125,18 +130,19 @@ def test_a_broken_model_file_is_refused_naming_it(tmp_path: Path) -> None:
         load_lesion_classifier("nothing")
 
 
-def test_the_shipped_flair_classifier_serves_the_flair_protocol() -> None:
+@pytest.mark.parametrize(("name", "channel"), [("flair", "FLAIR"), ("esims", "T2w")])
+def test_the_shipped_classifiers_serve_their_protocols(name: str, channel: str) -> None:
     from mriproc.config import load_protocol
     from mriproc.t2lesions import classifier_problem
 
-    protocol = load_protocol("flair")
-    assert protocol.t2_lesions.classifier == "flair"
+    protocol = load_protocol(name)
+    assert protocol.t2_lesions.classifier == name
     assert classifier_problem(protocol.t2_lesions, protocol.source) is None
-    model = load_lesion_classifier("flair")
+    model = load_lesion_classifier(name)
     assert model.channels == protocol.t2_lesions.channels
     # Trained on simulated scans only (the real development scans stay a test), with
     # its held-out metrics recorded.
     record = model.record
     assert "--appearance realistic" in record["training_data"]["simulator"]
     assert record["metrics"]["leave_one_subject_out_auc"] > 0.8
-    assert "prior" in model.features and "FLAIR_gm_position" in model.features
+    assert "prior" in model.features and f"{channel}_gm_position" in model.features
