@@ -213,8 +213,9 @@ def synthetic_image(
     """
     from mriproc.mr_signal import SEQUENCES, TISSUES, signal
 
-    fractions = head_fractions(template, csf_layer_mm=2.0, skull_mm=6.5, scalp_mm=6.5, rng=None)
-    if not with_head:
+    if with_head:
+        fractions = head_fractions(template, csf_layer_mm=2.0, skull_mm=6.5, scalp_mm=6.5, rng=None)
+    else:
         inside = template.outside_mm == 0
         fractions = {"GM": template.gm, "WM": template.wm, "CSF": np.where(inside, template.csf, 0)}
     sequence = SEQUENCES[contrast]
