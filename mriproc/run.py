@@ -371,11 +371,10 @@ def _execute(
     # rounds, so every node waited up to that long after the ones it depends on
     # (measured: 21 s of a 99 s one-process ESIMS visit outside any node). MultiProc
     # checks in-process futures, cheap to poll often; the SLURM plugins ask squeue
-    # each round and keep Nipype's default.
-    from nipype import config as nipype_config
-
+    # each round and keep Nipype's default.  Set on the workflow's own configuration,
+    # which it copied from Nipype's when it was created and hands to the plugin.
     poll_s = MULTIPROC_POLL_S if plugin == "MultiProc" else NIPYPE_POLL_S
-    nipype_config.set("execution", "poll_sleep_duration", str(poll_s))
+    top.config["execution"]["poll_sleep_duration"] = str(poll_s)
     if plugin != "SLURMGraph":  # graph plugins submit everything at once: no callbacks
         plugin_args.setdefault(
             "status_callback", WorkflowProgress(final_nodes, stream=progress_stream)
