@@ -369,7 +369,7 @@ def _execute(
         _slurm_resources(top)
     # Nipype's scheduler sleeps up to poll_sleep_duration (default 2 s) between its
     # rounds, so every node waited up to that long after the ones it depends on
-    # (measured: 21 s of a 99 s one-process ESIMS visit outside any node). MultiProc
+    # (measured: about 12 s of a 99 s one-process ESIMS visit). MultiProc
     # checks in-process futures, cheap to poll often; the SLURM plugins ask squeue
     # each round and keep Nipype's default.  Set on the workflow's own configuration,
     # which it copied from Nipype's when it was created and hands to the plugin.

@@ -7,8 +7,8 @@
    ``--resolution``, FLAIR when the protocol reads it, the simulator's *realistic*
    appearance: per-site contrast, bright hippocampi, septum and periventricular caps,
    FLAIR CSF flow, white-matter texture, gyral-scale anatomy, small and faint lesions)
-   and runs ``mriproc run ... participant`` on it with the ``--protocol`` (its
-   classifier switched off): the run gives each visit's reading-space images, tissue
+   and runs ``mriproc run ... participant`` on it with the ``--protocol`` (every
+   candidate kept): the run gives each visit's reading-space images, tissue
    model and template maps, as the lesion stage sees them (read from the lesion
    node's recorded inputs in the work folder).
 2. For every visit: the lesion candidates of the protocol's ``t2_lesions`` (every
@@ -64,16 +64,15 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True)
 
 
-def simulator_options(resolution: str, protocol_file: Path) -> list[str]:
+def simulator_options(resolution: str, flair: bool) -> list[str]:
     """``mriproc simulate`` options of the training data: realistic, one visit, the
     ``resolution`` asked, FLAIR acquired when the protocol reads it."""
-    flair = "FLAIR" in {c.suffix for c in load_protocol(protocol_file).contrasts.values()}
     return ["--visits", "0", "--resolution", resolution, *(["--flair"] if flair else []),
             "--appearance", "realistic"]  # fmt: skip
 
 
 def simulated_run(
-    work: Path, seed: int, subjects: int, resolution: str, protocol_file: Path
+    work: Path, seed: int, subjects: int, simulator: list[str], protocol_file: Path
 ) -> tuple[Path, Path]:
     """The simulated trial of ``seed`` and its run's work folder (reused when present)."""
     bids = work / f"sim-{seed}"
@@ -81,7 +80,7 @@ def simulated_run(
     mriproc = [sys.executable, "-m", "mriproc.cli"]
     if not (bids / "participants.tsv").is_file():
         run([*mriproc, "simulate", str(bids), "--subjects", str(subjects),
-             *simulator_options(resolution, protocol_file), "--seed", str(seed),
+             *simulator, "--seed", str(seed),
              "--protocol", str(protocol_file)])  # fmt: skip
     if not (out / "mriproc" / "endpoints.tsv").is_file():
         run([*mriproc, "run", str(bids), str(out), "participant", "--protocol",
@@ -157,6 +156,8 @@ def main() -> int:
     source = resolve_protocol_path(args.protocol)
     protocol = load_protocol(source)
     document = yaml.safe_load(source.read_text())
+    flair = "FLAIR" in {c.suffix for c in protocol.contrasts.values()}
+    simulator = simulator_options(args.resolution, flair)
     with tempfile.TemporaryDirectory() as folder:
         # The runs keep every candidate (a model without features, min_probability
         # 0): their lesion node records the images and maps a classifier reads, the
@@ -180,9 +181,7 @@ def main() -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
         rows = []
         for seed in seeds:
-            bids, work = simulated_run(
-                args.work, seed, args.subjects, args.resolution, protocol_file
-            )
+            bids, work = simulated_run(args.work, seed, args.subjects, simulator, protocol_file)
             rows += visit_rows(bids, work, protocol_file)
 
     names = [name for name in rows[0][1] if name not in UNRENDERED]
@@ -235,7 +234,7 @@ def main() -> int:
             "training_data": {
                 "simulator": "mriproc simulate --appearance realistic --resolution "
                 + args.resolution
-                + (" --flair" if "--flair" in simulator_options(args.resolution, source) else ""),
+                + (" --flair" if flair else ""),
                 "seeds": seeds,
                 "subjects_per_seed": args.subjects,
                 "visits": len(rows),
