@@ -85,7 +85,7 @@ def node_durations(work: Path) -> dict[str, float]:
     """Each node's duration (s) from its Nipype report, by node path."""
     durations = {}
     for report in sorted(work.rglob("_report/report.rst")):
-        found = re.search(r"\* duration : ([0-9.]+)", report.read_text())
+        found = re.search(r"\* duration : ([0-9.eE+-]+)", report.read_text())
         if found:
             node = report.parent.parent.relative_to(work)
             durations[str(node)] = float(found[1])

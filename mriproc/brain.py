@@ -21,10 +21,13 @@ import numpy.typing as npt
 from mriproc.config import RegistrationPreset
 from mriproc.endpoints import PcfParams
 from mriproc.registration import (
-    apply_transform_files,
+    apply_linear,
+    map_points,
+    mattes_metric,
     register_linear,
     register_nonlinear,
     resample_isotropic,
+    sample_linear,
 )
 from mriproc.template import lesion_prior_on_template, load_template, synthetic_image
 
@@ -44,7 +47,7 @@ class TemplateFit:
     scan_to_template: npt.NDArray[np.float64]  # affine stage only
     transform_files: tuple[Path, ...]  # affine + SyN, template -> scan resampling
     skull_stripped: bool
-    final_metric: float
+    final_metric: float  # Mattes mutual information of the affine stage (lower: better)
 
 
 # The intracranial mask on the template: its brain mask grown by this much. The
@@ -71,28 +74,32 @@ def fit_template(
     brain (benchmarks/RESULTS.md).
 
     The registration runs on a copy of ``image`` resampled to isotropic voxels of the
-    preset's ``template_voxel_mm``; the transforms map world coordinates, so they apply
-    to ``image``'s own grid as well.
+    preset's ``template_voxel_mm`` and on the template rendered at that voxel size;
+    the transforms map world coordinates, so they apply to ``image``'s own grid and to
+    the 1 mm template maps as well.
     """
     template = load_template()
     fixed = resample_isotropic(image, preset.template_voxel_mm)
     affine_preset = replace(preset, iterations=preset.template_affine_iterations)
     candidates = []
     for stripped in (False, True):
-        data, affine = synthetic_image(template, contrast, with_head=not stripped)
+        data, affine = synthetic_image(
+            template, contrast, with_head=not stripped, voxel_mm=preset.template_voxel_mm
+        )
         moving = nib.Nifti1Image(data, affine)
         moving.header.set_xyzt_units("mm")
         linear = register_linear(
             fixed, moving, transform="affine", preset=affine_preset, out_dir=work_dir
         )
-        candidates.append((linear.final_metric, stripped, moving, linear))
-    _, stripped, moving, linear = min(candidates, key=lambda c: c[0])
+        metric = mattes_metric(fixed, apply_linear(moving, fixed, linear.fixed_to_moving))
+        candidates.append((metric, stripped, moving, linear))
+    final_metric, stripped, moving, linear = min(candidates, key=lambda c: c[0])
     files: tuple[Path, ...] = (linear.transform_file,)
     if deformable:
         files = register_nonlinear(
             fixed, moving, initial=linear, preset=preset, out_dir=work_dir
         ).transform_files
-    return TemplateFit(linear.fixed_to_moving, files, stripped, linear.final_metric)
+    return TemplateFit(linear.fixed_to_moving, files, stripped, final_metric)
 
 
 def template_maps(
@@ -128,25 +135,41 @@ def carry_template_maps(
     """Template-space maps averaged over each scan voxel's volume, carried through the fit.
 
     Thick voxels (5 mm slices) are divided into sub-voxels about as thick as the
-    in-plane size; the maps are resampled (linear) at the sub-voxel centres and
+    in-plane size; the maps are sampled (linear) at the sub-voxel centres and
     averaged, so a voxel that the slab boundary cuts gets the fraction of it inside.
+    The sub-voxel centres are carried through the fit once, for every map.
     """
     template = load_template()
     zooms = np.asarray(image.header.get_zooms()[:3], dtype=np.float64)
     split = np.maximum(np.rint(zooms / zooms.min()), 1).astype(int)
-    fine_affine = np.asarray(image.affine, dtype=np.float64) @ np.diag([*(1.0 / split), 1.0])
-    fine_affine[:3, 3] = image.affine[:3, :3] @ (0.5 / split - 0.5) + image.affine[:3, 3]
     shape = tuple(int(n) for n in image.shape[:3])
-    fine = nib.Nifti1Image(
-        np.zeros(tuple(n * k for n, k in zip(shape, split, strict=True)), np.uint8), fine_affine
+    fine_shape = tuple(n * k for n, k in zip(shape, split, strict=True))
+    fine_to_ras = np.asarray(image.affine, dtype=np.float64) @ np.diag([*(1.0 / split), 1.0])
+    fine_to_ras[:3, 3] = image.affine[:3, :3] @ (0.5 / split - 0.5) + image.affine[:3, 3]
+    indices = np.indices(fine_shape, dtype=np.float32).reshape(3, -1)
+    points = fine_to_ras[:3, :3].astype(np.float32) @ indices + fine_to_ras[:3, 3:].astype(
+        np.float32
     )
+    del indices
+    in_template = map_points(points, fit.transform_files)
+    to_voxel = np.linalg.inv(template.affine).astype(np.float32)
+    voxel = to_voxel[:3, :3] @ in_template + to_voxel[:3, 3:]
+    del points, in_template
     carried = {}
     for name, values in maps.items():
-        in_template = nib.Nifti1Image(np.asarray(values, dtype=np.float32), template.affine)
-        in_template.header.set_xyzt_units("mm")
-        sampled = np.asarray(
-            apply_transform_files(in_template, fine, fit.transform_files).dataobj, np.float32
-        )
+        sampled = np.zeros(voxel.shape[1], dtype=np.float32)
+        # Only points within a voxel of the map's non-zero box can sample non-zero
+        # values (the brain's maps cover a third of a scan's field of view).
+        support = values != 0
+        nonzero = [np.flatnonzero(support.any(axis=other)) for other in _OTHER_AXES]
+        if all(len(n) for n in nonzero):
+            near = np.ones(voxel.shape[1], dtype=bool)
+            for axis, n in enumerate(nonzero):
+                near &= (voxel[axis] > n[0] - 1) & (voxel[axis] < n[-1] + 1)
+            sampled[near] = sample_linear(values, voxel[:, near])
         blocks = sampled.reshape(shape[0], split[0], shape[1], split[1], shape[2], split[2])
         carried[name] = np.asarray(blocks.mean(axis=(1, 3, 5)), dtype=np.float32)
     return carried
+
+
+_OTHER_AXES = ((1, 2), (0, 2), (0, 1))

@@ -97,6 +97,9 @@ class RegistrationPreset:
     n4_shrink_factor: int = field(metadata=bounds(1, 8))
     n4_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
     template_voxel_mm: float = field(metadata=bounds(0.5, 4.0))
+    # Rigid co-registration of a visit's contrasts onto its reading space: metric
+    # sampling (``sampling_rate`` serves the template fit and the longitudinal stage).
+    coregistration_sampling_rate: float = field(metadata=bounds(0.01, 1.0))
     # Affine stage of the template fit (per level, like ``iterations``); SyN follows.
     template_affine_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
     # Longitudinal SyN (Jacobian-integration PBVC) between two visits in their halfway

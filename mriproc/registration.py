@@ -23,7 +23,7 @@ import ants
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
-from scipy import linalg
+from scipy import linalg, ndimage
 
 from mriproc.config import RegistrationPreset
 
@@ -33,10 +33,11 @@ __all__ = [
     "LinearRegistration",
     "NonlinearRegistration",
     "apply_linear",
-    "apply_transform_files",
     "from_ants",
     "jacobian_determinant",
+    "map_points",
     "matrix_power",
+    "mattes_metric",
     "mean_displacement_mm",
     "n4_bias_correct",
     "n4_bias_field",
@@ -45,6 +46,7 @@ __all__ = [
     "register_linear",
     "register_nonlinear",
     "resample_isotropic",
+    "sample_linear",
     "to_ants",
 ]
 
@@ -93,7 +95,6 @@ class LinearRegistration:
 
     fixed_to_moving: npt.NDArray[np.float64]
     transform_file: Path  # ITK .mat (LPS), as written by antsRegistration
-    final_metric: float  # Mattes mutual information of the result (lower is better)
 
 
 def _itk_matrix(transform: Any) -> npt.NDArray[np.float64]:
@@ -147,10 +148,20 @@ def register_linear(
     (transform_path,) = result["fwdtransforms"]
     lps = _itk_matrix(ants.read_transform(transform_path))
     ras = _LPS @ lps @ _LPS
-    warped = result["warpedmovout"]
-    metric = float(ants.image_similarity(fixed_ants, warped, metric_type="MattesMutualInformation"))
-    return LinearRegistration(
-        fixed_to_moving=ras, transform_file=Path(transform_path), final_metric=metric
+    return LinearRegistration(fixed_to_moving=ras, transform_file=Path(transform_path))
+
+
+def mattes_metric(
+    fixed: nib.Nifti1Image | nib.Nifti2Image, moving: nib.Nifti1Image | nib.Nifti2Image
+) -> float:
+    """Mattes mutual information of two images on one grid, as antsRegistration's metric.
+
+    Negative; lower is a better match.
+    """
+    return float(
+        ants.image_similarity(
+            to_ants(fixed), to_ants(moving), metric_type="MattesMutualInformation"
+        )
     )
 
 
@@ -218,7 +229,7 @@ class NonlinearRegistration:
     """A SyN registration of ``moving`` onto ``fixed``, on top of a linear one.
 
     ``transform_files`` (warp, then the linear transform) resample the moving image
-    onto the fixed grid, in the order :func:`apply_transform_files` takes them.
+    onto the fixed grid, in the order :func:`map_points` takes them.
     """
 
     transform_files: tuple[Path, ...]
@@ -312,23 +323,49 @@ def jacobian_determinant(
     return np.asarray(determinant.numpy(), dtype=np.float32)
 
 
-def apply_transform_files(
-    moving: nib.Nifti1Image | nib.Nifti2Image,
-    reference: nib.Nifti1Image | nib.Nifti2Image,
-    transform_files: tuple[Path, ...],
-    *,
-    interpolation: Literal["linear", "nearestNeighbor"] = "linear",
-) -> nib.Nifti1Image:
-    """Resample ``moving`` onto ``reference``'s grid through ANTs transform files."""
-    resampled = ants.apply_transforms(
-        fixed=to_ants(reference),
-        moving=to_ants(moving),
-        transformlist=[str(p) for p in transform_files],
-        interpolator=interpolation,
-        defaultvalue=0,
-        verbose=False,
+def map_points(
+    points_ras: npt.NDArray[np.float32], transform_files: tuple[Path, ...]
+) -> npt.NDArray[np.float32]:
+    """Where ANTs transform files send RAS points (3 x N): the fixed-to-moving map.
+
+    The files are taken in the order :func:`ants.apply_transforms` takes them (the
+    registration's ``fwdtransforms``: warp, then the linear transform); a point moves
+    through the first file first.  Linear files (``.mat``) are 4 x 4 maps; warps
+    (displacement fields) are interpolated linearly, with zero displacement outside
+    their grid, as ITK does.  Resampling an image through the same files samples it
+    at these points: mapping the points once serves any number of images.
+    """
+    lps = np.asarray(points_ras, dtype=np.float32) * np.array([[-1.0], [-1.0], [1.0]], np.float32)
+    for path in transform_files:
+        if path.name.endswith(".mat"):
+            matrix = _itk_matrix(ants.read_transform(str(path))).astype(np.float32)
+            lps = matrix[:3, :3] @ lps + matrix[:3, 3:]
+            continue
+        field = nib.Nifti1Image.from_filename(
+            path
+        )  # ITK displacement field: LPS vectors on an RAS-affine grid
+        vectors = np.asarray(field.dataobj, dtype=np.float32).reshape(*field.shape[:3], 3)
+        to_voxel = np.linalg.inv(field.affine).astype(np.float32)
+        ras = lps * np.array([[-1.0], [-1.0], [1.0]], np.float32)
+        voxel = to_voxel[:3, :3] @ ras + to_voxel[:3, 3:]
+        lps = lps + np.stack([sample_linear(vectors[..., axis], voxel) for axis in range(3)])
+    return np.asarray(lps * np.array([[-1.0], [-1.0], [1.0]], np.float32), dtype=np.float32)
+
+
+def sample_linear(
+    values: npt.NDArray[np.floating[Any]], voxel: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """``values`` interpolated (trilinear) at voxel coordinates ``voxel`` (3 x N).
+
+    As ITK's resampling: points within half a voxel of the grid's edge take the edge
+    value, points farther out take 0.
+    """
+    shape = np.array(values.shape[:3], dtype=np.float32)[:, None]
+    inside = np.all((voxel >= -0.5) & (voxel < shape - 0.5), axis=0)
+    sampled = ndimage.map_coordinates(
+        np.asarray(values, dtype=np.float32), voxel, order=1, mode="nearest", prefilter=False
     )
-    return from_ants(resampled)
+    return np.where(inside, sampled, np.float32(0.0)).astype(np.float32)
 
 
 def apply_linear(

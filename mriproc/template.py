@@ -53,7 +53,17 @@ class Template:
     wm: FloatArray
     csf: FloatArray
     outside_mm: FloatArray  # distance outside the brain mask (0 inside)
-    inside_mm: FloatArray  # depth inside the brain mask (0 outside)
+
+    @functools.cached_property
+    def inside_mm(self) -> FloatArray:
+        """Depth inside the brain mask (0 outside); computed when first asked for.
+
+        Only the simulator asks (cortical veins, lesion sites): a template fit does
+        not pay for the distance transform.
+        """
+        inside = np.asarray(ndimage.distance_transform_edt(self.outside_mm == 0), np.float32)
+        inside.setflags(write=False)
+        return inside
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -89,8 +99,7 @@ def load_template() -> Template:
     gm, wm = gm * scale, wm * scale
     csf = np.where(mask, np.clip(1.0 - gm - wm, 0.0, 1.0), 0.0).astype(np.float32)
     outside = ndimage.distance_transform_edt(~mask).astype(np.float32)
-    inside = ndimage.distance_transform_edt(mask).astype(np.float32)
-    for array in (gm, wm, csf, outside, inside):
+    for array in (gm, wm, csf, outside):
         array.setflags(write=False)
     return Template(
         affine=np.asarray(gm_img.affine, dtype=np.float64),
@@ -98,7 +107,6 @@ def load_template() -> Template:
         wm=wm,
         csf=csf,
         outside_mm=outside,
-        inside_mm=inside,
     )
 
 
@@ -129,9 +137,10 @@ def head_fractions(
         Draws the cortical veins (None: no veins).
     """
     d = template.outside_mm
-    x, y, z = np.meshgrid(
-        template.world_grid(0), template.world_grid(1), template.world_grid(2), indexing="ij"
-    )
+    # World coordinates as open grids: broadcasting builds full volumes only where needed.
+    x = template.world_grid(0)[:, None, None]
+    y = template.world_grid(1)[None, :, None]
+    z = template.world_grid(2)[None, None, :]
     outer_csf = _shell(d, 0.0, csf_layer_mm)
     skull = _shell(d, csf_layer_mm, csf_layer_mm + skull_mm)
     marrow = _shell(d, csf_layer_mm + 0.3 * skull_mm, csf_layer_mm + 0.7 * skull_mm)
@@ -152,13 +161,17 @@ def head_fractions(
 
     # Choroid plexus: in the atria of the lateral ventricles.
     ventricle_csf = template.csf * (d == 0)
-    atria = np.zeros_like(x)
+    atria = np.zeros(template.shape, dtype=np.float32)
     for side in (-1.0, 1.0):
         r2 = ((x - side * 28.0) / 9.0) ** 2 + ((y + 40.0) / 9.0) ** 2 + ((z - 14.0) / 7.0) ** 2
         atria = np.maximum(atria, np.clip(1.5 - r2, 0.0, 1.0))
     choroid = np.asarray(0.8 * atria * ventricle_csf, dtype=np.float32)
 
-    veins = _cortical_veins(template, rng) if rng is not None else np.zeros_like(x)
+    veins = (
+        _cortical_veins(template, rng)
+        if rng is not None
+        else np.zeros(template.shape, dtype=np.float32)
+    )
     blood = np.clip(sinus + veins, 0.0, 1.0)
 
     fractions = {
@@ -173,12 +186,17 @@ def head_fractions(
     }
     # Blood and choroid plexus displace what was there before; where the soft
     # edges of neighbouring layers overlap, fractions are scaled to sum to 1.
-    displaced = np.clip(fractions["blood"] + fractions["choroid_plexus"], 0.0, 1.0)
+    # (In place: every array in ``fractions`` is this call's own.)
+    kept = 1.0 - np.clip(fractions["blood"] + fractions["choroid_plexus"], 0.0, 1.0)
     for name in ("GM", "WM", "CSF", "bone", "fat", "muscle"):
-        fractions[name] = np.asarray(fractions[name] * (1.0 - displaced), dtype=np.float32)
-    total = sum(fractions.values())
+        fractions[name] *= kept
+    total = np.zeros(template.shape, dtype=np.float32)
+    for fraction in fractions.values():
+        total += fraction
     excess = np.where(total > 1.0, 1.0 / np.maximum(total, 1e-6), 1.0).astype(np.float32)
-    return {name: np.asarray(f * excess, dtype=np.float32) for name, f in fractions.items()}
+    for fraction in fractions.values():
+        fraction *= excess
+    return fractions
 
 
 def _cortical_veins(template: Template, rng: np.random.Generator, n_veins: int = 40) -> FloatArray:
@@ -204,12 +222,15 @@ def _cortical_veins(template: Template, rng: np.random.Generator, n_veins: int =
 
 
 def synthetic_image(
-    template: Template, contrast: str, *, with_head: bool
+    template: Template, contrast: str, *, with_head: bool, voxel_mm: float = 1.0
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
     """The template head as a ``contrast`` image (signal equations, 1.5 T values).
 
     ``with_head=False`` gives the skull-stripped brain, for already stripped scans.
-    Returns the voxel array and the template affine.
+    ``voxel_mm`` coarser than the template's 1 mm averages blocks of ``k`` x ``k`` x
+    ``k`` voxels, ``k = round(voxel_mm)`` (a registration onto a scan resampled to
+    ``voxel_mm`` gains nothing from finer detail and pays for it at every level).
+    Returns the voxel array and its affine.
     """
     from mriproc.mr_signal import SEQUENCES, TISSUES, signal
 
@@ -223,7 +244,21 @@ def synthetic_image(
     for name, fraction in fractions.items():
         tissue = TISSUES[name]
         image += fraction * float(signal(sequence, tissue.pd, tissue.t1_ms, tissue.t2_ms))
-    return np.asarray(image * 1000.0, dtype=np.float32), template.affine
+    return _block_mean(image * 1000.0, template.affine, max(round(voxel_mm), 1))
+
+
+def _block_mean(
+    data: FloatArray, affine: npt.NDArray[np.float64], k: int
+) -> tuple[FloatArray, npt.NDArray[np.float64]]:
+    """``data`` averaged over blocks of ``k``^3 voxels (zero-padded at the far edges)."""
+    if k == 1:
+        return np.asarray(data, dtype=np.float32), affine
+    padded = np.pad(data, [(0, -n % k) for n in data.shape])
+    a, b, c = (n // k for n in padded.shape)
+    blocks = padded.reshape(a, k, b, k, c, k).mean(axis=(1, 3, 5))
+    coarse = np.asarray(affine, dtype=np.float64) @ np.diag([k, k, k, 1.0])
+    coarse[:3, 3] = affine[:3, :3] @ np.full(3, (k - 1) / 2.0) + affine[:3, 3]
+    return np.asarray(blocks, dtype=np.float32), coarse
 
 
 @functools.cache

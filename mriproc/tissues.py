@@ -46,6 +46,12 @@ _SEED_PRIOR = 0.9
 # With one channel: the smallest weight a component keeps where the template gives its
 # classes no probability (the carried template is not exact).
 _SPATIAL_FLOOR = 0.05
+# EM fits the component weights and the noise on every FIT_STRIDE-th voxel of the
+# region (a fixed, evenly spread subset: 10^5 voxels and more on an ESIMS scan), then
+# every voxel's fractions come from the fitted model. The fit's parameters are
+# 40 weights and a few noise levels: the subset estimates them as well as all
+# voxels do, at a quarter of the cost (benchmarks/RESULTS.md, issue 24).
+FIT_STRIDE = 4
 
 
 class TissueError(ValueError):
@@ -194,34 +200,37 @@ def tissue_fractions(
         if len(channels) == 1
         else None
     )
+    fit = slice(None, None, FIT_STRIDE)
+    fit_data, fit_zone, fit_forbidden = data[fit], zone[fit], forbidden[fit]
+    fit_spatial = None if spatial is None else spatial[fit]
     for _ in range(iterations):
         totals = np.zeros(len(components))
         residual = np.zeros((2, data.shape[1]))
         counts = np.zeros(2)
         for rows, resp in _responsibilities(
-            data,
+            fit_data,
             means,
-            noise[zone],
+            noise[fit_zone],
             weights,
             outlier,
             outlier_density,
-            forbidden,
-            spatial,
+            fit_forbidden,
+            fit_spatial,
             fractions,
         ):
             totals += resp.sum(axis=0)
             used = resp[:, ~outlier]
             # sum over components j of resp_ij (x_i - m_j)^2, per voxel and channel
             squared = (
-                used.sum(axis=1)[:, None] * data[rows] ** 2
-                - 2.0 * data[rows] * (used @ used_means)
+                used.sum(axis=1)[:, None] * fit_data[rows] ** 2
+                - 2.0 * fit_data[rows] * (used @ used_means)
                 + used @ used_means**2
             )
-            in_zone_rows = zone[rows]
+            in_zone_rows = fit_zone[rows]
             for k in (0, 1):
                 residual[k] += squared[in_zone_rows == k].sum(axis=0)
                 counts[k] += used[in_zone_rows == k].sum()
-        weights = totals / len(data)
+        weights = totals / len(fit_data)
         if fixed is not None:
             continue
         fitted = counts > 1.0

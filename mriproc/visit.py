@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +119,11 @@ def coregister(
     out_dir.mkdir(parents=True, exist_ok=True)
     moving_img, fixed_img = read_image(moving), read_image(fixed)
     registration = register_linear(
-        fixed_img, moving_img, transform="rigid", preset=preset, out_dir=out_dir
+        fixed_img,
+        moving_img,
+        transform="rigid",
+        preset=replace(preset, sampling_rate=preset.coregistration_sampling_rate),
+        out_dir=out_dir,
     )
     resampled = apply_linear(moving_img, fixed_img, registration.fixed_to_moving)
     name = Path(moving).name.split(".nii")[0]

@@ -13,10 +13,13 @@ from mriproc.config import ProtocolError, load_registration_preset
 from mriproc.registration import (
     apply_linear,
     from_ants,
+    map_points,
     mean_displacement_mm,
     n4_bias_correct,
     register_halfway,
     register_linear,
+    register_nonlinear,
+    sample_linear,
     to_ants,
 )
 
@@ -113,6 +116,36 @@ def test_registration_is_deterministic(tmp_path: Path, fast: object) -> None:
     first = register_linear(fixed, moving, transform="rigid", preset=fast, out_dir=tmp_path / "a")  # type: ignore[arg-type]
     second = register_linear(fixed, moving, transform="rigid", preset=fast, out_dir=tmp_path / "b")  # type: ignore[arg-type]
     np.testing.assert_array_equal(first.fixed_to_moving, second.fixed_to_moving)
+
+
+def test_mapped_points_resample_as_ants_does(tmp_path: Path, fast: object) -> None:
+    """Sampling the moving image where map_points sends the fixed grid = antsApplyTransforms."""
+    import ants
+
+    fixed = nib.Nifti1Image(blobs(3), AFFINE)
+    moving_affine = AFFINE @ np.diag([1.25, 1.25, 1.0, 1.0])  # another grid, partly outside
+    moving = nib.Nifti1Image(blobs(4), moving_affine)
+    linear = register_linear(fixed, moving, transform="affine", preset=fast, out_dir=tmp_path)  # type: ignore[arg-type]
+    syn = register_nonlinear(fixed, moving, initial=linear, preset=fast, out_dir=tmp_path)  # type: ignore[arg-type]
+    assert any(p.name.endswith("Warp.nii.gz") for p in syn.transform_files)
+    expected = from_ants(
+        ants.apply_transforms(
+            fixed=to_ants(fixed),
+            moving=to_ants(moving),
+            transformlist=[str(p) for p in syn.transform_files],
+            interpolator="linear",
+            defaultvalue=0,
+        )
+    ).get_fdata()
+    indices = np.indices(SHAPE, dtype=np.float32).reshape(3, -1)
+    points = (AFFINE[:3, :3] @ indices + AFFINE[:3, 3:]).astype(np.float32)
+    to_voxel = np.linalg.inv(moving_affine)
+    voxel = (to_voxel[:3, :3] @ map_points(points, syn.transform_files) + to_voxel[:3, 3:]).astype(
+        np.float32
+    )
+    ours = sample_linear(np.asarray(moving.dataobj), voxel).reshape(SHAPE)
+    assert (expected == 0).any() and (expected > 0).mean() > 0.5  # the edge is exercised
+    np.testing.assert_allclose(ours, expected, atol=0.05)  # of values up to 1000
 
 
 def test_n4_flattens_a_bias_field(fast: object) -> None:
