@@ -222,15 +222,12 @@ def _cortical_veins(template: Template, rng: np.random.Generator, n_veins: int =
 
 
 def synthetic_image(
-    template: Template, contrast: str, *, with_head: bool, voxel_mm: float = 1.0
+    template: Template, contrast: str, *, with_head: bool
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
     """The template head as a ``contrast`` image (signal equations, 1.5 T values).
 
     ``with_head=False`` gives the skull-stripped brain, for already stripped scans.
-    ``voxel_mm`` coarser than the template's 1 mm averages blocks of ``k`` x ``k`` x
-    ``k`` voxels, ``k = round(voxel_mm)`` (a registration onto a scan resampled to
-    ``voxel_mm`` gains nothing from finer detail and pays for it at every level).
-    Returns the voxel array and its affine.
+    Returns the voxel array and the template affine.
     """
     from mriproc.mr_signal import SEQUENCES, TISSUES, signal
 
@@ -244,21 +241,7 @@ def synthetic_image(
     for name, fraction in fractions.items():
         tissue = TISSUES[name]
         image += fraction * float(signal(sequence, tissue.pd, tissue.t1_ms, tissue.t2_ms))
-    return _block_mean(image * 1000.0, template.affine, max(round(voxel_mm), 1))
-
-
-def _block_mean(
-    data: FloatArray, affine: npt.NDArray[np.float64], k: int
-) -> tuple[FloatArray, npt.NDArray[np.float64]]:
-    """``data`` averaged over blocks of ``k``^3 voxels (zero-padded at the far edges)."""
-    if k == 1:
-        return np.asarray(data, dtype=np.float32), affine
-    padded = np.pad(data, [(0, -n % k) for n in data.shape])
-    a, b, c = (n // k for n in padded.shape)
-    blocks = padded.reshape(a, k, b, k, c, k).mean(axis=(1, 3, 5))
-    coarse = np.asarray(affine, dtype=np.float64) @ np.diag([k, k, k, 1.0])
-    coarse[:3, 3] = affine[:3, :3] @ np.full(3, (k - 1) / 2.0) + affine[:3, 3]
-    return np.asarray(blocks, dtype=np.float32), coarse
+    return np.asarray(image * 1000.0, dtype=np.float32), template.affine
 
 
 @functools.cache
