@@ -55,6 +55,7 @@ ants.config.set_ants_deterministic(True, seed_value=ANTS_SEED)
 os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_FLIP = np.array([[-1.0], [-1.0], [1.0]], dtype=np.float32)  # RAS <-> LPS, points as columns
 
 
 def to_ants(image: nib.Nifti1Image | nib.Nifti2Image) -> Any:
@@ -335,21 +336,19 @@ def map_points(
     their grid, as ITK does.  Resampling an image through the same files samples it
     at these points: mapping the points once serves any number of images.
     """
-    lps = np.asarray(points_ras, dtype=np.float32) * np.array([[-1.0], [-1.0], [1.0]], np.float32)
+    lps = np.asarray(points_ras, dtype=np.float32) * _FLIP
     for path in transform_files:
         if path.name.endswith(".mat"):
             matrix = _itk_matrix(ants.read_transform(str(path))).astype(np.float32)
             lps = matrix[:3, :3] @ lps + matrix[:3, 3:]
             continue
-        field = nib.Nifti1Image.from_filename(
-            path
-        )  # ITK displacement field: LPS vectors on an RAS-affine grid
+        # An ITK displacement field: LPS vectors on a grid whose affine nibabel gives in RAS.
+        field = nib.Nifti1Image.from_filename(path)
         vectors = np.asarray(field.dataobj, dtype=np.float32).reshape(*field.shape[:3], 3)
         to_voxel = np.linalg.inv(field.affine).astype(np.float32)
-        ras = lps * np.array([[-1.0], [-1.0], [1.0]], np.float32)
-        voxel = to_voxel[:3, :3] @ ras + to_voxel[:3, 3:]
+        voxel = to_voxel[:3, :3] @ (lps * _FLIP) + to_voxel[:3, 3:]
         lps = lps + np.stack([sample_linear(vectors[..., axis], voxel) for axis in range(3)])
-    return np.asarray(lps * np.array([[-1.0], [-1.0], [1.0]], np.float32), dtype=np.float32)
+    return np.asarray(lps * _FLIP, dtype=np.float32)
 
 
 def sample_linear(

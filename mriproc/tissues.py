@@ -47,7 +47,7 @@ _SEED_PRIOR = 0.9
 # classes no probability (the carried template is not exact).
 _SPATIAL_FLOOR = 0.05
 # EM fits the component weights and the noise on every FIT_STRIDE-th voxel of the
-# region (a fixed, evenly spread subset: 10^5 voxels and more on an ESIMS scan), then
+# region (a fixed, evenly spread subset: about 90,000 voxels on an ESIMS scan), then
 # every voxel's fractions come from the fitted model. The fit's parameters are
 # 40 weights and a few noise levels: the subset estimates them as well as all
 # voxels do, at a quarter of the cost (benchmarks/RESULTS.md, issue 24).

@@ -148,6 +148,36 @@ def test_mapped_points_resample_as_ants_does(tmp_path: Path, fast: object) -> No
     np.testing.assert_allclose(ours, expected, atol=0.05)  # of values up to 1000
 
 
+def test_coregistration_samples_at_its_own_rate(tmp_path: Path, fast: object) -> None:
+    """A visit's co-registration uses the preset's coregistration_sampling_rate."""
+    from dataclasses import replace
+
+    from mriproc.io.itk import read_itk_affine
+    from mriproc.visit import coregister
+
+    preset = replace(fast, sampling_rate=0.3, coregistration_sampling_rate=0.05)  # type: ignore[type-var]
+    fixed = nib.Nifti1Image(blobs(5), AFFINE)
+    moving = moved(blobs(5), rigid(6.0, (2.0, -3.0, 1.0)))
+    nib.save(fixed, tmp_path / "fixed.nii.gz")
+    nib.save(moving, tmp_path / "moving.nii.gz")
+    done = coregister(
+        tmp_path / "moving.nii.gz", tmp_path / "fixed.nii.gz", out_dir=tmp_path / "c", preset=preset
+    )
+    written = read_itk_affine(done.transform)
+    at_rate = {
+        rate: register_linear(
+            fixed,
+            moving,
+            transform="rigid",
+            preset=replace(preset, sampling_rate=rate),
+            out_dir=tmp_path / str(rate),
+        ).fixed_to_moving
+        for rate in (0.05, 0.3)
+    }
+    assert not np.allclose(at_rate[0.05], at_rate[0.3], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(written, at_rate[0.05], atol=1e-5)
+
+
 def test_n4_flattens_a_bias_field(fast: object) -> None:
     flat = np.full(SHAPE, 500.0, dtype=np.float32)
     flat += np.random.default_rng(2).normal(0, 5, SHAPE).astype(np.float32)
