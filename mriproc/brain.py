@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from mriproc.config import RegistrationPreset
 from mriproc.endpoints import PcfParams
+from mriproc.io.itk import write_itk_affine
 from mriproc.registration import (
     apply_linear,
     map_points,
@@ -36,18 +37,17 @@ __all__ = [
     "TemplateFit",
     "carry_template_maps",
     "fit_template",
+    "fit_through",
     "template_maps",
 ]
 
 
 @dataclass(frozen=True)
 class TemplateFit:
-    """How the template maps onto a scan: affine (RAS matrix) and deformable stages."""
+    """How the template maps onto a scan: its transform files, and the scan's kind."""
 
-    scan_to_template: npt.NDArray[np.float64]  # affine stage only
     transform_files: tuple[Path, ...]  # affine + SyN, template -> scan resampling
     skull_stripped: bool
-    final_metric: float  # Mattes mutual information of the affine stage (lower: better)
 
 
 # The intracranial mask on the template: its brain mask grown by this much. The
@@ -93,13 +93,28 @@ def fit_template(
         )
         metric = mattes_metric(fixed, apply_linear(moving, fixed, linear.fixed_to_moving))
         candidates.append((metric, stripped, moving, linear))
-    final_metric, stripped, moving, linear = min(candidates, key=lambda c: c[0])
+    _, stripped, moving, linear = min(candidates, key=lambda c: c[0])
     files: tuple[Path, ...] = (linear.transform_file,)
     if deformable:
         files = register_nonlinear(
             fixed, moving, initial=linear, preset=preset, out_dir=work_dir
         ).transform_files
-    return TemplateFit(linear.fixed_to_moving, files, stripped, final_metric)
+    return TemplateFit(files, stripped)
+
+
+def fit_through(
+    fit: TemplateFit, scan_to_fitted: npt.NDArray[np.float64], work_dir: Path
+) -> TemplateFit:
+    """``fit`` (the template on one scan) carried to another scan of the same head.
+
+    ``scan_to_fitted`` maps the other scan's RAS points to the fitted scan's (a rigid
+    registration between two visits); it is written as an ITK transform in
+    ``work_dir`` and taken first: a point of the other scan moves into the fitted
+    scan, then through ``fit``'s transforms into the template.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    first = write_itk_affine(work_dir / "scan_to_fitted_xfm.txt", scan_to_fitted)
+    return TemplateFit((first, *fit.transform_files), fit.skull_stripped)
 
 
 def template_maps(

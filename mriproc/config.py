@@ -97,9 +97,10 @@ class RegistrationPreset:
     n4_shrink_factor: int = field(metadata=bounds(1, 8))
     n4_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
     template_voxel_mm: float = field(metadata=bounds(0.5, 4.0))
-    # Rigid co-registration of a visit's contrasts onto its reading space: metric
-    # sampling (``sampling_rate`` serves the template fit and the longitudinal stage).
-    coregistration_sampling_rate: float = field(metadata=bounds(0.01, 1.0))
+    # Metric sampling of the rigid registrations: a visit's contrasts onto its reading
+    # space, and two visits to each other (halfway); ``sampling_rate`` serves the
+    # template fit's affine stage.
+    rigid_sampling_rate: float = field(metadata=bounds(0.01, 1.0))
     # Affine stage of the template fit (per level, like ``iterations``); SyN follows.
     template_affine_iterations: tuple[int, ...] = field(metadata={"min_len": 1})
     # Longitudinal SyN (Jacobian-integration PBVC) between two visits in their halfway
@@ -121,6 +122,11 @@ class RegistrationParams:
     # Normalized mutual information (1 = unrelated, 2 = identical) of a co-registered
     # contrast with its fixed image over the head: below it, the contrast is refused.
     min_nmi: float = field(metadata=bounds(1.0, 2.0))
+    # ``per_visit``: every visit fits the template itself.  ``per_participant``: the
+    # baseline fits it and each follow-up carries the baseline's fit through its
+    # rigid registration to the baseline (the longitudinal stage's halfway
+    # registration, computed first); follow-ups run without their baseline fit their own.
+    template_fit: Literal["per_visit", "per_participant"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,13 +122,15 @@ def run_demo(out: Path, *, stream: TextIO, progress_stream: TextIO | None = None
         f"Simulating {spec.n_subjects} participants ({', '.join(spec.arms)}) x "
         f"{len(spec.months)} visits with ground truth into {bids_dir}"
     )
-    simulated = _Steps(n_visits, "simulate", progress_stream or stream)
+    simulated = _Steps(spec.n_subjects, "simulate", progress_stream or stream)
     simulate_trial(
         bids_dir,
         spec,
         protocol,
-        on_visit=lambda subject, visit, _: simulated.step(
-            f"sub-{subject.label} M{spec.months[visit]:02d} ({subject.arm})"
+        # Two participants at a time, as the run below uses two processes.
+        n_procs=2,
+        on_subject=lambda subject: simulated.step(
+            f"sub-{subject.label} ({subject.arm}, {len(spec.months)} visits)"
         ),
     )
     stages.begin("Validating the dataset")

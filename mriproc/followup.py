@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,14 @@ from mriproc.config import Protocol, RegistrationPreset
 from mriproc.io.nifti import read_image, save_image
 from mriproc.lesions import min_lesion_volume_ml
 from mriproc.longitudinal import HalfwayVisit, LesionChanges, LongitudinalError, lesion_changes
-from mriproc.registration import apply_linear, register_halfway
+from mriproc.registration import apply_linear, matrix_power, register_halfway
 
 __all__ = [
     "FollowupOutcome",
+    "earlier_to_later",
     "followup_changes",
     "halfway_registration",
+    "halfway_through_baseline",
     "track_lesions",
 ]
 
@@ -53,9 +55,13 @@ __all__ = [
 def halfway_registration(
     earlier: str | Path, later: str | Path, *, preset: RegistrationPreset, out_dir: Path
 ) -> Path:
-    """Register two visits' reading images (inverse-consistent, rigid); write a JSON record."""
+    """Register two visits' reading images (inverse-consistent, rigid); write a JSON record.
+
+    The rigid fits sample the metric at the preset's ``rigid_sampling_rate``.
+    """
     fixed, moving = read_image(earlier), read_image(later)
-    result = register_halfway(fixed, moving, preset=preset, out_dir=out_dir / "registration")
+    rigid = replace(preset, sampling_rate=preset.rigid_sampling_rate)
+    result = register_halfway(fixed, moving, preset=rigid, out_dir=out_dir / "registration")
     path = out_dir / "halfway.json"
     record = {
         "earlier": str(earlier),
@@ -67,6 +73,38 @@ def halfway_registration(
     }
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
+
+
+def halfway_through_baseline(to_earlier: str | Path, to_later: str | Path, out_dir: Path) -> Path:
+    """Two follow-ups' halfway registration composed from each one's to the baseline.
+
+    ``to_earlier`` and ``to_later`` are :func:`halfway_registration` records of the
+    baseline with each follow-up (baseline earlier); the record written has the same
+    fields, for the earlier and the later follow-up.  Its ``asymmetry_mm`` is the
+    sum of the two (a bound on the composed registration's inverse inconsistency).
+    """
+    first, second = (json.loads(Path(r).read_text()) for r in (to_earlier, to_later))
+    earlier_to_later_ras = earlier_to_later(to_later) @ np.linalg.inv(earlier_to_later(to_earlier))
+    half = matrix_power(earlier_to_later_ras, 0.5)
+    record = {
+        "earlier": first["later"],
+        "later": second["later"],
+        "earlier_to_later_ras": earlier_to_later_ras.tolist(),
+        "halfway_to_earlier_ras": np.linalg.inv(half).tolist(),
+        "halfway_to_later_ras": half.tolist(),
+        "asymmetry_mm": first["asymmetry_mm"] + second["asymmetry_mm"],
+        "through": first["earlier"],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "halfway.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def earlier_to_later(record: str | Path) -> npt.NDArray[np.float64]:
+    """The rigid map of earlier-visit RAS points to later-visit ones in a halfway record."""
+    matrix = json.loads(Path(record).read_text())["earlier_to_later_ras"]
+    return np.asarray(matrix, dtype=np.float64)
 
 
 @dataclass

@@ -331,14 +331,15 @@ def map_points(
 
     The files are taken in the order :func:`ants.apply_transforms` takes them (the
     registration's ``fwdtransforms``: warp, then the linear transform); a point moves
-    through the first file first.  Linear files (``.mat``) are 4 x 4 maps; warps
+    through the first file first.  Linear files (ANTs' ``.mat``, ITK text ``.txt``)
+    are 4 x 4 maps; warps
     (displacement fields) are interpolated linearly, with zero displacement outside
     their grid, as ITK does.  Resampling an image through the same files samples it
     at these points: mapping the points once serves any number of images.
     """
     lps = np.asarray(points_ras, dtype=np.float32) * _FLIP
     for path in transform_files:
-        if path.name.endswith(".mat"):
+        if path.suffix in (".mat", ".txt"):
             matrix = _itk_matrix(ants.read_transform(str(path))).astype(np.float32)
             lps = matrix[:3, :3] @ lps + matrix[:3, 3:]
             continue

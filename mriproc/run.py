@@ -319,22 +319,37 @@ def _build_workflow(
     from nipype.pipeline import engine as pe
 
     from mriproc.workflows.longitudinal import init_longitudinal_wf
-    from mriproc.workflows.visit import init_visit_wf
+    from mriproc.workflows.visit import connect_baseline, init_visit_wf
 
     top = pe.Workflow(name="mriproc_wf", base_dir=str(work_dir))
     visit_wfs: dict[tuple[str, str], pe.Workflow] = {}
     final: dict[str, list[str]] = {}
-    for session in to_run:
+    running = {(s.participant, s.session) for s in to_run}
+    # per_participant: a follow-up carries its baseline's template fit when the
+    # baseline runs too (baselines first: their workflows feed the follow-ups').
+    shared = protocol.registration.template_fit == "per_participant"
+    baselines = {p: dataset.baseline_session(p) for p in {s.participant for s in to_run}}
+    for session in sorted(to_run, key=lambda s: s.session != baselines[s.participant]):
         rater = None
         if rater_masks is not None:
             candidate = bids_path(
                 rater_masks, session.participant, session.session, suffix="mask", desc="t2lesion"
             )
             rater = candidate.resolve() if candidate.is_file() else None
-        wf = init_visit_wf(session=session, protocol=protocol, output_dir=root, rater_mask=rater)
+        baseline = (session.participant, baselines[session.participant] or "")
+        follows = shared and session.session != baseline[1] and baseline in running
+        wf = init_visit_wf(
+            session=session,
+            protocol=protocol,
+            output_dir=root,
+            rater_mask=rater,
+            follows_baseline=follows,
+        )
         visit_wfs[(session.participant, session.session)] = wf
         top.add_nodes([wf])
         final.setdefault(session.participant, []).append(wf.name)
+        if follows:
+            connect_baseline(top, visit_wfs[baseline], wf)
     # Longitudinal: every participant whose baseline and at least one later visit run.
     for participant in sorted(final):
         visits = [
@@ -345,7 +360,11 @@ def _build_workflow(
         if len(visits) < 2 or visits[0] != dataset.baseline_session(participant):
             continue
         longitudinal = init_longitudinal_wf(
-            participant=participant, sessions=visits, protocol=protocol, output_dir=root
+            participant=participant,
+            sessions=visits,
+            protocol=protocol,
+            output_dir=root,
+            registered_to_baseline=shared,
         )
         final[participant].append(longitudinal.name)
         for index, label in enumerate(visits):

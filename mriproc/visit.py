@@ -17,7 +17,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from mriproc.brain import carry_template_maps, fit_template, template_maps
+from mriproc.brain import (
+    TemplateFit,
+    carry_template_maps,
+    fit_template,
+    fit_through,
+    template_maps,
+)
 from mriproc.config import RegistrationPreset
 from mriproc.endpoints import PcfParams
 from mriproc.io.itk import write_itk_affine
@@ -122,7 +128,7 @@ def coregister(
         fixed_img,
         moving_img,
         transform="rigid",
-        preset=replace(preset, sampling_rate=preset.coregistration_sampling_rate),
+        preset=replace(preset, sampling_rate=preset.rigid_sampling_rate),
         out_dir=out_dir,
     )
     resampled = apply_linear(moving_img, fixed_img, registration.fixed_to_moving)
@@ -173,17 +179,27 @@ def brain_masks(
     out_dir: Path,
     preset: RegistrationPreset,
     lesion_prior: bool = False,
-) -> tuple[dict[str, Path], bool]:
+    baseline: tuple[TemplateFit, npt.NDArray[np.float64]] | None = None,
+) -> tuple[dict[str, Path], TemplateFit]:
     """Fit the template to the reading-space image; write the maps it carries.
 
     Returns paths of ``brain`` (the carried brain-envelope mask, uint8; refined on
     the scan's intensities by :func:`tissue_classes`) and of the carried 0..1 maps
     ``icv``, ``CSF``, ``GM``, ``WM`` and ``slab`` (float32; ``lesion_prior`` too when
-    asked), and whether the scan was found already skull-stripped.
+    asked), and the fit (whether the scan was found already skull-stripped among it).
+
+    ``baseline``: the baseline visit's fit and the rigid map of baseline RAS points to
+    this follow-up's (its halfway registration): the baseline's fit is carried here
+    through the registration instead of fitting the template again.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     image = read_image(reading)
-    fit = fit_template(image, contrast, preset=preset, work_dir=out_dir)
+    if baseline is None:
+        fit = fit_template(image, contrast, preset=preset, work_dir=out_dir)
+    else:
+        baseline_fit, baseline_to_here = baseline
+        here_to_baseline = np.asarray(np.linalg.inv(baseline_to_here), dtype=np.float64)
+        fit = fit_through(baseline_fit, here_to_baseline, out_dir)
     carried = carry_template_maps(image, fit, template_maps(pcf, lesion_prior=lesion_prior))
     paths = {
         "brain": save_image(
@@ -194,7 +210,7 @@ def brain_masks(
     }
     for name, values in carried.items():
         paths[name] = save_image(values, image.affine, out_dir / f"template_{name}.nii.gz")
-    return paths, fit.skull_stripped
+    return paths, fit
 
 
 def tissue_classes(

@@ -12,14 +12,21 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
-from mriproc.followup import followup_changes, halfway_registration
+from mriproc.followup import followup_changes, halfway_registration, halfway_through_baseline
 from mriproc.interfaces.protocol import ProtocolInputSpec, ProtocolInterface
 from mriproc.outputs import write_longitudinal_outputs
 
-__all__ = ["FollowupChanges", "HalfwayRegister", "LongitudinalOutputs", "VisitBundle"]
+__all__ = [
+    "FollowupChanges",
+    "HalfwayRegister",
+    "HalfwayThroughBaseline",
+    "LongitudinalOutputs",
+    "VisitBundle",
+]
 
 
 class _VisitBundleInputSpec(BaseInterfaceInputSpec):
@@ -47,6 +54,9 @@ class _VisitBundleInputSpec(BaseInterfaceInputSpec):
         desc="template maps carried to the scan (BrainMasks)",
     )
     record = File(exists=True, mandatory=True, desc="the visit's measures record")
+    to_baseline = File(
+        exists=True, desc="a follow-up's HalfwayRegister record with its baseline (when fitted)"
+    )
 
 
 class _VisitBundleOutputSpec(TraitedSpec):
@@ -79,6 +89,8 @@ class VisitBundle(SimpleInterface):
         )
         bundle["reading"] = self.inputs.reading
         bundle["record"] = self.inputs.record
+        if isdefined(self.inputs.to_baseline):
+            bundle["to_baseline"] = self.inputs.to_baseline
         self._results["bundle"] = bundle
         return runtime
 
@@ -106,6 +118,26 @@ class HalfwayRegister(ProtocolInterface):
                 self.inputs.later,
                 preset=protocol.registration.preset,
                 out_dir=Path(runtime.cwd),
+            )
+        )
+        return runtime
+
+
+class _HalfwayThroughBaselineInputSpec(BaseInterfaceInputSpec):
+    to_earlier = File(exists=True, mandatory=True, desc="HalfwayRegister record: baseline, earlier")
+    to_later = File(exists=True, mandatory=True, desc="HalfwayRegister record: baseline, later")
+
+
+class HalfwayThroughBaseline(SimpleInterface):
+    """Two follow-ups' halfway registration, composed from theirs with the baseline."""
+
+    input_spec = _HalfwayThroughBaselineInputSpec
+    output_spec = _HalfwayRegisterOutputSpec
+
+    def _run_interface(self, runtime: Any) -> Any:
+        self._results["record"] = str(
+            halfway_through_baseline(
+                self.inputs.to_earlier, self.inputs.to_later, Path(runtime.cwd)
             )
         )
         return runtime

@@ -12,9 +12,12 @@ from typing import Any
 from nipype.interfaces.base import (
     File,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
+from mriproc.brain import TemplateFit
+from mriproc.followup import earlier_to_later
 from mriproc.interfaces.protocol import ProtocolInputSpec, ProtocolInterface
 from mriproc.outputs import write_visit_outputs
 from mriproc.tissues import TissueError
@@ -69,10 +72,18 @@ class BiasCorrect(ProtocolInterface):
 class _BrainMasksInputSpec(ProtocolInputSpec):
     in_file = File(exists=True, mandatory=True, desc="bias-corrected reading-space image")
     contrast = traits.Str(mandatory=True, desc="its contrast (template rendering)")
+    baseline_transforms = traits.List(
+        File(exists=True),
+        requires=["baseline_skull_stripped", "to_baseline"],
+        desc="a follow-up: the baseline's fit (BrainMasks.transforms), carried instead",
+    )
+    baseline_skull_stripped = traits.Bool(desc="a follow-up: the baseline's skull_stripped")
+    to_baseline = File(exists=True, desc="a follow-up: HalfwayRegister record, baseline earlier")
 
 
 class _BrainMasksOutputSpec(TraitedSpec):
     skull_stripped = traits.Bool(desc="the scan was already skull-stripped")
+    transforms = traits.List(File(exists=True), desc="the fit: template -> scan transform files")
     template_maps = traits.Dict(
         traits.Str,
         File(exists=True),
@@ -82,14 +93,21 @@ class _BrainMasksOutputSpec(TraitedSpec):
 
 
 class BrainMasks(ProtocolInterface):
-    """Template fit: brain-envelope mask and the carried template maps."""
+    """Template fit (or a follow-up's baseline fit, carried): masks and template maps."""
 
     input_spec = _BrainMasksInputSpec
     output_spec = _BrainMasksOutputSpec
 
     def _run_interface(self, runtime: Any) -> Any:
         protocol = self.protocol
-        paths, stripped = brain_masks(
+        baseline = None
+        if isdefined(self.inputs.baseline_transforms):
+            fit = TemplateFit(
+                tuple(Path(p) for p in self.inputs.baseline_transforms),
+                bool(self.inputs.baseline_skull_stripped),
+            )
+            baseline = (fit, earlier_to_later(self.inputs.to_baseline))
+        paths, fit = brain_masks(
             self.inputs.in_file,
             self.inputs.contrast,
             pcf=protocol.pcf,
@@ -97,9 +115,11 @@ class BrainMasks(ProtocolInterface):
             preset=protocol.registration.preset,
             # The prior is a feature of the lesion classifier only.
             lesion_prior=protocol.t2_lesions.classifier is not None,
+            baseline=baseline,
         )
         self._results["template_maps"] = {k: str(v) for k, v in paths.items()}
-        self._results["skull_stripped"] = stripped
+        self._results["skull_stripped"] = fit.skull_stripped
+        self._results["transforms"] = [str(p) for p in fit.transform_files]
         self._results["icv_prob"] = str(paths["icv"])
         return runtime
 

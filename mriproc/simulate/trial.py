@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,74 +136,151 @@ def simulate_trial(
     protocol: Protocol,
     *,
     on_visit: Callable[[SimSubject, int, dict[str, Any]], None] | None = None,
+    on_subject: Callable[[SimSubject], None] | None = None,
+    n_procs: int = 1,
 ) -> Path:
     """Simulate the trial into ``out_dir`` and return it.
 
     ``protocol`` defines the ground truth's endpoints (labelling, PCF slab, change
     thresholds).  ``on_visit`` (optional) receives each subject, visit index and the
-    visit's in-memory images, e.g. for a preview figure.
+    visit's in-memory images, e.g. for a preview figure; ``on_subject`` each subject
+    once its visits are written, in subject order.  ``n_procs`` > 1 simulates that
+    many subjects at a time, each in a process of its own (forked; ``on_visit`` then
+    runs in that process and must not count on the caller's state): every subject
+    draws from its own random streams, so the files are the same either way.
     """
     out = Path(out_dir)
-    template = load_template()
+    _ = load_template().inside_mm  # once, before any fork: the workers share them
     endpoint_rows: list[EndpointRow] = []
     lesion_rows: list[LesionRow] = []
     subjects: list[SimSubject] = []
     truth_records: list[dict[str, Any]] = []
     progress = Progress(spec.n_subjects * len(spec.months), "simulate")
-    for index in range(spec.n_subjects):
-        label = f"{index + 1:03d}"
-        arm = spec.arms[index % len(spec.arms)]
-        subject = draw_subject(
-            template,
-            label=label,
-            arm=arm,
-            model=spec.arm_model(arm),
-            months=tuple(float(m) for m in spec.months),
-            rng=np.random.default_rng([spec.seed, index]),
-            appearance=draw_appearance(
-                spec.appearance, np.random.default_rng([spec.seed, index, 0, 2])
-            ),
+    job = _Job(out, spec, protocol, on_visit)
+    indices = range(spec.n_subjects)
+    if n_procs > 1 and spec.n_subjects > 1:
+        # Forked workers inherit the job (its callback need not pickle) and the template.
+        with ProcessPoolExecutor(
+            max_workers=min(n_procs, spec.n_subjects),
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_set_job,
+            initargs=(job,),
+        ) as pool:
+            results = _reported(pool.map(_worker_subject, indices), progress, spec, on_subject)
+    else:
+        results = _reported(
+            (_simulate_subject(job, i) for i in indices), progress, spec, on_subject
         )
-        subjects.append(subject)
-        truths: list[ScanTruth] = []
-        brains: list[BrainTruth] = []
-        for visit, month in enumerate(spec.months):
-            rng = np.random.default_rng([spec.seed, index, visit, 1])
-            state = visit_state(template, subject, visit)
-            images, grid, poses = _acquire_visit(template, subject, state, visit, spec, rng)
-            truth = scan_truth(grid, state, template, protocol)
-            brain = brain_truth(template, subject, state, visit, protocol)
-            truths.append(truth)
-            brains.append(brain)
-            session = session_label(month)
-            if spec.write_bids:
-                _write_bids_images(out, subject, session, images)
-            if spec.write_dicom:
-                _write_dicom_series(out, subject, visit, session, images, spec)
-            rows, lrows = visit_rows(subject, visit, session, truths, brains, protocol)
-            _write_truth_maps(out / GROUND_TRUTH, subject, session, truth, lrows, visit > 0)
-            endpoint_rows.extend(rows)
-            lesion_rows.extend(lrows)
-            truth_records.append(
-                {
-                    "participant_id": f"sub-{label}",
-                    "session": f"ses-{session}",
-                    "parenchyma_ml": round(brain.parenchyma_ml, 4),
-                    "csf_ml": round(brain.csf_ml, 4),
-                    "slab_parenchyma_ml": round(brain.slab_parenchyma_ml, 4),
-                    "slab_csf_ml": round(brain.slab_csf_ml, 4),
-                    # Rigid maps subject (mm) -> scanner (mm) of each acquisition:
-                    # the ground truth for registration checks.
-                    "poses": {
-                        name: np.round(pose, 8).tolist() for name, pose in sorted(poses.items())
-                    },
-                }
-            )
-            if on_visit is not None:
-                on_visit(subject, visit, {"images": images, "truth": truth, "grid": grid})
-            progress.step(f"sub-{label} ses-{session}")
+    for result in results:
+        subjects.append(result.subject)
+        endpoint_rows.extend(result.endpoint_rows)
+        lesion_rows.extend(result.lesion_rows)
+        truth_records.extend(result.truth_records)
     _write_dataset_files(out, spec, subjects, protocol, endpoint_rows, lesion_rows, truth_records)
     return out
+
+
+@dataclass(frozen=True)
+class _SubjectResult:
+    """One simulated subject and its rows of the trial's ground-truth tables."""
+
+    subject: SimSubject
+    endpoint_rows: list[EndpointRow]
+    lesion_rows: list[LesionRow]
+    truth_records: list[dict[str, Any]]
+
+
+def _reported(
+    results: Iterable[_SubjectResult],
+    progress: Progress,
+    spec: TrialSpec,
+    on_subject: Callable[[SimSubject], None] | None,
+) -> list[_SubjectResult]:
+    """Every subject's result, in order, with progress as each one arrives."""
+    collected = []
+    for result in results:
+        for month in spec.months:
+            progress.step(f"sub-{result.subject.label} ses-{session_label(month)}")
+        if on_subject is not None:
+            on_subject(result.subject)
+        collected.append(result)
+    return collected
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every subject of a trial is simulated with."""
+
+    out: Path
+    spec: TrialSpec
+    protocol: Protocol
+    on_visit: Callable[[SimSubject, int, dict[str, Any]], None] | None
+
+
+_WORKER_JOB: list[_Job] = []  # a forked worker's job (set by its initializer)
+
+
+def _set_job(job: _Job) -> None:
+    _WORKER_JOB[:] = [job]
+
+
+def _worker_subject(index: int) -> _SubjectResult:
+    return _simulate_subject(_WORKER_JOB[0], index)
+
+
+def _simulate_subject(job: _Job, index: int) -> _SubjectResult:
+    """Draw subject ``index`` and write its visits (images and ground-truth maps)."""
+    out, spec, protocol, on_visit = job.out, job.spec, job.protocol, job.on_visit
+    template = load_template()
+    label = f"{index + 1:03d}"
+    arm = spec.arms[index % len(spec.arms)]
+    subject = draw_subject(
+        template,
+        label=label,
+        arm=arm,
+        model=spec.arm_model(arm),
+        months=tuple(float(m) for m in spec.months),
+        rng=np.random.default_rng([spec.seed, index]),
+        appearance=draw_appearance(
+            spec.appearance, np.random.default_rng([spec.seed, index, 0, 2])
+        ),
+    )
+    result = _SubjectResult(subject, [], [], [])
+    truths: list[ScanTruth] = []
+    brains: list[BrainTruth] = []
+    for visit, month in enumerate(spec.months):
+        rng = np.random.default_rng([spec.seed, index, visit, 1])
+        state = visit_state(template, subject, visit)
+        images, grid, poses = _acquire_visit(template, subject, state, visit, spec, rng)
+        truth = scan_truth(grid, state, template, protocol)
+        brain = brain_truth(template, subject, state, visit, protocol)
+        truths.append(truth)
+        brains.append(brain)
+        session = session_label(month)
+        if spec.write_bids:
+            _write_bids_images(out, subject, session, images)
+        if spec.write_dicom:
+            _write_dicom_series(out, subject, visit, session, images, spec)
+        rows, lrows = visit_rows(subject, visit, session, truths, brains, protocol)
+        _write_truth_maps(out / GROUND_TRUTH, subject, session, truth, lrows, visit > 0)
+        result.endpoint_rows.extend(rows)
+        result.lesion_rows.extend(lrows)
+        result.truth_records.append(
+            {
+                "participant_id": f"sub-{label}",
+                "session": f"ses-{session}",
+                "parenchyma_ml": round(brain.parenchyma_ml, 4),
+                "csf_ml": round(brain.csf_ml, 4),
+                "slab_parenchyma_ml": round(brain.slab_parenchyma_ml, 4),
+                "slab_csf_ml": round(brain.slab_csf_ml, 4),
+                # Rigid maps subject (mm) -> scanner (mm) of each acquisition:
+                # the ground truth for registration checks.
+                "poses": {name: np.round(pose, 8).tolist() for name, pose in sorted(poses.items())},
+            }
+        )
+        if on_visit is not None:
+            on_visit(subject, visit, {"images": images, "truth": truth, "grid": grid})
+    return result
 
 
 # --------------------------------------------------------------------------- acquisition

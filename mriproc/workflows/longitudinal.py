@@ -8,7 +8,12 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from mriproc.config import Protocol
-from mriproc.interfaces.longitudinal import FollowupChanges, HalfwayRegister, LongitudinalOutputs
+from mriproc.interfaces.longitudinal import (
+    FollowupChanges,
+    HalfwayRegister,
+    HalfwayThroughBaseline,
+    LongitudinalOutputs,
+)
 from mriproc.workflows.resources import node
 
 __all__ = ["init_longitudinal_wf", "longitudinal_wf_name"]
@@ -25,6 +30,7 @@ def init_longitudinal_wf(
     sessions: list[str],
     protocol: Protocol,
     output_dir: Path,
+    registered_to_baseline: bool = False,
     name: str | None = None,
 ) -> pe.Workflow:
     """Halfway registrations, lesion changes, atrophy and lesion tracking of one participant.
@@ -39,6 +45,11 @@ def init_longitudinal_wf(
         The protocol.
     output_dir
         Derivatives root (``OUT_DIR/mriproc``).
+    registered_to_baseline
+        The follow-ups' bundles hold their halfway registration to the baseline
+        (``to_baseline``: the visit workflows ran it to carry the baseline's template
+        fit); it is used rather than run again, and two follow-ups' registration is
+        composed through the baseline (:func:`mriproc.followup.halfway_through_baseline`).
     name
         The workflow's name (default: :func:`longitudinal_wf_name`).
 
@@ -63,8 +74,20 @@ def init_longitudinal_wf(
     def reading(index: int, target: pe.Node, field: str) -> None:
         wf.connect(inputnode, (f"bundle_{index}", _get, "reading"), target, field)
 
-    registrations: dict[tuple[int, int], pe.Node] = {}
+    registrations: dict[tuple[int, int], tuple[pe.Node, object]] = {}
     for later in range(1, len(sessions)):
+        if registered_to_baseline:
+            registrations[(0, later)] = (inputnode, (f"bundle_{later}", _get, "to_baseline"))
+            if later > 1:
+                # Two follow-ups: composed through the baseline, not registered again.
+                composed = node(
+                    HalfwayThroughBaseline(),
+                    f"halfway_{sessions[later]}_to_{sessions[later - 1]}".lower(),
+                )
+                wf.connect(*registrations[(0, later - 1)], composed, "to_earlier")
+                wf.connect(*registrations[(0, later)], composed, "to_later")
+                registrations[(later - 1, later)] = (composed, "record")
+            continue
         for earlier in sorted({0, later - 1}):
             halfway = node(
                 HalfwayRegister(protocol=protocol),
@@ -72,7 +95,7 @@ def init_longitudinal_wf(
             )
             reading(earlier, halfway, "earlier")
             reading(later, halfway, "later")
-            registrations[(earlier, later)] = halfway
+            registrations[(earlier, later)] = (halfway, "record")
 
     collect = node(niu.Merge(len(sessions) - 1), "collect_followups")
     # The masks travel as a connection too: Nipype deletes unconnected output files.
@@ -85,8 +108,8 @@ def init_longitudinal_wf(
         wf.connect(inputnode, f"bundle_{later}", change, "followup")
         wf.connect(inputnode, f"bundle_{later - 1}", change, "previous")
         wf.connect(inputnode, "bundle_0", change, "baseline")
-        wf.connect(registrations[(later - 1, later)], "record", change, "to_previous")
-        wf.connect(registrations[(0, later)], "record", change, "to_baseline")
+        wf.connect(*registrations[(later - 1, later)], change, "to_previous")
+        wf.connect(*registrations[(0, later)], change, "to_baseline")
         wf.connect(change, "result", collect, f"in{later}")
         wf.connect(change, "images", collect_images, f"in{later}")
 

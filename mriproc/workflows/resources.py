@@ -35,12 +35,13 @@ NODE_RESOURCES: dict[str, tuple[float, int]] = {
     "LongitudinalOutputs": (0.75, 1),  # measured <= 0.58 (with the visit outputs)
     # Bookkeeping: run inside the scheduling process, add nothing measurable to it.
     "VisitBundle": (0.1, 1),
+    "HalfwayThroughBaseline": (0.1, 1),
     "Merge": (0.1, 1),
     "IdentityInterface": (0.1, 1),
 }
 
 # Nodes that only pass file names on: run in the scheduling process, never as a job.
-_BOOKKEEPING = frozenset({"Merge", "IdentityInterface", "VisitBundle"})
+_BOOKKEEPING = frozenset({"Merge", "IdentityInterface", "VisitBundle", "HalfwayThroughBaseline"})
 
 
 def node(interface: Any, name: str) -> pe.Node:

@@ -13,7 +13,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from mriproc.config import Protocol
-from mriproc.interfaces.longitudinal import VisitBundle
+from mriproc.interfaces.longitudinal import HalfwayRegister, VisitBundle
 from mriproc.interfaces.visit import (
     BiasCorrect,
     BrainMasks,
@@ -26,7 +26,13 @@ from mriproc.interfaces.visit import (
 from mriproc.io.bids import SessionInputs
 from mriproc.workflows.resources import node
 
-__all__ = ["init_visit_fit_wf", "init_visit_outputs_wf", "init_visit_wf", "visit_wf_name"]
+__all__ = [
+    "connect_baseline",
+    "init_visit_fit_wf",
+    "init_visit_outputs_wf",
+    "init_visit_wf",
+    "visit_wf_name",
+]
 
 # What the fit hands the outputs: the tissue model's and the lesion stage's results.
 _FIT_RESULTS = [
@@ -43,6 +49,9 @@ _FIT_RESULTS = [
 ]
 # ... and, per co-registered contrast (in ``coreg_roles`` order), its check's results.
 _COREG_RESULTS = ["coregistered", "transforms", "qualities", "refusals"]
+# What a baseline hands its follow-ups (``follows_baseline``), and their inputs for it.
+_FIT_HANDED_ON = ["reading", "template_transforms", "skull_stripped"]
+_BASELINE_FIELDS = [f"baseline_{f}" for f in _FIT_HANDED_ON]
 
 
 def visit_wf_name(session: SessionInputs) -> str:
@@ -56,6 +65,7 @@ def init_visit_wf(
     protocol: Protocol,
     output_dir: Path,
     rater_mask: Path | None = None,
+    follows_baseline: bool = False,
     name: str | None = None,
 ) -> pe.Workflow:
     """N4, brain masks, rigid co-registration, tissue classes, lesions, PCF/BPF of one visit.
@@ -70,6 +80,9 @@ def init_visit_wf(
         Derivatives root (``OUT_DIR/mriproc``).
     rater_mask
         A rater's T2 lesion mask for this session: the lesion endpoints use it.
+    follows_baseline
+        A follow-up whose template fit is its baseline's, carried through its halfway
+        registration to the baseline (``registration.template_fit: per_participant``).
     name
         The workflow's name (default: :func:`visit_wf_name`).
 
@@ -79,6 +92,9 @@ def init_visit_wf(
         Contrast role -> raw image file (set from ``session``).
     rater_mask
         The rater's mask, when given.
+    baseline_reading, baseline_transforms, baseline_skull_stripped
+        With ``follows_baseline``: the baseline visit workflow's ``reading``,
+        ``transforms`` and ``skull_stripped``.
 
     Outputs
     -------
@@ -86,6 +102,8 @@ def init_visit_wf(
         The visit's measures record (``*_desc-visit_measures.json``).
     bundle
         The files the longitudinal stage reads (``VisitBundle``).
+    reading, transforms, skull_stripped
+        The bias-corrected reading image and the template fit (for the follow-ups).
     """
     files = {role: str(path) for role, path in session.files.items()}
     if protocol.reading_space not in files:
@@ -93,14 +111,22 @@ def init_visit_wf(
             f"{session.participant_id} {session.session_id}: no {protocol.reading_space} image"
         )
     wf = pe.Workflow(name=name or visit_wf_name(session))
-    inputnode = node(niu.IdentityInterface(fields=["sources", "rater_mask"]), "inputnode")
+    baseline_fields = _BASELINE_FIELDS if follows_baseline else []
+    inputnode = node(
+        niu.IdentityInterface(fields=["sources", "rater_mask", *baseline_fields]), "inputnode"
+    )
     inputnode.inputs.sources = files
     if rater_mask is not None:
         inputnode.inputs.rater_mask = str(rater_mask)
-    outputnode = node(niu.IdentityInterface(fields=["record", "bundle"]), "outputnode")
+    outputnode = node(
+        niu.IdentityInterface(fields=["record", "bundle", *_FIT_HANDED_ON]), "outputnode"
+    )
 
     fit_wf = init_visit_fit_wf(
-        roles=sorted(files), protocol=protocol, with_rater_mask=rater_mask is not None
+        roles=sorted(files),
+        protocol=protocol,
+        with_rater_mask=rater_mask is not None,
+        follows_baseline=follows_baseline,
     )
     coreg_roles = _moving_roles(sorted(files), protocol)
     outputs_wf = init_visit_outputs_wf(
@@ -110,19 +136,29 @@ def init_visit_wf(
         coreg_roles=coreg_roles,
         protocol=protocol,
         output_dir=output_dir,
+        follows_baseline=follows_baseline,
     )
     rater = [("rater_mask", "inputnode.rater_mask")] if rater_mask is not None else []
+    baseline = [(f, f"inputnode.{f}") for f in baseline_fields]
     fit_results = _FIT_RESULTS + (_COREG_RESULTS if coreg_roles else [])
+    fit_results += ["to_baseline"] if follows_baseline else []
     # fmt: off
     wf.connect([
-        (inputnode, fit_wf, [("sources", "inputnode.sources"), *rater]),
+        (inputnode, fit_wf, [("sources", "inputnode.sources"), *rater, *baseline]),
         (inputnode, outputs_wf, [("sources", "inputnode.sources")]),
         (fit_wf, outputs_wf, [(f"outputnode.{f}", f"inputnode.{f}") for f in fit_results]),
+        (fit_wf, outputnode, [(f"outputnode.{f}", f) for f in _FIT_HANDED_ON]),
         (outputs_wf, outputnode, [("outputnode.record", "record"),
                                   ("outputnode.bundle", "bundle")]),
     ])
     # fmt: on
     return wf
+
+
+def connect_baseline(top: pe.Workflow, baseline: pe.Workflow, followup: pe.Workflow) -> None:
+    """Hand a baseline visit workflow's template fit to a ``follows_baseline`` one in ``top``."""
+    fields = [(f"outputnode.{f}", f"inputnode.baseline_{f}") for f in _FIT_HANDED_ON]
+    top.connect([(baseline, followup, fields)])
 
 
 def _moving_roles(roles: list[str], protocol: Protocol) -> list[str]:
@@ -143,6 +179,7 @@ def init_visit_fit_wf(
     roles: list[str],
     protocol: Protocol,
     with_rater_mask: bool = False,
+    follows_baseline: bool = False,
     name: str = "fit_wf",
 ) -> pe.Workflow:
     """Everything measured at one visit, from its raw contrasts.
@@ -155,6 +192,9 @@ def init_visit_fit_wf(
         The protocol.
     with_rater_mask
         The lesion endpoints use a rater's mask (``inputnode.rater_mask``).
+    follows_baseline
+        The template fit is the baseline's, carried through this visit's halfway
+        registration to the baseline (inputs ``baseline_*``; output ``to_baseline``).
     name
         The workflow's name.
 
@@ -164,6 +204,8 @@ def init_visit_fit_wf(
         Contrast role -> raw image file.
     rater_mask
         A rater's T2 lesion mask (only with ``with_rater_mask``).
+    baseline_reading, baseline_template_transforms, baseline_skull_stripped
+        The baseline's reading image and template fit (only with ``follows_baseline``).
 
     Outputs
     -------
@@ -181,13 +223,25 @@ def init_visit_fit_wf(
     coregistered, transforms, qualities, refusals
         Per co-registered contrast (sorted roles but the reading space and its echo):
         its image (empty when refused), ITK transform, NMI and the check's reason.
+    template_transforms, skull_stripped
+        The template fit (:class:`mriproc.brain.TemplateFit`).
+    to_baseline
+        The halfway registration record with the baseline (``follows_baseline``).
     """
     reading = protocol.reading_space
     echoes = _echoes(roles, protocol)
     moving_roles = _moving_roles(roles, protocol)
     wf = pe.Workflow(name=name)
-    inputnode = node(niu.IdentityInterface(fields=["sources", "rater_mask"]), "inputnode")
-    outputnode = node(niu.IdentityInterface(fields=_FIT_RESULTS + _COREG_RESULTS), "outputnode")
+    baseline_fields = _BASELINE_FIELDS if follows_baseline else []
+    inputnode = node(
+        niu.IdentityInterface(fields=["sources", "rater_mask", *baseline_fields]), "inputnode"
+    )
+    outputnode = node(
+        niu.IdentityInterface(
+            fields=_FIT_RESULTS + _COREG_RESULTS + _FIT_HANDED_ON[1:] + ["to_baseline"]
+        ),
+        "outputnode",
+    )
     connections: list[tuple[pe.Node, pe.Node, list[tuple[object, str]]]] = []
 
     # N4: the echoes of a dual-echo acquisition share one field.
@@ -212,7 +266,23 @@ def init_visit_fit_wf(
     connections += [
         (n4_reading, brain_masks, from_n4(reading, "in_file")[1]),
         (n4_reading, outputnode, from_n4(reading, "reading")[1]),
-    ]
+        (brain_masks, outputnode, [("transforms", "template_transforms"),
+                                   ("skull_stripped", "skull_stripped")]),
+    ]  # fmt: skip
+    if follows_baseline:
+        # The follow-up's registration to its baseline (the longitudinal stage reads
+        # it too) carries the baseline's template fit here.
+        halfway = node(HalfwayRegister(protocol=protocol), "halfway_to_baseline")
+        # fmt: off
+        connections += [
+            (inputnode, halfway, [("baseline_reading", "earlier")]),
+            (n4_reading, halfway, from_n4(reading, "later")[1]),
+            (inputnode, brain_masks, [("baseline_template_transforms", "baseline_transforms"),
+                                      ("baseline_skull_stripped", "baseline_skull_stripped")]),
+            (halfway, brain_masks, [("record", "to_baseline")]),
+            (halfway, outputnode, [("record", "to_baseline")]),
+        ]
+        # fmt: on
 
     # Rigid co-registration into reading space.  Every contrast, post-contrast T1w
     # included, registers to the reading space: registering two 5 mm-slice T1w
@@ -303,6 +373,7 @@ def init_visit_outputs_wf(
     coreg_roles: list[str],
     protocol: Protocol,
     output_dir: Path,
+    follows_baseline: bool = False,
     name: str = "outputs_wf",
 ) -> pe.Workflow:
     """Write the visit's BIDS-Derivatives and record; bundle its files for the follow-ups.
@@ -319,6 +390,9 @@ def init_visit_outputs_wf(
         The protocol.
     output_dir
         Derivatives root (``OUT_DIR/mriproc``).
+    follows_baseline
+        The bundle carries the visit's halfway registration to its baseline
+        (``inputnode.to_baseline``).
     name
         The workflow's name.
 
@@ -340,7 +414,8 @@ def init_visit_outputs_wf(
     """  # noqa: E501
     wf = pe.Workflow(name=name)
     inputnode = node(
-        niu.IdentityInterface(fields=["sources", *_FIT_RESULTS, *_COREG_RESULTS]), "inputnode"
+        niu.IdentityInterface(fields=["sources", *_FIT_RESULTS, *_COREG_RESULTS, "to_baseline"]),
+        "inputnode",
     )
     outputnode = node(niu.IdentityInterface(fields=["record", "bundle"]), "outputnode")
     outputs = node(
@@ -356,6 +431,8 @@ def init_visit_outputs_wf(
     # What the longitudinal stage reads (after the visit's outputs are written).
     bundle = node(VisitBundle(roles=roles), "bundle")
     coreg_fields = [(f, f) for f in _COREG_RESULTS] if coreg_roles else []
+    if follows_baseline:
+        wf.connect(inputnode, "to_baseline", bundle, "to_baseline")
     # fmt: off
     wf.connect([
         (inputnode, outputs, [("sources", "sources"), ("tissue_outputs", "tissue_outputs"),

@@ -56,7 +56,7 @@ def test_demo_runs_the_whole_chain(demo_run: DemoRun) -> None:
     out = demo_run.stdout
     for stage in ("[1/5] Simulating", "[3/5] Processing 8 visits", "[5/5] QC report"):
         assert stage in out
-    assert "  8/8 sub-004 M12 (ivig)" in out  # simulation progress
+    assert "  4/4 sub-004 (ivig, 2 visits)" in out  # simulation progress
     assert "  1/12 visit_sub_" in out and "  12/12 " in out  # 8 visits, 4 longitudinal stages
     results = demo_run.run_dir / "out" / "mriproc"
     for label, path in (

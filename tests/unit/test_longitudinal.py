@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,45 @@ def test_tracking_keeps_identities_through_splits_and_merges() -> None:
     assert maps[0] == {1: "L001", 2: "L002", 3: "L003"}
     assert maps[1] == {1: "L001", 2: "L003", 3: "L003.1", 4: "L004"}
     assert maps[2] == {1: "L001", 2: "L004"}
+
+
+def test_two_follow_ups_are_registered_through_the_baseline(tmp_path: Path) -> None:
+    """The composed record: later-from-earlier through the baseline, and its halfway space."""
+    import json
+
+    from scipy.spatial.transform import Rotation
+
+    from mriproc.followup import earlier_to_later, halfway_through_baseline
+
+    def rigid(angles: list[float], shift: list[float]) -> np.ndarray:
+        matrix = np.eye(4)
+        matrix[:3, :3] = Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
+        matrix[:3, 3] = shift
+        return matrix
+
+    to_m12, to_m24 = rigid([2, -1, 3], [1.0, -2.0, 0.5]), rigid([-3, 2, 1], [-1.5, 0.5, 2.0])
+    records = []
+    for name, matrix, asymmetry in (("m12", to_m12, 0.02), ("m24", to_m24, 0.03)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "earlier": "m00.nii.gz",
+                    "later": f"{name}.nii.gz",
+                    "earlier_to_later_ras": matrix.tolist(),
+                    "asymmetry_mm": asymmetry,
+                }
+            )
+        )
+        records.append(path)
+    composed = halfway_through_baseline(*records, tmp_path / "composed")
+    record = json.loads(composed.read_text())
+    expected = to_m24 @ np.linalg.inv(to_m12)
+    np.testing.assert_allclose(earlier_to_later(composed), expected, atol=1e-12)
+    half = np.asarray(record["halfway_to_later_ras"])
+    np.testing.assert_allclose(half @ half, expected, atol=1e-10)
+    np.testing.assert_allclose(
+        np.asarray(record["halfway_to_earlier_ras"]) @ half, np.eye(4), atol=1e-10
+    )
+    assert (record["earlier"], record["later"]) == ("m12.nii.gz", "m24.nii.gz")
+    assert record["asymmetry_mm"] == pytest.approx(0.05)

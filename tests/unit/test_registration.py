@@ -148,14 +148,15 @@ def test_mapped_points_resample_as_ants_does(tmp_path: Path, fast: object) -> No
     np.testing.assert_allclose(ours, expected, atol=0.05)  # of values up to 1000
 
 
-def test_coregistration_samples_at_its_own_rate(tmp_path: Path, fast: object) -> None:
-    """A visit's co-registration uses the preset's coregistration_sampling_rate."""
+def test_rigid_registrations_sample_at_their_own_rate(tmp_path: Path, fast: object) -> None:
+    """Co-registration and the halfway registration use the preset's rigid_sampling_rate."""
     from dataclasses import replace
 
+    from mriproc.followup import earlier_to_later, halfway_registration
     from mriproc.io.itk import read_itk_affine
     from mriproc.visit import coregister
 
-    preset = replace(fast, sampling_rate=0.3, coregistration_sampling_rate=0.05)  # type: ignore[type-var]
+    preset = replace(fast, sampling_rate=0.3, rigid_sampling_rate=0.05)  # type: ignore[type-var]
     fixed = nib.Nifti1Image(blobs(5), AFFINE)
     moving = moved(blobs(5), rigid(6.0, (2.0, -3.0, 1.0)))
     nib.save(fixed, tmp_path / "fixed.nii.gz")
@@ -176,6 +177,18 @@ def test_coregistration_samples_at_its_own_rate(tmp_path: Path, fast: object) ->
     }
     assert not np.allclose(at_rate[0.05], at_rate[0.3], rtol=0, atol=1e-6)
     np.testing.assert_allclose(written, at_rate[0.05], atol=1e-5)
+
+    record = halfway_registration(
+        tmp_path / "fixed.nii.gz", tmp_path / "moving.nii.gz", preset=preset, out_dir=tmp_path / "h"
+    )
+    halfway_at_rate = {
+        rate: register_halfway(
+            fixed, moving, preset=replace(preset, sampling_rate=rate), out_dir=tmp_path / f"h{rate}"
+        ).fixed_to_moving
+        for rate in (0.05, 0.3)
+    }
+    assert not np.allclose(halfway_at_rate[0.05], halfway_at_rate[0.3], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(earlier_to_later(record), halfway_at_rate[0.05], atol=1e-5)
 
 
 def test_n4_flattens_a_bias_field(fast: object) -> None:

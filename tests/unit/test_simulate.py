@@ -75,8 +75,13 @@ def test_layout_is_a_valid_complete_bids_dataset(trial: Path, esims: Protocol) -
 
 
 def test_same_seed_gives_byte_identical_files(trial: Path, esims: Protocol, tmp_path: Path) -> None:
-    again = simulate_trial(tmp_path / "again", SPEC, esims)
+    """Again, with the subjects simulated in two processes this time: the same files."""
+    subjects: list[str] = []
+    again = simulate_trial(
+        tmp_path / "again", SPEC, esims, n_procs=2, on_subject=lambda s: subjects.append(s.label)
+    )
     assert digest(again) == digest(trial)
+    assert subjects == ["001", "002"]
 
 
 def test_another_seed_gives_another_trial(trial: Path, esims: Protocol, tmp_path: Path) -> None:

@@ -39,3 +39,42 @@ def test_visit_workflow_graph(tmp_path: Path) -> None:
     assert ("n4_pdw_t2w", "pcf_channels") in edges
     assert ("coreg_t1w", "pcf_channels") not in edges
     assert ("coreg_t1w_gad", "pcf_channels") not in edges
+
+
+def test_follow_ups_carry_the_baseline_fit(tmp_path: Path) -> None:
+    """per_participant: a follow-up registers to its baseline first and reuses its fit."""
+    from mriproc.workflows.longitudinal import init_longitudinal_wf
+
+    root = tmp_path / "sim"
+    protocol = load_protocol("esims")
+    simulate_trial(root, TrialSpec(n_subjects=1, months=(0, 12, 24), seed=31), protocol)
+    sessions = discover_dataset(root, protocol).sessions
+    assert protocol.registration.template_fit == "per_participant"
+    followup = init_visit_wf(
+        session=sessions[1], protocol=protocol, output_dir=tmp_path / "out", follows_baseline=True
+    )
+    fit = followup.get_node("fit_wf")
+    edges = {(u.name, v.name) for u, v in fit._graph.edges()}
+    assert {("n4_pdw_t2w", "halfway_to_baseline"), ("halfway_to_baseline", "brain_masks")} <= edges
+    assert {"baseline_reading", "baseline_template_transforms", "baseline_skull_stripped"} <= set(
+        followup.get_node("inputnode").inputs.copyable_trait_names()
+    )
+    longitudinal = init_longitudinal_wf(
+        participant="001",
+        sessions=["M00", "M12", "M24"],
+        protocol=protocol,
+        output_dir=tmp_path / "out",
+        registered_to_baseline=True,
+    )
+    # No registration: M24 to M12 is composed through the baseline.
+    halfway = [n for n in longitudinal.list_node_names() if n.startswith("halfway")]
+    assert halfway == ["halfway_m24_to_m12"]
+    composed = longitudinal.get_node("halfway_m24_to_m12")
+    assert type(composed.interface).__name__ == "HalfwayThroughBaseline"
+    independent = init_longitudinal_wf(
+        participant="001",
+        sessions=["M00", "M12", "M24"],
+        protocol=protocol,
+        output_dir=tmp_path / "out",
+    )
+    assert len([n for n in independent.list_node_names() if n.startswith("halfway")]) == 3
