@@ -160,16 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     convert = sub.add_parser(
         "convert",
         help="convert scanner DICOM to a de-identified BIDS dataset",
-        description="Convert scanner DICOM (any folder tree; files may be gzip, bzip2 or "
-        "xz compressed) to a de-identified BIDS dataset.",
+        description="Convert scanner DICOM (a folder tree of any depth, or a zip or tar "
+        "archive; files may be gzip, bzip2 or xz compressed, and archives anywhere in the "
+        "tree are unpacked into a temporary folder, never next to the input) to a "
+        "de-identified BIDS dataset.",
         epilog="Every file not converted is counted by reason ('not converted: ...'). "
         "Exit status: 0 when everything a user may want was converted (series left out on "
         "purpose -- localisers, field maps, ASL, diffusion, BOLD, derived images, other "
         "modalities, mapping-file skips -- and files that are not DICOM are counted, not "
-        "failures); 1 when a series failed, a file was damaged or not read (an archive: "
-        "unpack it), or an MR series' weighting was not recognised; 2: usage error.",
+        "failures); 1 when a series failed, a file or archive was damaged or not read (7z or "
+        "rar: unpack it), or an MR series' weighting was not recognised; 2: usage error.",
     )
-    convert.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR")
+    convert.add_argument(
+        "dicom_dir", type=Path, metavar="DICOM_DIR", help="a folder, or a .zip/.tar/.tar.gz file"
+    )
     convert.add_argument("bids_dir", type=Path, metavar="BIDS_DIR")
     convert.add_argument(
         "--mapping",

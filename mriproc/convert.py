@@ -1,11 +1,11 @@
 """``mriproc convert``: scanner DICOM to a de-identified BIDS dataset.
 
-Steps: scan the DICOM tree (:mod:`mriproc.io.dicom`; files compressed as a whole,
-``*.dcm.gz`` and the like, are decompressed into a private temporary folder, never
-next to the input, and read like the others); classify every series
-(:mod:`mriproc.series_roles`); check that a series to convert has all its files and
-slices; convert it with dcm2niix into a staging folder inside ``BIDS_DIR``
-(:mod:`mriproc.io.dcm2niix`); label participants and sessions
+Steps: scan the DICOM tree or archive (:mod:`mriproc.io.dicom`; files compressed as a
+whole, ``*.dcm.gz`` and the like, are decompressed and zip and tar archives unpacked
+into a private temporary folder, never next to the input, and read like the others);
+classify every series (:mod:`mriproc.series_roles`); check that a series to convert
+has all its files and slices; convert it with dcm2niix into a staging folder inside
+``BIDS_DIR`` (:mod:`mriproc.io.dcm2niix`); label participants and sessions
 (:mod:`mriproc.convert_labels`); move each image to its BIDS name with a scrubbed
 sidecar (:mod:`mriproc.deidentify`); merge ``participants.tsv`` and the
 ``sessions.tsv`` files (:mod:`mriproc.io.bids_update`).
@@ -15,8 +15,8 @@ Every series ends up in the report ``BIDS_DIR/code/mriproc/convert_series.tsv``
 dataset, identical), ``skipped`` (not anatomical MRI, with the reason) or
 ``failed`` (with the reason, naming the file), with its SeriesNumber and
 SeriesDescription whenever any header of the series can be read; damaged files of
-no series and files not read (archives) get ``failed`` rows of their own, files that
-are not DICOM one ``ignored`` row.  One conversion's rows are appended to the
+no series, damaged archives and files not read (7z, rar) get ``failed`` rows of their
+own, files that are not DICOM one ``ignored`` row.  One conversion's rows are appended to the
 earlier ones.  An existing image is never overwritten.  No identifying DICOM value
 reaches the dataset, the report, a log line or an error message; the PatientID ->
 participant mapping is written only to ``mapping_out``, which may not lie inside
@@ -33,7 +33,8 @@ Incomplete (:attr:`ConvertResult.complete` false, ``mriproc convert`` exits 1) w
 anything the user may have wanted was left out -- a series failed (incomplete, a missing slice,
 dcm2niix failed, no session, a name taken by other images), a file was damaged or
 unreadable (in any series, also one not converted anyway, or in none; a compressed
-file that does not decompress), a file may hold DICOM but was not read (an archive),
+file that does not decompress, an archive that does not unpack), a file may hold
+DICOM but was not read (a 7z or rar archive),
 or an MR volume's weighting was not recognised (or the mapping file's role does not
 fit it); complete otherwise.  Series left out on purpose -- non-structural ones
 (localisers, field maps, ASL and other perfusion, diffusion, BOLD, phase, derived
@@ -68,6 +69,7 @@ from mriproc.convert_labels import LabelPlan, Study, plan_labels
 from mriproc.deidentify import Redactor, scrub_sidecar
 from mriproc.io.atomic import atomic_write_text
 from mriproc.io.bids import bids_path
+from mriproc.io.bids_metadata import ensure_readme, write_column_dictionaries
 from mriproc.io.bids_update import (
     ExistingDataset,
     add_participants,
@@ -226,7 +228,8 @@ def convert_dicom(
     Parameters
     ----------
     dicom_dir
-        Folder tree of DICOM files (any names and depth, other files ignored).
+        Folder tree of DICOM files (any names and depth, other files ignored; zip and
+        tar archives in it are unpacked), or one archive.
     bids_dir
         BIDS dataset to create or add to.
     rules
@@ -247,10 +250,10 @@ def convert_dicom(
             "--mapping-out must not lie inside BIDS_DIR: it holds PatientIDs, which the "
             "BIDS dataset must never contain"
         )
-    if not source.is_dir():
-        raise ConvertError(f"{source}: no such folder")
-    # Compressed DICOM is decompressed here (private to the user, removed at the end),
-    # never next to the input; dcm2niix reads the copies.
+    if not source.exists():
+        raise ConvertError(f"{source}: no such folder or archive")
+    # Compressed DICOM is decompressed and archives unpacked here (private to the
+    # user, removed at the end), never next to the input; dcm2niix reads the copies.
     with tempfile.TemporaryDirectory(prefix="mriproc-convert-dicom-") as unpack_dir:
         scan = scan_dicom_tree(
             source, identifying_attributes=rules.identifying_attributes, unpack_dir=unpack_dir
@@ -817,6 +820,7 @@ def _update_tables(
         )
     if new_participants:
         add_participants(root, new_participants)
+    ensure_readme(root, _README)
     new_sessions = []
     for participant in sorted({p for p, _ in written if p is not None}):
         known = existing.sessions.get(participant, {})
@@ -837,7 +841,22 @@ def _update_tables(
             ],
         )
         new_sessions += [f"sub-{participant}/ses-{s}" for s in sessions]
+    write_column_dictionaries(root)
     return tuple(new_sessions)
+
+
+# The README of a dataset mriproc convert starts (an existing one is kept).
+_README = """\
+# MRI converted from DICOM by mriproc convert
+
+Anatomical MRI series converted to BIDS by `mriproc convert` (dcm2niix), with
+de-identified sidecars: no DICOM identifier (name, ID, birth date, institution, ...)
+is kept. `code/mriproc/convert_series.tsv` lists every series found in the DICOM
+and what became of it (converted, skipped or failed, with the reason).
+
+Describe the study here: who acquired the data, on which scanners, under which
+ethics approval and data-sharing terms.
+"""
 
 
 def _write_report(root: Path, rows: Sequence[SeriesRow]) -> Path:

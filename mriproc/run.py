@@ -190,7 +190,7 @@ def run_participants(
         bids_dir, protocol, participant_labels=participant_labels, session_labels=session_labels
     )
     write_dataset_description(
-        root, source_datasets=[str(bids_dir.resolve())], protocol_name=protocol.name
+        root, source_datasets=[bids_dir.resolve().as_uri()], protocol_name=protocol.name
     )
     crash_dir = log_dir / "crash"
     crash_dir.mkdir(parents=True, exist_ok=True)
@@ -250,6 +250,13 @@ def run_participants(
             continue
         failed += 1
         message, crash = crashes.get(name, ("no result written", ""))
+        baseline = _baseline_failure(session, to_run, dataset, protocol, crashes)
+        if name not in crashes and baseline is not None:
+            message = (
+                f"not processed: its baseline {baseline} failed, and a follow-up's template "
+                "fit is its baseline's (registration.template_fit: per_participant; "
+                "per_visit processes every visit on its own)"
+            )
         errors[session.participant].append(
             ErrorRow(session.participant_id, session.session_id, "visit", message, crash or None)
         )
@@ -292,6 +299,23 @@ def run_participants(
         lesions=cohort.lesions,
         errors=cohort.errors,
     )
+
+
+def _baseline_failure(
+    session: SessionInputs,
+    to_run: list[SessionInputs],
+    dataset: BidsDataset,
+    protocol: Protocol,
+    crashes: dict[str, tuple[str, str]],
+) -> str | None:
+    """The baseline session's id when it failed and ``session`` carried its template fit."""
+    if protocol.registration.template_fit != "per_participant":
+        return None
+    label = dataset.baseline_session(session.participant)
+    for other in to_run:
+        if other.participant == session.participant and other.session == label != session.session:
+            return other.session_id if _visit_wf_name(other) in crashes else None
+    return None
 
 
 def _visit_wf_name(session: SessionInputs) -> str:

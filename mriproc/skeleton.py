@@ -87,5 +87,9 @@ def write_skeleton_dataset(
         name=f"mriproc skeleton dataset ({protocol.name})",
         participants=participants,
         session_months={p: months for p in arms},
+        authors=["mriproc (software)", "Synthetic placeholder images: no human participants"],
+        readme=f"A skeleton dataset of the {protocol.name} protocol written by mriproc: "
+        "smoothed noise images with the protocol's contrasts, for testing a pipeline's "
+        "plumbing. Not MRI data.",
     )
     return root

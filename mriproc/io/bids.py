@@ -489,16 +489,27 @@ def write_raw_dataset_files(
     name: str,
     participants: pd.DataFrame,
     session_months: dict[str, dict[str, float]],
+    authors: Sequence[str],
+    readme: str,
 ) -> None:
-    """Write ``dataset_description.json``, ``participants.tsv`` and per-subject ``sessions.tsv``.
+    """Write the dataset-level files of a raw dataset mriproc makes up.
 
-    ``participants`` needs a ``participant_id`` column (with ``sub-``); ``session_months``
-    maps participant label -> session label -> visit month.
+    ``dataset_description.json`` (with ``authors``), ``README`` (``readme``),
+    ``participants.tsv`` and per-subject ``sessions.tsv``, and the data dictionaries
+    of their columns (:mod:`mriproc.io.bids_metadata`).  ``participants`` needs a
+    ``participant_id`` column (with ``sub-``); ``session_months`` maps participant
+    label -> session label -> visit month.
     """
     from mriproc.io.atomic import atomic_write_text
+    from mriproc.io.bids_metadata import ensure_readme, write_column_dictionaries
 
     root = Path(root)
-    description = {"Name": name, "BIDSVersion": "1.9.0", "DatasetType": "raw"}
+    description = {
+        "Name": name,
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "raw",
+        "Authors": list(authors),
+    }
     atomic_write_text(root / "dataset_description.json", json.dumps(description, indent=2) + "\n")
     atomic_write_text(
         root / "participants.tsv",
@@ -512,3 +523,5 @@ def write_raw_dataset_files(
             root / f"sub-{participant}" / f"sub-{participant}_sessions.tsv",
             table.to_csv(sep="\t", index=False, lineterminator="\n"),
         )
+    ensure_readme(root, readme)
+    write_column_dictionaries(root)

@@ -146,13 +146,22 @@ def add_sessions(
 
 
 def ensure_dataset_description(root: str | os.PathLike[str], name: str) -> Path:
-    """Write ``dataset_description.json`` unless the dataset has one."""
+    """Write ``dataset_description.json`` unless the dataset has one.
+
+    Its ``Authors`` say that the dataset's authors are not known to mriproc, and name
+    the conversion (the validator asks for more than one entry; the people who
+    acquired the data replace the first).
+    """
     path = Path(root) / "dataset_description.json"
     if not path.is_file():
         description = {
             "Name": name,
             "BIDSVersion": "1.9.0",
             "DatasetType": "raw",
+            "Authors": [
+                "Unknown: replace with the dataset's authors",
+                "mriproc convert (software: DICOM to BIDS conversion)",
+            ],
             "GeneratedBy": generated_by(),
         }
         atomic_write_text(path, json.dumps(description, indent=2) + "\n")

@@ -6,15 +6,18 @@ the images by SeriesInstanceUID into :class:`DicomSeries` (each knowing its pati
 and study).  Every file below the folder ends up in exactly one place of the
 :class:`DicomScan`: an image of a series (with usable geometry, without it, or
 damaged), a non-image object of a series, a damaged file outside any series, a DICOM
-object outside any series (DICOMDIR), a file that was not read (an archive) or a
+object outside any series (DICOMDIR), a file that was not read (a 7z archive) or a
 file that is not DICOM (counted).
 
 DICOM Part-10 files (``DICM`` after a 128-byte preamble) and bare data sets without
 the preamble are read.  Files compressed as a whole with gzip, bzip2 or xz (``.dcm.gz``
 and the like, recognised by their content, whatever their names) are decompressed
 into ``unpack_dir`` (never next to the input) and read like the others; errors still
-name the compressed file.  Archives (zip, tar, 7z, rar) are not unpacked: they are
-listed as not read.  Series attributes (SeriesNumber, SeriesDescription, Modality,
+name the compressed file.  Zip and tar archives (compressed or not) are unpacked there
+too, member by member under neutral names, and their files read like the others
+(errors name the archive and the member; a damaged archive is one damaged file, its
+members before the damage still read); 7z and rar archives are listed as not read.
+Series attributes (SeriesNumber, SeriesDescription, Modality,
 ...) are read from every header pydicom can parse, even when the pixel data is
 damaged, so that a damaged series is still named.  :func:`slice_stack` then
 describes a series' geometry (orientations, slices per echo, volumes, gaps), from
@@ -35,12 +38,14 @@ import logging
 import lzma
 import os
 import struct
+import tarfile
 import warnings
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 import pydicom
@@ -72,6 +77,16 @@ _COMPRESSED: dict[str, Callable[[Path], io.BufferedIOBase]] = {
     "bzip2": bz2.BZ2File,
     "xz": lzma.LZMAFile,
 }
+# Archives that are unpacked (into the caller's unpack folder) and read member by member.
+_UNPACKED = {
+    "zip": "zip archive",
+    "tar": "tar archive",
+    "gzip-compressed tar": "gzip-compressed tar archive",
+    "bzip2-compressed tar": "bzip2-compressed tar archive",
+    "xz-compressed tar": "xz-compressed tar archive",
+}
+# An archive inside an archive is unpacked too, this deep at most.
+_MAX_ARCHIVE_DEPTH = 3
 # What is recognised but not read: archives, and a compression Python cannot read.
 _ARCHIVES = {
     "zip": "zip archive",
@@ -224,6 +239,7 @@ class DicomScan:
     outside_series: tuple[str, ...] = ()  # SOP class names of objects outside any series
     not_read: tuple[tuple[Path, str], ...] = ()
     decompressed: int = 0  # compressed files read through a decompressed copy
+    archives: int = 0  # zip and tar archives unpacked (their files are counted instead)
 
     @property
     def other_files(self) -> int:
@@ -278,13 +294,15 @@ def scan_dicom_tree(
     Parameters
     ----------
     root
-        Folder to walk (all depths; symbolic links to folders are not followed).
+        Folder to walk (all depths; symbolic links to folders are not followed), or
+        one file (an archive, say).
     identifying_attributes
         DICOM keywords whose values are collected as identifiers (for redaction).
     unpack_dir
         Existing folder (outside ``root``) into which compressed DICOM files are
-        decompressed under neutral names; the caller removes it once the series
-        are converted.  Without it, compressed DICOM files are listed as not read.
+        decompressed and zip and tar archives (also gzip-, bzip2- or xz-compressed:
+        ``.tar.gz``, ``.tgz``) unpacked, under neutral names; the caller removes it
+        once the series are converted.  Without it, they are listed as not read.
     """
     top = Path(root)
     unpack = Path(unpack_dir) if unpack_dir is not None else None
@@ -293,37 +311,62 @@ def scan_dicom_tree(
     outside: list[str] = []
     not_read: list[tuple[Path, str]] = []
     decompressed = 0
+    archives = 0
     described: set[tuple[str, str, str]] = set()
+
+    def read(path: Path, origin: Path | None, depth: int) -> None:
+        """Place one file (``origin``: its name in the input, when ``path`` is a copy)."""
+        nonlocal not_dicom, decompressed, archives
+        named = origin or path
+        record: DicomFile | None = None
+        try:
+            with path.open("rb") as handle:
+                kind = _file_kind(handle.read(_HEAD_BYTES))
+            if kind in _COMPRESSED and _compressed_kind(path, kind) == "tar":
+                kind = f"{kind}-compressed tar"
+        except OSError as err:
+            problem = f"file cannot be read ({_error_name(err)})"
+            files.append(DicomFile(path=path, sop_class="", is_image=False, problem=problem))
+            return
+        if kind in _UNPACKED:
+            if unpack is None or depth >= _MAX_ARCHIVE_DEPTH:
+                why = "no folder to unpack into" if unpack is None else "archive inside archives"
+                not_read.append((named, f"{_UNPACKED[kind]}, not unpacked ({why})"))
+                return
+            archives += 1
+            folder = unpack / f"archive-{archives:04d}"
+            members, damage = _unpack(path, kind, folder)
+            for copy, member in members:
+                read(copy, named / member, depth + 1)
+            if damage is not None:
+                files.append(DicomFile(path=named, sop_class="", is_image=False, problem=damage))
+            return
+        if kind in _ARCHIVES:
+            not_read.append((named, f"{_ARCHIVES[kind]}, not unpacked: unpack it and run again"))
+            return
+        if kind in _COMPRESSED:
+            target = unpack / f"{decompressed + 1:06d}.dcm" if unpack is not None else None
+            found = _read_compressed(path, kind, target, identifying_attributes, described, named)
+            if isinstance(found, str):
+                not_read.append((named, found))
+                return
+            record = found
+            if record is not None and record.origin is not None:
+                decompressed += 1
+        elif kind in ("dicom", "dataset"):
+            record = read_dicom_file(
+                path, identifying_attributes, described=described, origin=origin
+            )
+        if record is None:
+            not_dicom += 1
+        elif not record.series_uid and record.problem is None:
+            outside.append(UID(record.sop_class).name or "unknown")
+        else:
+            files.append(record)
+
     with _quiet_pydicom():
         for path in _walk(top):
-            record: DicomFile | None = None
-            try:
-                with path.open("rb") as handle:
-                    kind = _file_kind(handle.read(_HEAD_BYTES))
-            except OSError as err:
-                problem = f"file cannot be read ({type(err).__name__})"
-                files.append(DicomFile(path=path, sop_class="", is_image=False, problem=problem))
-                continue
-            if kind in _ARCHIVES:
-                not_read.append((path, f"{_ARCHIVES[kind]}, not unpacked: unpack it and run again"))
-                continue
-            if kind in _COMPRESSED:
-                target = unpack / f"{decompressed + 1:06d}.dcm" if unpack is not None else None
-                found = _read_compressed(path, kind, target, identifying_attributes, described)
-                if isinstance(found, str):
-                    not_read.append((path, found))
-                    continue
-                record = found
-                if record is not None and record.origin is not None:
-                    decompressed += 1
-            elif kind in ("dicom", "dataset"):
-                record = read_dicom_file(path, identifying_attributes, described=described)
-            if record is None:
-                not_dicom += 1
-            elif not record.series_uid and record.problem is None:
-                outside.append(UID(record.sop_class).name or "unknown")
-            else:
-                files.append(record)
+            read(path, None, 0)
     identifiers: dict[str, set[str]] = {}
     for record in files:
         for key, values in record.identifiers.items():
@@ -338,6 +381,7 @@ def scan_dicom_tree(
         outside_series=tuple(sorted(outside)),
         not_read=tuple(not_read),
         decompressed=decompressed,
+        archives=archives,
     )
 
 
@@ -360,6 +404,10 @@ def _quiet_pydicom() -> Iterator[None]:
 
 
 def _walk(top: Path) -> Iterator[Path]:
+    """Every file below ``top`` in name order (``top`` itself when it is a file)."""
+    if top.is_file():
+        yield top
+        return
     for folder, subfolders, names in os.walk(top):
         subfolders.sort()
         for name in sorted(names):
@@ -402,22 +450,72 @@ def _file_kind(head: bytes) -> str:
     return ""
 
 
+def _compressed_kind(path: Path, kind: str) -> str:
+    """What a compressed file holds, by the first bytes of its content (empty: unknown,
+    also when it does not decompress: :func:`_read_compressed` says why)."""
+    try:
+        with _COMPRESSED[kind](path) as stream:
+            return _file_kind(stream.read(_HEAD_BYTES))
+    except _DECOMPRESSION_ERRORS:
+        return ""
+
+
+def _unpack(path: Path, kind: str, folder: Path) -> tuple[list[tuple[Path, str]], str | None]:
+    """Extract an archive's regular files into ``folder`` under neutral names.
+
+    Returns each copy with its member name (the name in the archive: member names can
+    hold identifying words, so they never become file names here) and, for a damaged
+    archive, why it could not be read to its end (the members before the damage are
+    kept).  Links, devices and folders inside the archive are not extracted.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    members: list[tuple[Path, str]] = []
+    label = _UNPACKED[kind]
+
+    def copy(name: str, stream: IO[bytes]) -> None:
+        target = folder / f"{len(members) + 1:06d}"
+        with target.open("wb") as out:
+            while chunk := stream.read(1 << 20):
+                out.write(chunk)
+        members.append((target, name))
+
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zipped:
+                for info in zipped.infolist():
+                    if not info.is_dir():
+                        with zipped.open(info) as stream:
+                            copy(info.filename, stream)
+        else:
+            with tarfile.open(path, mode="r:*") as tarred:
+                for member in tarred:
+                    if member.isfile():
+                        extracted = tarred.extractfile(member)
+                        if extracted is not None:
+                            copy(member.name, extracted)
+    except (tarfile.TarError, zipfile.BadZipFile, *_DECOMPRESSION_ERRORS) as err:
+        return members, f"{label} that cannot be unpacked ({_error_name(err)})"
+    return members, None
+
+
 def _read_compressed(
     path: Path,
     kind: str,
     target: Path | None,
     identifying_attributes: Sequence[str],
     described: set[tuple[str, str, str]],
+    named: Path,
 ) -> DicomFile | str | None:
     """A compressed file: its DICOM header (read from ``target``), why it was not
-    read (text), or None when it holds no DICOM."""
+    read (text), or None when it holds no DICOM.  ``named``: the file's name in the
+    input (``path`` itself, or an archive member's)."""
     problem: str | None = None
     try:
         with _COMPRESSED[kind](path) as stream:
             head = stream.read(_HEAD_BYTES)
     except _DECOMPRESSION_ERRORS as err:
         return DicomFile(
-            path=path,
+            path=named,
             sop_class="",
             is_image=False,
             problem=f"{kind}-compressed file that cannot be decompressed ({_error_name(err)})",
@@ -438,7 +536,7 @@ def _read_compressed(
         except _DECOMPRESSION_ERRORS as err:
             # Keep what came out: the header often names the series.
             problem = f"{kind}-compressed data damaged or cut short ({_error_name(err)})"
-    record = read_dicom_file(target, identifying_attributes, described=described, origin=path)
+    record = read_dicom_file(target, identifying_attributes, described=described, origin=named)
     if record is None:
         target.unlink()
         return None

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
-from mriproc.simulate.deformation import CoarseField, subject_to_template_voxels
+from mriproc.simulate.deformation import (
+    CoarseField,
+    map_near_support,
+    subject_to_template_voxels,
+)
 
 __all__ = [
     "RESOLUTIONS",
@@ -85,9 +88,7 @@ class SampledGrid:
 
     def sample(self, volume: npt.NDArray[np.generic], *, order: int = 1) -> FloatArray:
         """Sample a template-space volume and apply the slice profile (order 0: no profile)."""
-        values = ndimage.map_coordinates(
-            volume, self.template_voxels, order=order, mode="constant", cval=0.0, prefilter=False
-        )
+        values = map_near_support(volume, self.template_voxels, order=order, mode="constant")
         nx, ny, nz = self.geometry.shape
         n_sub = len(self.geometry.slice_offsets_mm)
         values = values.reshape(nx, ny, nz, n_sub)

@@ -44,11 +44,44 @@ class CoarseField:
         """Displacement (mm) at template voxel coordinates of shape (3, ...)."""
         coarse = np.asarray(template_voxels, dtype=np.float32) / self.step
         return np.stack(
-            [
-                ndimage.map_coordinates(c, coarse, order=1, mode="nearest", prefilter=False)
-                for c in self.displacement
-            ]
+            [map_near_support(c, coarse, order=1, mode="nearest") for c in self.displacement]
         ).astype(np.float32)
+
+
+def map_near_support(
+    volume: npt.NDArray[np.generic],
+    coordinates: npt.NDArray[np.floating],
+    *,
+    order: int,
+    mode: str,
+) -> npt.NDArray[np.generic]:
+    """``ndimage.map_coordinates`` (no prefilter, ``cval`` 0) at ``coordinates`` (3, ...).
+
+    Computed only at the points within a voxel of the box around ``volume``'s non-zero
+    values: interpolation of order 0 or 1 gives exactly 0 anywhere else (with
+    ``nearest``, a box touching the grid's edge reaches out beyond it), so the result
+    is the same to the bit; lesion maps and the atrophy field are zero almost
+    everywhere in a scan's field of view.
+    """
+    if order > 1 or mode not in ("constant", "nearest"):
+        raise ValueError("only order 0 or 1 and mode constant or nearest are exact")
+    flat = np.asarray(coordinates).reshape(3, -1)
+    values = np.zeros(flat.shape[1], dtype=volume.dtype)
+    support = volume != 0
+    near = np.ones(flat.shape[1], dtype=bool)
+    for axis, others in enumerate(((1, 2), (0, 2), (0, 1))):
+        indices = np.flatnonzero(support.any(axis=others))
+        if not len(indices):
+            return values.reshape(np.shape(coordinates)[1:])
+        edge = mode == "nearest"
+        if not (edge and indices[0] == 0):
+            near &= flat[axis] >= indices[0] - 1
+        if not (edge and indices[-1] == volume.shape[axis] - 1):
+            near &= flat[axis] <= indices[-1] + 1
+    values[near] = ndimage.map_coordinates(
+        volume, flat[:, near], order=order, mode=mode, cval=0.0, prefilter=False
+    )
+    return values.reshape(np.shape(coordinates)[1:])
 
 
 def _coarse_shape(shape: tuple[int, int, int], step: int) -> tuple[int, int, int]:

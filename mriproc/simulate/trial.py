@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mriproc import __version__
 from mriproc.config import Protocol
 from mriproc.io.atomic import atomic_path, atomic_write_text
 from mriproc.io.bids import anat_path, write_raw_dataset_files
@@ -283,6 +284,23 @@ def _simulate_subject(job: _Job, index: int) -> _SubjectResult:
     return result
 
 
+def _readme(spec: TrialSpec, protocol: Protocol) -> str:
+    """The simulated dataset's README: what it is and where its ground truth is."""
+    visits = ", ".join(str(m) for m in spec.months)
+    return (
+        "# Simulated multiple-sclerosis trial (mriproc simulate)\n\n"
+        f"Synthetic MRI, not data of any person: {spec.n_subjects} participant(s) in the "
+        f"arms {', '.join(spec.arms)}, scanned at months {visits} with the "
+        f"{protocol.name} protocol's contrasts ({spec.resolution} resolution, "
+        f"{spec.appearance} appearance, seed {spec.seed}). Images are rendered from the "
+        "MNI152 2009 template's tissue maps with drawn lesions, atrophy, pose, bias field "
+        "and Rician noise.\n\n"
+        "The ground truth (lesion masks and tables, brain volumes, the endpoints each "
+        "visit should give, every acquisition's pose) is in derivatives/groundtruth; the "
+        "simulation's parameters in derivatives/groundtruth/simulation.json.\n"
+    )
+
+
 # --------------------------------------------------------------------------- acquisition
 
 
@@ -490,7 +508,14 @@ def _write_dataset_files(
     months = {s.label: {session_label(m): float(m) for m in spec.months} for s in subjects}
     if spec.write_bids:
         write_raw_dataset_files(
-            out, name="mriproc simulated MS trial", participants=participants, session_months=months
+            out,
+            name="mriproc simulated MS trial",
+            participants=participants,
+            session_months=months,
+            # Synthetic: no person acquired it.  (Two entries: the validator warns
+            # about a single one.)
+            authors=["mriproc simulate (software)", "Synthetic data: no human participants"],
+            readme=_readme(spec, protocol),
         )
     truth_dir = out / GROUND_TRUTH
     write_endpoints(endpoint_rows, truth_dir, protocol_name=protocol.name)
@@ -499,7 +524,10 @@ def _write_dataset_files(
         "Name": "mriproc simulated trial: ground truth",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "mriproc simulate"}],
+        "GeneratedBy": [{"Name": "mriproc simulate", "Version": __version__}],
+        # The simulated raw dataset this folder sits in (a relative URL: the
+        # simulation's files do not depend on where they are written).
+        "SourceDatasets": [{"URL": "../.."}],
     }
     atomic_write_text(
         truth_dir / "dataset_description.json", json.dumps(description, indent=2) + "\n"

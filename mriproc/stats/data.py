@@ -20,6 +20,8 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pandas as pd
 
@@ -129,8 +131,10 @@ def find_participants(out_dir: Path, participants: Path | None = None) -> Path:
             sources = []
         for source in sources if isinstance(sources, list) else []:
             url = str(source.get("URL", "")) if isinstance(source, dict) else ""
-            if url:
-                candidates.append(Path(url.removeprefix("file://")) / "participants.tsv")
+            if url.startswith("file:"):
+                candidates.append(Path(url2pathname(urlparse(url).path)) / "participants.tsv")
+            elif url:
+                candidates.append(Path(url) / "participants.tsv")
     for candidate in candidates:
         if candidate.is_file():
             return candidate

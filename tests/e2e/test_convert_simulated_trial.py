@@ -91,6 +91,59 @@ def test_a_later_run_adds_the_new_visit(
     assert sorted(p.name for p in bids2.glob("sub-*/ses-*")) == ["ses-M00", "ses-M12"]
 
 
+def test_archives_and_compressed_files_convert_to_the_same_images(
+    simulated_trial: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As sites send them: one zip of the export; or a mix of a .tar.gz, gzip-compressed
+    files and a damaged archive, which is named while the rest converts."""
+    import gzip
+    import tarfile
+    import zipfile
+
+    dicom = simulated_trial / "sourcedata" / "dicom"
+    (patient,) = dicom.iterdir()
+    baseline, follow_up = sorted(patient.iterdir())
+    export = tmp_path / "export.zip"
+    with zipfile.ZipFile(export, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(dicom.rglob("*")):
+            if path.is_file():
+                zipped.write(path, path.relative_to(dicom).as_posix())
+    status, output = convert(capsys, export, tmp_path / "from_zip")
+    assert status == EXIT_OK, output
+    _same_images(tmp_path / "from_zip", simulated_trial)
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    with tarfile.open(mixed / "baseline.tar.gz", "w:gz") as tarred:
+        tarred.add(baseline, f"{patient.name}/{baseline.name}")
+    for path in sorted(follow_up.rglob("*")):
+        if path.is_file():
+            target = mixed / "followup" / path.relative_to(follow_up)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.with_name(target.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+    (mixed / "damaged.zip").write_bytes(export.read_bytes()[:4096])
+    before = sorted(p.relative_to(mixed) for p in mixed.rglob("*"))
+    status, output = convert(capsys, mixed, tmp_path / "from_mix")
+    assert status == EXIT_FAILURE, output  # the damaged archive was left out
+    _same_images(tmp_path / "from_mix", simulated_trial)
+    assert sorted(p.relative_to(mixed) for p in mixed.rglob("*")) == before  # nothing added
+    report = (tmp_path / "from_mix" / "code" / "mriproc" / "convert_series.tsv").read_text()
+    (failed,) = [line for line in report.splitlines() if "\tfailed\t" in line]
+    assert "damaged.zip: zip archive that cannot be unpacked" in failed
+
+
+def _same_images(bids: Path, simulated_trial: Path) -> None:
+    converted = sorted(p.relative_to(bids) for p in bids.glob("sub-*/ses-*/anat/*.nii.gz"))
+    simulated = sorted(
+        p.relative_to(simulated_trial) for p in simulated_trial.glob("sub-*/ses-*/anat/*.nii.gz")
+    )
+    assert converted == simulated
+    for name in converted:
+        ours, truth = nib.load(bids / name), nib.load(simulated_trial / name)
+        np.testing.assert_array_equal(np.asarray(ours.dataobj), np.asarray(truth.dataobj))
+        np.testing.assert_array_equal(ours.affine, truth.affine)
+
+
 def _identifiers_in(dicom: Path) -> list[str]:
     """The identifying values of the simulator's DICOM, read with pydicom directly."""
     import pydicom

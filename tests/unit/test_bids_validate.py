@@ -688,3 +688,21 @@ def test_comparisons_need_the_earlier_visit(make_dataset: DatasetFactory, esims:
     assert "new_t2_count" not in last  # M12 has PDw and T2w; its missing T1w_gad is irrelevant
     assert "active_scan" not in last
     assert last["enlarging_t2_count_vs_baseline"] == "needs PDw at ses-M00"
+
+
+def test_a_follow_up_lost_with_its_failed_baseline_says_so(dataset: Path, esims: Protocol) -> None:
+    """per_participant: a follow-up without result names its failed baseline; per_visit not."""
+    from dataclasses import replace
+
+    from mriproc.run import _baseline_failure
+    from mriproc.workflows.visit import visit_wf_name
+
+    found = discover_dataset(dataset, esims)
+    sessions = [s for s in found.sessions if s.participant == found.sessions[0].participant]
+    baseline, followup = sessions[0], sessions[1]
+    crashes = {visit_wf_name(baseline): ("boom", "crash.pklz")}
+    assert _baseline_failure(followup, sessions, found, esims, crashes) == baseline.session_id
+    assert _baseline_failure(followup, sessions, found, esims, {}) is None
+    assert _baseline_failure(baseline, sessions, found, esims, crashes) is None
+    per_visit = replace(esims, registration=replace(esims.registration, template_fit="per_visit"))
+    assert _baseline_failure(followup, sessions, found, per_visit, crashes) is None

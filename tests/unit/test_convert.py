@@ -306,8 +306,8 @@ def _left_out_tree(root: Path, work: Path) -> None:
     cut = write_series(work / "cut", ROSSI, ROSSI_STUDY, 7, "T1_SE_SAG")[0]
     truncate(cut, 300)  # inside the header: no series
     shutil.move(cut, root / "cut.dcm")
-    with zipfile.ZipFile(root / "more.zip", "w") as archive:
-        archive.write(write_series(work / "z", ROSSI, ROSSI_STUDY, 8, "T2")[0], "x.dcm")
+    # A 7z archive (zip and tar ones are unpacked): not read.
+    (root / "more.7z").write_bytes(b"7z\xbc\xaf\x27\x1c" + bytes(64))
 
 
 def _convert(dicom: Path, bids: Path, mapping: str = "") -> ConvertResult:
@@ -361,7 +361,7 @@ def test_the_summary_counts_every_file_not_converted_by_reason(
     failed = set(rows[rows.status == "failed"].reason)
     assert failed == {
         "cut.dcm: no SeriesInstanceUID (damaged or truncated header)",
-        "more.zip: zip archive, not unpacked: unpack it and run again",
+        "more.7z: 7z archive, not unpacked: unpack it and run again",
     }
     # On the console at the default verbosity, with the exit status.
     status, output = convert_quietly(capsys, tree, tmp_path / "bids2")
@@ -380,7 +380,7 @@ def test_the_exit_status_says_when_something_wanted_was_left_out(tmp_path: Path)
     tree = tmp_path / "dicom"
     _left_out_tree(tree, tmp_path)
     (tree / "cut.dcm").unlink()
-    (tree / "more.zip").unlink()
+    (tree / "more.7z").unlink()
     # Left out on purpose only (non-structural series, a file that is not DICOM, a
     # series the mapping file skips): success.
     skip_odd = "SeriesDescription\tmystery\trole\tskip\n"
@@ -483,21 +483,19 @@ def test_unusable_arguments_are_usage_errors_and_write_nothing(
         expected = "must not lie inside BIDS_DIR"
     elif case == "no-folder":
         dicom = tmp_path / "nothing"
-        expected = "no such folder"
+        expected = "no such folder or archive"
     elif case == "no-dicom":
         dicom = tmp_path / "text"
         dicom.mkdir()
         (dicom / "a.txt").write_text("x")
         expected = "no DICOM files found (1 other file(s))"
     elif case == "only-archives":
-        zipped = tmp_path / "zipped"
-        zipped.mkdir()
-        with zipfile.ZipFile(zipped / "export.zip", "w") as archive:
-            for path in dicom.iterdir():
-                archive.write(path, path.name)
-        dicom = zipped
+        packed = tmp_path / "packed"
+        packed.mkdir()
+        (packed / "export.7z").write_bytes(b"7z\xbc\xaf\x27\x1c" + bytes(64))
+        dicom = packed
         expected = (
-            "no DICOM files found (0 other file(s)); 1 file(s) not read (zip archive, not "
+            "no DICOM files found (0 other file(s)); 1 file(s) not read (7z archive, not "
             "unpacked: unpack it and run again)"
         )
     else:
@@ -556,20 +554,26 @@ def test_real_scanner_series_convert_as_dcm2niix_and_are_pre_contrast_t1(
 
 
 @pytest.mark.skipif(not SHARED_DICOM.is_dir(), reason="../shared/data/dicom is not present")
-def test_a_real_series_converts_the_same_gzip_compressed_and_is_named_when_damaged(
+def test_a_real_series_converts_the_same_compressed_or_zipped_and_is_named_when_damaged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plain = SHARED_DICOM / "siemens_t1_fl2d_sag_hfs" / "dicom"
     packed = tmp_path / "packed"
     compress_tree(plain, packed, keep_names=5)
-    for name, tree in (("plain", plain), ("packed", packed)):
+    # And as a zip archive given as the input, as sites send exports.
+    zipped = tmp_path / "export.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(plain.iterdir()):
+            archive.write(path, f"export/{path.name}")
+    for name, tree in (("plain", plain), ("packed", packed), ("zipped", zipped)):
         status, output = convert(capsys, tree, tmp_path / name)
         assert status == EXIT_OK, output
     anat = Path("sub-001", "ses-M00", "anat")
     for image in ("sub-001_ses-M00_T1w.nii.gz", "sub-001_ses-M00_T1w.json"):
-        assert (tmp_path / "plain" / anat / image).read_bytes() == (
-            tmp_path / "packed" / anat / image
-        ).read_bytes()
+        for other in ("packed", "zipped"):
+            assert (tmp_path / "plain" / anat / image).read_bytes() == (
+                tmp_path / other / anat / image
+            ).read_bytes()
     # Every file's pixel data cut short: the series is still named.
     damaged = tmp_path / "damaged"
     shutil.copytree(plain, damaged)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -164,17 +165,73 @@ def test_damaged_compressed_files_are_named_and_still_give_their_series(tmp_path
     assert "cannot be decompressed" in damaged.problem
 
 
-def test_archives_are_listed_as_not_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["zip", "tar", "tar.gz", "tgz", "tar.xz"])
+def test_archives_are_unpacked_and_their_files_read(tmp_path: Path, kind: str) -> None:
+    """Zip and tar archives (compressed or not): members read, named by archive and member."""
+    files = write_series(tmp_path / "plain", ROSSI, STUDY, 3, "T1_SE")
+    truncate(files[-1], files[-1].stat().st_size - 100)  # damaged: named as archive/member
+    tree = tmp_path / "tree"
+    (tree / "site").mkdir(parents=True)
+    archive = tree / "site" / f"export.{kind}"
+    members = [f"{ROSSI.name}/IM{index:04d}" for index in range(len(files))]
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zipped:
+            for path, member in zip(files, members, strict=True):
+                zipped.write(path, member)
+    else:
+        mode = {"tar": "w", "tar.gz": "w:gz", "tgz": "w:gz", "tar.xz": "w:xz"}[kind]
+        with tarfile.open(archive, mode) as tarred:
+            for path, member in zip(files, members, strict=True):
+                tarred.add(path, member)
+    unpack = tmp_path / "unpack"
+    unpack.mkdir()
+    found = scan(tree, unpack)
+    (series,) = found.series
+    assert len(series.files) == len(files) - 1
+    assert series.description == "T1_SE" and not found.not_read and found.archives == 1
+    # Read from copies with neutral names in the unpack folder ...
+    assert all(f.is_relative_to(unpack) and "ROSSI" not in str(f) for f in series.files)
+    # ... and named as archive/member.
+    ((bad, _),) = series.bad_files
+    assert bad == archive / members[-1]
+    assert sorted(p.name for p in tree.rglob("*")) == [f"export.{kind}", "site"]  # nothing added
+
+
+def test_a_damaged_archive_is_named_and_its_good_members_kept(tmp_path: Path) -> None:
     files = write_series(tmp_path / "plain", ROSSI, STUDY, 3, "T1_SE")
     tree = tmp_path / "tree"
     tree.mkdir()
-    with zipfile.ZipFile(tree / "export.zip", "w") as archive:
+    with tarfile.open(tree / "export.tar", "w") as tarred:
         for path in files:
-            archive.write(path, path.name)
+            tarred.add(path, path.name)
+    data = (tree / "export.tar").read_bytes()
+    (tree / "cut.tar").write_bytes(data[: len(data) // 2 + 700])  # cut inside a member
+    (tree / "cut.tar.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(200))  # no tar inside
+    (tree / "junk.zip").write_bytes(b"PK\x03\x04" + bytes(100))
+    (tree / "export.tar").unlink()
+    unpack = tmp_path / "unpack"
+    unpack.mkdir()
+    found = scan(tree, unpack)
+    damaged = {d.path.name: d.problem for d in found.damaged}
+    assert damaged["junk.zip"].startswith("zip archive that cannot be unpacked (BadZipFile)")
+    assert "cut.tar" in damaged and "tar archive that cannot be unpacked" in damaged["cut.tar"]
+    assert (
+        "cannot be read" in damaged["cut.tar.gz"]
+        or "cannot be decompressed" in damaged["cut.tar.gz"]
+    )
+    # The members before the cut are still read.
+    (series,) = found.series
+    assert 1 <= len(series.files) < len(files)
+
+
+def test_other_archives_are_listed_as_not_read(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "export.7z").write_bytes(b"7z\xbc\xaf\x27\x1c" + bytes(64))
     found = scan(tree, tmp_path)
     assert not found.series and found.not_dicom == 0
     assert found.not_read == (
-        (tree / "export.zip", "zip archive, not unpacked: unpack it and run again"),
+        (tree / "export.7z", "7z archive, not unpacked: unpack it and run again"),
     )
 
 

@@ -263,13 +263,14 @@ def test_participants_file_is_found_or_the_error_names_where_it_looked(tmp_path:
     (out / "mriproc").mkdir(parents=True)
     with pytest.raises(StatsInputError, match=r"no participants\.tsv found .*--participants"):
         find_participants(out)
-    bids = tmp_path / "bids"
+    bids = tmp_path / "the bids"  # mriproc run records it as a file URI: "the%20bids"
     bids.mkdir()
     (bids / "participants.tsv").write_text("participant_id\tarm\n01\tplacebo\n")
-    (out / "mriproc" / "dataset_description.json").write_text(
-        json.dumps({"SourceDatasets": [{"URL": str(bids)}]})
-    )
-    assert find_participants(out) == bids / "participants.tsv"
+    for url in (str(bids), bids.as_uri()):
+        (out / "mriproc" / "dataset_description.json").write_text(
+            json.dumps({"SourceDatasets": [{"URL": url}]})
+        )
+        assert find_participants(out) == bids / "participants.tsv"
     (out / "participants.tsv").write_text("participant_id\tarm\n")
     assert find_participants(out) == out / "participants.tsv"
     assert read_participants(bids / "participants.tsv")["participant_id"].tolist() == ["sub-01"]
