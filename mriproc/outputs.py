@@ -102,6 +102,7 @@ def write_visit_outputs(
     tissue_channels: list[str] | None = None,
     notes: dict[str, str] | None = None,
     protocol_name: str | None = None,
+    template_fit: str = "",
 ) -> Path:
     """Write one visit's derivatives (BIDS names, sidecars) and its measures record.
 
@@ -115,7 +116,8 @@ def write_visit_outputs(
     centroid, enhancing, black hole), the QC figures and, when a rater's T2 lesion mask
     was used, its agreement with the automated one (``rater``), the contrasts refused by the
     co-registration check with the reason (``refused``), the tissue model's channels
-    (``tissue_channels``), per-endpoint notes (``notes``), the visit's files
+    (``tissue_channels``), per-endpoint notes (``notes``), where the template fit
+    came from (``template_fit``: :data:`mriproc.visit.OWN_FIT` or the baseline's), the visit's files
     (``files``: a rerun replaces them as a set, removing those it no longer writes)
     and ``GeneratedBy`` (mriproc's
     version, ``protocol_name`` and the lock-file hash); the endpoint tables are assembled
@@ -177,6 +179,7 @@ def write_visit_outputs(
             "refused": refused or {},
             "tissue_channels": tissue_channels or [],
             "notes": notes or {},
+            "template_fit": template_fit,
             "sources": sources,
             "GeneratedBy": generated_by(protocol_name=protocol_name),
             # This visit's files under the derivatives root: a rerun removes those it

@@ -171,6 +171,11 @@ def check_coregistration(
     return quality
 
 
+# Where a visit's template fit came from (its measures record says which).
+OWN_FIT = "fitted to this visit"
+BASELINE_FIT = "the baseline's, carried through this visit's halfway registration to it"
+
+
 def brain_masks(
     reading: str | Path,
     contrast: str,

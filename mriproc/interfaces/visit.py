@@ -22,6 +22,8 @@ from mriproc.interfaces.protocol import ProtocolInputSpec, ProtocolInterface
 from mriproc.outputs import write_visit_outputs
 from mriproc.tissues import TissueError
 from mriproc.visit import (
+    BASELINE_FIT,
+    OWN_FIT,
     RegistrationQualityError,
     bias_correct,
     brain_masks,
@@ -84,6 +86,7 @@ class _BrainMasksInputSpec(ProtocolInputSpec):
 class _BrainMasksOutputSpec(TraitedSpec):
     skull_stripped = traits.Bool(desc="the scan was already skull-stripped")
     transforms = traits.List(File(exists=True), desc="the fit: template -> scan transform files")
+    fit_source = traits.Str(desc="where the fit came from (OWN_FIT or BASELINE_FIT)")
     template_maps = traits.Dict(
         traits.Str,
         File(exists=True),
@@ -120,6 +123,7 @@ class BrainMasks(ProtocolInterface):
         self._results["template_maps"] = {k: str(v) for k, v in paths.items()}
         self._results["skull_stripped"] = fit.skull_stripped
         self._results["transforms"] = [str(p) for p in fit.transform_files]
+        self._results["fit_source"] = OWN_FIT if baseline is None else BASELINE_FIT
         self._results["icv_prob"] = str(paths["icv"])
         return runtime
 
@@ -347,6 +351,7 @@ class _VisitOutputsInputSpec(ProtocolInputSpec):
     refusals = traits.List(
         traits.Str, usedefault=True, desc="why the check refused each one (empty: passed)"
     )
+    template_fit = traits.Str(mandatory=True, desc="where the template fit came from")
 
 
 class _VisitOutputsOutputSpec(TraitedSpec):
@@ -394,6 +399,7 @@ class VisitOutputs(ProtocolInterface):
             tissue_channels=list(self.inputs.tissue_channels),
             notes=dict.fromkeys(("pcf", "bpf"), note) if note else {},
             protocol_name=protocol.name,
+            template_fit=self.inputs.template_fit,
         )
         self._results["record"] = str(record)
         return runtime

@@ -46,6 +46,7 @@ _FIT_RESULTS = [
     "not_available",
     "lesion_list",
     "rater",
+    "template_fit",
 ]
 # ... and, per co-registered contrast (in ``coreg_roles`` order), its check's results.
 _COREG_RESULTS = ["coregistered", "transforms", "qualities", "refusals"]
@@ -223,8 +224,8 @@ def init_visit_fit_wf(
     coregistered, transforms, qualities, refusals
         Per co-registered contrast (sorted roles but the reading space and its echo):
         its image (empty when refused), ITK transform, NMI and the check's reason.
-    template_transforms, skull_stripped
-        The template fit (:class:`mriproc.brain.TemplateFit`).
+    template_transforms, skull_stripped, template_fit
+        The template fit (:class:`mriproc.brain.TemplateFit`) and where it came from.
     to_baseline
         The halfway registration record with the baseline (``follows_baseline``).
     """
@@ -267,7 +268,8 @@ def init_visit_fit_wf(
         (n4_reading, brain_masks, from_n4(reading, "in_file")[1]),
         (n4_reading, outputnode, from_n4(reading, "reading")[1]),
         (brain_masks, outputnode, [("transforms", "template_transforms"),
-                                   ("skull_stripped", "skull_stripped")]),
+                                   ("skull_stripped", "skull_stripped"),
+                                   ("fit_source", "template_fit")]),
     ]  # fmt: skip
     if follows_baseline:
         # The follow-up's registration to its baseline (the longitudinal stage reads
@@ -440,7 +442,7 @@ def init_visit_outputs_wf(
                               ("lesion_outputs", "lesion_outputs"), ("measures", "measures"),
                               ("not_available", "not_available"),
                               ("lesion_list", "lesion_list"), ("rater", "rater"),
-                              *coreg_fields]),
+                              ("template_fit", "template_fit"), *coreg_fields]),
         (inputnode, bundle, [("reading", "reading"), ("lesion_images", "images"),
                              ("tissue_outputs", "tissue_outputs"),
                              ("lesion_outputs", "lesion_outputs"),

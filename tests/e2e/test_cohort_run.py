@@ -39,6 +39,7 @@ from mriproc.io.provenance import generated_by
 from mriproc.longitudinal import CHANGE_CATEGORIES
 from mriproc.simulate import TrialSpec, simulate_trial
 from mriproc.tables import read_table
+from mriproc.visit import BASELINE_FIT, OWN_FIT
 
 RunFast = Callable[..., tuple[int, Path]]  # the conftest fixture
 
@@ -93,6 +94,10 @@ def test_run_writes_longitudinal_endpoints_masks_and_tracked_lesions(
     new_mask = nib.load(anat / "sub-001_ses-M12_desc-newlesion_mask.nii.gz")
     new_count = follow.set_index("endpoint").loc["new_t2_count", "value"]
     assert (np.asarray(new_mask.dataobj).sum() > 0) == (new_count > 0)
+    # The template fitted once: the follow-up's record says it carries the baseline's.
+    for session, fit in (("M00", OWN_FIT), ("M12", BASELINE_FIT)):
+        record = out / f"sub-001/ses-{session}/anat/sub-001_ses-{session}_desc-visit_measures.json"
+        assert json.loads(record.read_text())["template_fit"] == fit
     # Provenance: every record, image sidecar and the dataset description name version,
     # protocol, lock.
     generated = generated_by(protocol_name="esims")

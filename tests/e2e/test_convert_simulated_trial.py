@@ -63,6 +63,7 @@ def test_a_later_run_adds_the_new_visit(
     assert convert(capsys, first.parent, bids)[0] == EXIT_OK
     assert sorted(p.name for p in (bids / "sub-001").iterdir()) == [
         "ses-M00",
+        "sub-001_sessions.json",
         "sub-001_sessions.tsv",
     ]
     baseline_bytes = {p: p.read_bytes() for p in bids.rglob("ses-M00/anat/*")}
@@ -70,7 +71,7 @@ def test_a_later_run_adds_the_new_visit(
     status, output = convert(capsys, simulated_trial / "sourcedata" / "dicom", bids)
     assert status == EXIT_OK, output
     assert sorted(p.name for p in (bids / "sub-001").iterdir()) == [
-        "ses-M00", "ses-M12", "sub-001_sessions.tsv"
+        "ses-M00", "ses-M12", "sub-001_sessions.json", "sub-001_sessions.tsv"
     ]  # fmt: skip
     assert {p: p.read_bytes() for p in bids.rglob("ses-M00/anat/*")} == baseline_bytes
     assert (bids / "sub-001" / "sub-001_sessions.tsv").read_text().splitlines()[1:] == [
