@@ -40,7 +40,12 @@ from mriproc.config import Protocol, RegistrationPreset
 from mriproc.io.nifti import read_image, save_image
 from mriproc.lesions import min_lesion_volume_ml
 from mriproc.longitudinal import HalfwayVisit, LesionChanges, LongitudinalError, lesion_changes
-from mriproc.registration import apply_linear, matrix_power, register_halfway
+from mriproc.registration import (
+    HalfwayRegistration,
+    apply_linear,
+    halfway_space,
+    register_halfway,
+)
 
 __all__ = [
     "FollowupOutcome",
@@ -62,17 +67,7 @@ def halfway_registration(
     fixed, moving = read_image(earlier), read_image(later)
     rigid = replace(preset, sampling_rate=preset.rigid_sampling_rate)
     result = register_halfway(fixed, moving, preset=rigid, out_dir=out_dir / "registration")
-    path = out_dir / "halfway.json"
-    record = {
-        "earlier": str(earlier),
-        "later": str(later),
-        "earlier_to_later_ras": result.fixed_to_moving.tolist(),
-        "halfway_to_earlier_ras": result.halfway_to_fixed.tolist(),
-        "halfway_to_later_ras": result.halfway_to_moving.tolist(),
-        "asymmetry_mm": result.asymmetry_mm,
-    }
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    return _write_halfway(out_dir, str(earlier), str(later), result)
 
 
 def halfway_through_baseline(to_earlier: str | Path, to_later: str | Path, out_dir: Path) -> Path:
@@ -84,16 +79,30 @@ def halfway_through_baseline(to_earlier: str | Path, to_later: str | Path, out_d
     sum of the two (a bound on the composed registration's inverse inconsistency).
     """
     first, second = (json.loads(Path(r).read_text()) for r in (to_earlier, to_later))
-    earlier_to_later_ras = earlier_to_later(to_later) @ np.linalg.inv(earlier_to_later(to_earlier))
-    half = matrix_power(earlier_to_later_ras, 0.5)
+    to_first, to_second = (
+        np.asarray(r["earlier_to_later_ras"], dtype=np.float64) for r in (first, second)
+    )
+    composed = halfway_space(
+        np.asarray(to_second @ np.linalg.inv(to_first), dtype=np.float64),
+        first["asymmetry_mm"] + second["asymmetry_mm"],
+    )
+    return _write_halfway(
+        out_dir, first["later"], second["later"], composed, through=first["earlier"]
+    )
+
+
+def _write_halfway(
+    out_dir: Path, earlier: str, later: str, registration: HalfwayRegistration, **extra: str
+) -> Path:
+    """The JSON record of a halfway registration of two visits' reading images."""
     record = {
-        "earlier": first["later"],
-        "later": second["later"],
-        "earlier_to_later_ras": earlier_to_later_ras.tolist(),
-        "halfway_to_earlier_ras": np.linalg.inv(half).tolist(),
-        "halfway_to_later_ras": half.tolist(),
-        "asymmetry_mm": first["asymmetry_mm"] + second["asymmetry_mm"],
-        "through": first["earlier"],
+        "earlier": earlier,
+        "later": later,
+        "earlier_to_later_ras": registration.fixed_to_moving.tolist(),
+        "halfway_to_earlier_ras": registration.halfway_to_fixed.tolist(),
+        "halfway_to_later_ras": registration.halfway_to_moving.tolist(),
+        "asymmetry_mm": registration.asymmetry_mm,
+        **extra,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "halfway.json"

@@ -34,6 +34,7 @@ __all__ = [
     "NonlinearRegistration",
     "apply_linear",
     "from_ants",
+    "halfway_space",
     "jacobian_determinant",
     "map_points",
     "matrix_power",
@@ -209,19 +210,26 @@ def register_halfway(
         np.real(linalg.logm(forward.fixed_to_moving)) + np.real(linalg.logm(inverse_backward))
     )
     fixed_to_moving = np.asarray(np.real(linalg.expm(mean_log)), dtype=np.float64)
-    half = matrix_power(fixed_to_moving, 0.5)
-    inverse_half = np.asarray(np.linalg.inv(half), dtype=np.float64)
     if points_ras is None:
         shape = fixed.shape[:3]
         corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
         points_ras = nib.affines.apply_affine(fixed.affine, corners.T)
+    asymmetry = mean_displacement_mm(
+        forward.fixed_to_moving, inverse_backward, np.asarray(points_ras)
+    )
+    return halfway_space(fixed_to_moving, asymmetry)
+
+
+def halfway_space(
+    fixed_to_moving: npt.NDArray[np.float64], asymmetry_mm: float
+) -> HalfwayRegistration:
+    """The halfway space of a rigid ``fixed_to_moving`` map: half of it each way."""
+    half = matrix_power(fixed_to_moving, 0.5)
     return HalfwayRegistration(
         fixed_to_moving=fixed_to_moving,
-        halfway_to_fixed=inverse_half,
+        halfway_to_fixed=np.asarray(np.linalg.inv(half), dtype=np.float64),
         halfway_to_moving=half,
-        asymmetry_mm=mean_displacement_mm(
-            forward.fixed_to_moving, inverse_backward, np.asarray(points_ras)
-        ),
+        asymmetry_mm=asymmetry_mm,
     )
 
 

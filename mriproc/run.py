@@ -301,20 +301,38 @@ def run_participants(
     )
 
 
-def _baseline_failure(
+def _carried_baseline(
     session: SessionInputs,
-    to_run: list[SessionInputs],
+    to_run: Sequence[SessionInputs],
     dataset: BidsDataset,
     protocol: Protocol,
-    crashes: dict[str, tuple[str, str]],
-) -> str | None:
-    """The baseline session's id when it failed and ``session`` carried its template fit."""
+) -> SessionInputs | None:
+    """The baseline whose template fit ``session`` carries, if any.
+
+    Under ``registration.template_fit: per_participant`` a follow-up carries its
+    baseline's fit when the baseline runs too; otherwise (and for the baseline
+    itself) it fits its own.
+    """
     if protocol.registration.template_fit != "per_participant":
         return None
     label = dataset.baseline_session(session.participant)
     for other in to_run:
         if other.participant == session.participant and other.session == label != session.session:
-            return other.session_id if _visit_wf_name(other) in crashes else None
+            return other
+    return None
+
+
+def _baseline_failure(
+    session: SessionInputs,
+    to_run: Sequence[SessionInputs],
+    dataset: BidsDataset,
+    protocol: Protocol,
+    crashes: dict[str, tuple[str, str]],
+) -> str | None:
+    """The baseline session's id when it failed and ``session`` carried its template fit."""
+    baseline = _carried_baseline(session, to_run, dataset, protocol)
+    if baseline is not None and _visit_wf_name(baseline) in crashes:
+        return baseline.session_id
     return None
 
 
@@ -348,32 +366,30 @@ def _build_workflow(
     top = pe.Workflow(name="mriproc_wf", base_dir=str(work_dir))
     visit_wfs: dict[tuple[str, str], pe.Workflow] = {}
     final: dict[str, list[str]] = {}
-    running = {(s.participant, s.session) for s in to_run}
-    # per_participant: a follow-up carries its baseline's template fit when the
-    # baseline runs too (baselines first: their workflows feed the follow-ups').
-    shared = protocol.registration.template_fit == "per_participant"
-    baselines = {p: dataset.baseline_session(p) for p in {s.participant for s in to_run}}
-    for session in sorted(to_run, key=lambda s: s.session != baselines[s.participant]):
+    carried = {
+        (s.participant, s.session): _carried_baseline(s, to_run, dataset, protocol) for s in to_run
+    }
+    # Baselines first: their workflows feed the follow-ups' that carry their fit.
+    for session in sorted(to_run, key=lambda s: carried[(s.participant, s.session)] is not None):
         rater = None
         if rater_masks is not None:
             candidate = bids_path(
                 rater_masks, session.participant, session.session, suffix="mask", desc="t2lesion"
             )
             rater = candidate.resolve() if candidate.is_file() else None
-        baseline = (session.participant, baselines[session.participant] or "")
-        follows = shared and session.session != baseline[1] and baseline in running
+        baseline = carried[(session.participant, session.session)]
         wf = init_visit_wf(
             session=session,
             protocol=protocol,
             output_dir=root,
             rater_mask=rater,
-            follows_baseline=follows,
+            follows_baseline=baseline is not None,
         )
         visit_wfs[(session.participant, session.session)] = wf
         top.add_nodes([wf])
         final.setdefault(session.participant, []).append(wf.name)
-        if follows:
-            connect_baseline(top, visit_wfs[baseline], wf)
+        if baseline is not None:
+            connect_baseline(top, visit_wfs[(baseline.participant, baseline.session)], wf)
     # Longitudinal: every participant whose baseline and at least one later visit run.
     for participant in sorted(final):
         visits = [
@@ -388,7 +404,9 @@ def _build_workflow(
             sessions=visits,
             protocol=protocol,
             output_dir=root,
-            registered_to_baseline=shared,
+            # The follow-ups carried the baseline's fit: their bundles hold the
+            # registration to it (the baseline runs: it is visits[0]).
+            registered_to_baseline=carried[(participant, visits[1])] is not None,
         )
         final[participant].append(longitudinal.name)
         for index, label in enumerate(visits):

@@ -93,9 +93,9 @@ def init_visit_wf(
         Contrast role -> raw image file (set from ``session``).
     rater_mask
         The rater's mask, when given.
-    baseline_reading, baseline_transforms, baseline_skull_stripped
+    baseline_reading, baseline_template_transforms, baseline_skull_stripped
         With ``follows_baseline``: the baseline visit workflow's ``reading``,
-        ``transforms`` and ``skull_stripped``.
+        ``template_transforms`` and ``skull_stripped`` (:func:`connect_baseline`).
 
     Outputs
     -------
@@ -103,7 +103,7 @@ def init_visit_wf(
         The visit's measures record (``*_desc-visit_measures.json``).
     bundle
         The files the longitudinal stage reads (``VisitBundle``).
-    reading, transforms, skull_stripped
+    reading, template_transforms, skull_stripped
         The bias-corrected reading image and the template fit (for the follow-ups).
     """
     files = {role: str(path) for role, path in session.files.items()}
@@ -237,10 +237,9 @@ def init_visit_fit_wf(
     inputnode = node(
         niu.IdentityInterface(fields=["sources", "rater_mask", *baseline_fields]), "inputnode"
     )
+    handed_on = [f for f in _FIT_HANDED_ON if f not in _FIT_RESULTS]  # (reading is one)
     outputnode = node(
-        niu.IdentityInterface(
-            fields=_FIT_RESULTS + _COREG_RESULTS + _FIT_HANDED_ON[1:] + ["to_baseline"]
-        ),
+        niu.IdentityInterface(fields=_FIT_RESULTS + _COREG_RESULTS + handed_on + ["to_baseline"]),
         "outputnode",
     )
     connections: list[tuple[pe.Node, pe.Node, list[tuple[object, str]]]] = []

@@ -78,3 +78,33 @@ def test_follow_ups_carry_the_baseline_fit(tmp_path: Path) -> None:
         output_dir=tmp_path / "out",
     )
     assert len([n for n in independent.list_node_names() if n.startswith("halfway")]) == 3
+
+
+def test_the_protocol_decides_whether_follow_ups_carry_the_baseline_fit(tmp_path: Path) -> None:
+    """``registration.template_fit``: per_participant wires follow-ups to their baseline."""
+    from dataclasses import replace
+
+    from mriproc.run import _build_workflow
+
+    root = tmp_path / "sim"
+    protocol = load_protocol("esims")
+    simulate_trial(root, TrialSpec(n_subjects=1, months=(0, 12), seed=31), protocol)
+    dataset = discover_dataset(root, protocol)
+    per_visit = replace(
+        protocol, registration=replace(protocol.registration, template_fit="per_visit")
+    )
+    halfway_nodes = {}
+    for name, chosen in (("per_participant", protocol), ("per_visit", per_visit)):
+        top, _ = _build_workflow(
+            dataset,
+            list(dataset.sessions),
+            chosen,
+            tmp_path / name,
+            tmp_path / f"w_{name}",
+            rater_masks=None,
+        )
+        halfway_nodes[name] = sorted(
+            n for n in top.list_node_names() if n.split(".")[-1].startswith("halfway")
+        )
+    assert halfway_nodes["per_participant"] == ["visit_sub_001_ses_M12.fit_wf.halfway_to_baseline"]
+    assert halfway_nodes["per_visit"] == ["longitudinal_sub_001.halfway_m12_to_m00"]
