@@ -1,9 +1,8 @@
-"""Static checks of ``docker/Dockerfile`` and a replay of its install stage on the host.
+"""Static checks of ``docker/Dockerfile``.
 
-No container engine runs on the build machines, so CI (``tests/e2e/test_docker.py``) reads
-the Dockerfile with the small parser below and checks the rules of issue 10
-(:func:`check_dockerfile`), then runs the ``build`` stage's RUN steps in a fresh virtual
-environment (:func:`replay_stage`): the install the image does, from the same lines.
+``tests/e2e/test_docker.py`` reads the Dockerfile with the small parser below and checks
+the rules of issue 10 (:func:`check_dockerfile`) on every machine; building and running
+the image is ``tests/e2e/test_container.py``'s job.
 
 The parser covers what a Dockerfile needs here: comments, ``\\`` line continuations
 (comment lines inside them are dropped, as Docker does), global ``ARG`` defaults
@@ -15,12 +14,8 @@ escape character; :func:`parse_dockerfile` refuses both rather than misread them
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import shutil
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +23,10 @@ __all__ = [
     "Dockerfile",
     "DockerfileError",
     "Instruction",
-    "ReplayResult",
     "Stage",
     "check_dockerfile",
     "parse_dockerfile",
     "read_lock",
-    "replay_stage",
 ]
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -43,8 +36,9 @@ _LOCK = re.compile(r"(?:^|\s)(?:-c|--constraint|-r|--requirement)[ =]?\S*require
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(==|>=|<=|~=|!=|>|<)")
 REQUIRED_LABELS = ("version", "source", "revision", "created")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
-# What may reach the build context before the dependencies are installed.
-DEPENDENCY_INPUTS = {"pyproject.toml", "requirements.lock"}
+# What may reach the build context before the dependencies are installed: what they are
+# read from, and the script that points pip at the build secrets (docker/pip-env.sh).
+DEPENDENCY_INPUTS = {"pyproject.toml", "requirements.lock", "pip-env.sh"}
 
 
 class DockerfileError(ValueError):
@@ -384,101 +378,13 @@ def _check_layer_order(build: Stage, final: Stage, dockerfile: Dockerfile) -> li
         problems.append("the 'build' stage never installs the package after its dependencies")
     elif not all("--no-deps" in install for install in package_installs):
         problems.append("the package is installed after the dependencies without --no-deps")
+    copied_from = [
+        dockerfile.stage(m.group(1))
+        for i in final.all("COPY")
+        if (m := re.search(r"--from=(\S+)", i.value))
+    ]
     if build not in dockerfile.lineage(final) and not any(
-        "--from=build" in i.value for i in final.all("COPY")
+        source is not None and build in dockerfile.lineage(source) for source in copied_from
     ):
         problems.append("the final stage takes nothing from the 'build' stage")
     return problems
-
-
-@dataclass(frozen=True)
-class ReplayResult:
-    """What :func:`replay_stage` ran: the commands as executed and the seconds each took."""
-
-    venv: Path
-    commands: list[str]
-    seconds: list[float]
-
-
-def replay_stage(
-    dockerfile_path: Path, context: Path, tmp: Path, *, stage_name: str = "build"
-) -> ReplayResult:
-    """Run a stage's COPY and RUN steps on this machine, in ``tmp``, as the image build would.
-
-    ``/opt/venv`` becomes ``tmp/venv``, ``WORKDIR`` a folder under ``tmp``, ``/tmp/`` a
-    private ``tmp/tmp/``; ``python`` is this machine's Python 3.11.  The stage's ENV
-    (inherited ones included) is applied except ``HOME``, ``MPLCONFIGDIR`` (container
-    paths) and ``PIP_NO_CACHE_DIR`` (pip's cache changes speed, not what is installed).
-    Instructions of the OS layer before ``stage_name`` (user accounts) are not run.
-    A failing step raises ``AssertionError`` with its output.
-    """
-    dockerfile = parse_dockerfile(dockerfile_path.read_text())
-    stage = dockerfile.stage(stage_name)
-    assert stage is not None, f"no stage {stage_name!r}"
-    venv, private_tmp, shim = tmp / "venv", tmp / "tmp", tmp / "shim"
-    for folder in (private_tmp, shim):
-        folder.mkdir(parents=True, exist_ok=True)
-    python = shutil.which("python3.11")
-    assert python, "python3.11 is needed to replay the image's install"
-    (shim / "python").symlink_to(python)
-    workdir = tmp / "root"
-    workdir.mkdir()
-
-    def localise(text: str) -> str:
-        text = re.sub(r"(?<![\w.])/tmp/", f"{private_tmp}/", text)  # first: tmp is in /tmp
-        return text.replace("/opt/venv", str(venv))
-
-    env = dict(os.environ)
-    env["PATH"] = f"{shim}:{os.environ.get('PATH', '')}"
-    for key, value in dockerfile.environment(stage).items():
-        if key not in ("HOME", "MPLCONFIGDIR", "PIP_NO_CACHE_DIR"):
-            env[key] = _substitute(localise(value), env)
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("PYTHONPATH", None)
-
-    commands: list[str] = []
-    seconds: list[float] = []
-    for instruction in stage.instructions:
-        if instruction.keyword == "WORKDIR":
-            workdir = tmp / "root" / instruction.value.lstrip("/")
-            workdir.mkdir(parents=True, exist_ok=True)
-        elif instruction.keyword == "COPY":
-            assert "--from" not in instruction.value, "COPY --from is not replayed"
-            _replay_copy(instruction, context, workdir)
-        elif instruction.keyword == "RUN":
-            argv = instruction.exec_form()
-            command = localise(shlex.join(argv) if argv else instruction.value)
-            started = time.perf_counter()
-            done = subprocess.run(
-                ["/bin/sh", "-c", command],
-                cwd=workdir,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            seconds.append(time.perf_counter() - started)
-            commands.append(command)
-            assert done.returncode == 0, (
-                f"Dockerfile line {instruction.line} failed ({done.returncode}): {command}\n"
-                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-            )
-        elif instruction.keyword not in ("ENV", "ARG", "LABEL"):
-            raise AssertionError(f"line {instruction.line}: {instruction.keyword} not replayed")
-    return ReplayResult(venv=venv, commands=commands, seconds=seconds)
-
-
-def _replay_copy(instruction: Instruction, context: Path, workdir: Path) -> None:
-    words = [w for w in shlex.split(instruction.value) if not w.startswith("--")]
-    *sources, destination = words
-    target = workdir / destination if not destination.startswith("/") else None
-    assert target is not None, f"line {instruction.line}: absolute COPY targets not replayed"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for source in sources:
-        path = context / source
-        if path.is_dir():
-            shutil.copytree(path, target, ignore=ignore, dirs_exist_ok=True)
-        else:
-            into = target if destination.endswith("/") or len(sources) > 1 else target.parent
-            into.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, into / path.name if into == target else target)
