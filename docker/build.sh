@@ -20,7 +20,8 @@
 #   --index-url URL     a Python package index to install from instead of PyPI
 #   --pip-conf FILE     a pip configuration file for the install steps (index, proxy...)
 #   --ca-bundle FILE    the CA bundle pip should trust (a TLS-intercepting proxy); default:
-#                       $PIP_CERT when set, else none (pip's own)
+#                       the one this machine's pip trusts ($PIP_CERT, else pip's
+#                       `global.cert` setting), else none (pip's own certificates)
 #   --oci-archive FILE  also save the image as an OCI archive (for `apptainer build`)
 #
 # The index, pip configuration and CA bundle are handed to the build as secrets: used by
@@ -53,6 +54,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$target" in runtime|test) ;; *) die "--target must be runtime or test, not $target" ;; esac
+if [ -z "$ca_bundle" ] && command -v python3 > /dev/null; then
+  ca_bundle=$(python3 -m pip config list 2> /dev/null | sed -n "s/^global\.cert='\(.*\)'$/\1/p" | tail -1)
+fi
 for file in "$pip_conf" "$ca_bundle"; do
   [ -z "$file" ] || [ -r "$file" ] || die "cannot read $file"
 done
