@@ -49,8 +49,8 @@ from mriproc.config import RegistrationPreset
 from mriproc.endpoints import PbvcParams
 from mriproc.registration import (
     apply_linear,
+    halfway_maps,
     jacobian_determinant,
-    matrix_power,
     register_deformable,
 )
 
@@ -577,8 +577,7 @@ def jacobian_integration(
     warp's Jacobian determinant (follow-up volume per baseline volume) is integrated
     over the baseline's parenchyma, and over it inside the slab for PCF change.
     """
-    half = matrix_power(np.asarray(baseline_to_followup, dtype=np.float64), 0.5)
-    halfway_to_baseline = np.asarray(np.linalg.inv(half), dtype=np.float64)
+    halfway_to_baseline, half = halfway_maps(baseline_to_followup)
     voxel = preset.jacobian_voxel_mm
     shape = np.asarray(np.asarray(baseline.parenchyma).shape)
     extent = shape * np.asarray(baseline.zooms)

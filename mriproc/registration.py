@@ -34,6 +34,7 @@ __all__ = [
     "NonlinearRegistration",
     "apply_linear",
     "from_ants",
+    "halfway_maps",
     "halfway_space",
     "jacobian_determinant",
     "map_points",
@@ -220,15 +221,23 @@ def register_halfway(
     return halfway_space(fixed_to_moving, asymmetry)
 
 
+def halfway_maps(
+    fixed_to_moving: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(halfway -> fixed, halfway -> moving) of a rigid map: half of it each way."""
+    half = matrix_power(np.asarray(fixed_to_moving, dtype=np.float64), 0.5)
+    return np.asarray(np.linalg.inv(half), dtype=np.float64), half
+
+
 def halfway_space(
     fixed_to_moving: npt.NDArray[np.float64], asymmetry_mm: float
 ) -> HalfwayRegistration:
-    """The halfway space of a rigid ``fixed_to_moving`` map: half of it each way."""
-    half = matrix_power(fixed_to_moving, 0.5)
+    """The halfway space of a rigid ``fixed_to_moving`` map (:func:`halfway_maps`)."""
+    halfway_to_fixed, halfway_to_moving = halfway_maps(fixed_to_moving)
     return HalfwayRegistration(
         fixed_to_moving=fixed_to_moving,
-        halfway_to_fixed=np.asarray(np.linalg.inv(half), dtype=np.float64),
-        halfway_to_moving=half,
+        halfway_to_fixed=halfway_to_fixed,
+        halfway_to_moving=halfway_to_moving,
         asymmetry_mm=asymmetry_mm,
     )
 
