@@ -289,7 +289,7 @@ def check_dockerfile(
 
     build = dockerfile.stage("build")
     if build is None:
-        problems.append("no 'build' stage (the install stage CI replays)")
+        problems.append("no 'build' stage (the install stage)")
     else:
         problems.extend(_check_layer_order(build, final, dockerfile))
 
