@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -227,9 +227,24 @@ def run_participants(
         work_dir,
         rater_masks=rater_masks,
     )
+
+    def execute(workflow: Any, final: dict[str, list[str]]) -> None:
+        _execute(workflow, final, plugin, dict(plugin_args or {}), progress_stream)
+
+    crashes: dict[str, tuple[str, str]] = {}
     if to_run:
-        _execute(top, final_nodes, plugin, dict(plugin_args or {}), progress_stream)
-    crashes = _crash_reasons(crash_dir)
+        execute(top, final_nodes)
+        crashes = _rerun_orphans(
+            to_run,
+            dataset,
+            protocol,
+            root,
+            work_dir,
+            _crash_reasons(crash_dir),
+            crash_dir,
+            rater_masks,
+            execute,
+        )
     failed = 0
     for session in to_run:
         name = _visit_wf_name(session)
@@ -250,13 +265,6 @@ def run_participants(
             continue
         failed += 1
         message, crash = crashes.get(name, ("no result written", ""))
-        baseline = _baseline_failure(session, to_run, dataset, protocol, crashes)
-        if name not in crashes and baseline is not None:
-            message = (
-                f"not processed: its baseline {baseline} failed, and a follow-up's template "
-                "fit is its baseline's (registration.template_fit: per_participant; "
-                "per_visit processes every visit on its own)"
-            )
         errors[session.participant].append(
             ErrorRow(session.participant_id, session.session_id, "visit", message, crash or None)
         )
@@ -334,6 +342,55 @@ def _baseline_failure(
     if baseline is not None and _visit_wf_name(baseline) in crashes:
         return baseline.session_id
     return None
+
+
+def _rerun_orphans(
+    to_run: Sequence[SessionInputs],
+    dataset: BidsDataset,
+    protocol: Protocol,
+    root: Path,
+    work_dir: Path,
+    crashes: dict[str, tuple[str, str]],
+    crash_dir: Path,
+    rater_masks: Path | None,
+    execute: Callable[[Any, dict[str, list[str]]], None],
+) -> dict[str, tuple[str, str]]:
+    """Process again, each on its own template fit, the follow-ups a failed baseline took.
+
+    A follow-up that carried its baseline's fit (``registration.template_fit:
+    per_participant``) is lost with the baseline, or crashes on a fit the baseline
+    could not use: nothing is lost when one scan is bad, so it runs again without it
+    (its visit record says ``template_fit``: fitted to this visit).  Returns the
+    crashes that stand: the first run's, with the re-run follow-ups' replaced by the
+    second run's (whose crash files go to ``crash_dir/own-fit``).
+    """
+    orphans: list[SessionInputs] = []
+    for session in to_run:
+        name = _visit_wf_name(session)
+        done = visit_record_path(root, session.participant, session.session).is_file()
+        baseline = _baseline_failure(session, to_run, dataset, protocol, crashes)
+        if baseline is not None and (name in crashes or not done):
+            orphans.append(session)
+            logger.warning(
+                "%s %s: its baseline %s failed; processing it again on its own template fit",
+                session.participant_id,
+                session.session_id,
+                baseline,
+            )
+    if not orphans:
+        return crashes
+    own_fit_dir = crash_dir / "own-fit"
+    own_fit_dir.mkdir(exist_ok=True)
+    _configure_nipype(own_fit_dir)
+    # Without their baselines in the list, the follow-ups carry no fit, and no
+    # longitudinal stage is built (it needs the baseline).
+    again, again_final = _build_workflow(
+        dataset, orphans, protocol, root, work_dir, rater_masks=rater_masks
+    )
+    execute(again, again_final)
+    rerun = {_visit_wf_name(s) for s in orphans}
+    standing = {name: crash for name, crash in crashes.items() if name not in rerun}
+    return standing | _crash_reasons(own_fit_dir)
 
 
 def _visit_wf_name(session: SessionInputs) -> str:
