@@ -127,6 +127,13 @@ class RegistrationParams:
     # rigid registration to the baseline (the longitudinal stage's halfway
     # registration, computed first); follow-ups run without their baseline fit their own.
     template_fit: Literal["per_visit", "per_participant"]
+    # The template fit's quality check: the intracranial volume it maps into the
+    # reading-space image's field of view (mL).  Outside these limits the fit is
+    # refused and the visit fails with the figure (an image covering a few slices, a
+    # wrong image, a failed fit): no endpoint is measured on it, and no follow-up
+    # carries it.
+    min_icv_ml: float = field(metadata=bounds(0.0, 5000.0))
+    max_icv_ml: float = field(metadata=bounds(0.0, 5000.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +387,8 @@ def _check_cross_references(p: Protocol) -> None:
         fail("visits.months", f"the baseline {p.visits.baseline!r} must be month 0")
     if "lesion" in p.pcf.parenchyma_classes and "CSF" in p.pcf.parenchyma_classes:
         fail("pcf.parenchyma_classes", "CSF is not parenchyma")
+    if p.registration.min_icv_ml >= p.registration.max_icv_ml:
+        fail("registration.min_icv_ml", "must be less than registration.max_icv_ml")
 
 
 def _kind(value: object) -> str:

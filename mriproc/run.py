@@ -359,17 +359,16 @@ def _rerun_orphans(
 
     A follow-up that carried its baseline's fit (``registration.template_fit:
     per_participant``) is lost with the baseline, or crashes on a fit the baseline
-    could not use: nothing is lost when one scan is bad, so it runs again without it
-    (its visit record says ``template_fit``: fitted to this visit).  Returns the
-    crashes that stand: the first run's, with the re-run follow-ups' replaced by the
-    second run's (whose crash files go to ``crash_dir/own-fit``).
+    could not use, or, worse, is measured on it: nothing is lost when one scan is bad,
+    and nothing is measured on a failed scan's fit, so every such follow-up runs again
+    without it (its visit record says ``template_fit``: fitted to this visit).
+    Returns the crashes that stand: the first run's, with the re-run follow-ups'
+    replaced by the second run's (whose crash files go to ``crash_dir/own-fit``).
     """
     orphans: list[SessionInputs] = []
     for session in to_run:
-        name = _visit_wf_name(session)
-        done = visit_record_path(root, session.participant, session.session).is_file()
         baseline = _baseline_failure(session, to_run, dataset, protocol, crashes)
-        if baseline is not None and (name in crashes or not done):
+        if baseline is not None:
             orphans.append(session)
             logger.warning(
                 "%s %s: its baseline %s failed; processing it again on its own template fit",

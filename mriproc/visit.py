@@ -33,6 +33,7 @@ from mriproc.tissues import tissue_fractions
 
 __all__ = [
     "RegistrationQualityError",
+    "TemplateFitError",
     "bias_correct",
     "brain_masks",
     "check_coregistration",
@@ -40,6 +41,10 @@ __all__ = [
     "normalized_mutual_information",
     "tissue_classes",
 ]
+
+
+class TemplateFitError(RuntimeError):
+    """The template fit maps an implausible intracranial volume into the image."""
 
 
 class RegistrationQualityError(RuntimeError):
@@ -183,6 +188,7 @@ def brain_masks(
     pcf: PcfParams,
     out_dir: Path,
     preset: RegistrationPreset,
+    icv_ml_limits: tuple[float, float],
     lesion_prior: bool = False,
     baseline: tuple[TemplateFit, npt.NDArray[np.float64]] | None = None,
 ) -> tuple[dict[str, Path], TemplateFit]:
@@ -196,6 +202,9 @@ def brain_masks(
     ``baseline``: the baseline visit's fit and the rigid map of baseline RAS points to
     this follow-up's (its halfway registration): the baseline's fit is carried here
     through the registration instead of fitting the template again.
+
+    The fit is checked: the intracranial volume it maps into the image's field of
+    view must lie within ``icv_ml_limits`` (mL), else :class:`TemplateFitError`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     image = read_image(reading)
@@ -206,6 +215,18 @@ def brain_masks(
         here_to_baseline = np.asarray(np.linalg.inv(baseline_to_here), dtype=np.float64)
         fit = fit_through(baseline_fit, here_to_baseline, out_dir)
     carried = carry_template_maps(image, fit, template_maps(pcf, lesion_prior=lesion_prior))
+    voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
+    icv_ml = float(np.count_nonzero(carried["icv"] >= 0.5)) * voxel_ml
+    low, high = icv_ml_limits
+    if not low <= icv_ml <= high:
+        source = "the template fit" if baseline is None else "the baseline's template fit, carried"
+        raise TemplateFitError(
+            f"{contrast} (the reading space): {source} gives an intracranial volume of "
+            f"{icv_ml:.0f} mL inside the field of view ({image.shape[0]} x {image.shape[1]} "
+            f"x {image.shape[2]} voxels), outside the protocol's {low:.0f}-{high:.0f} mL "
+            "(registration.min_icv_ml, max_icv_ml): an image of part of the head, "
+            "a wrong image or a failed fit"
+        )
     paths = {
         "brain": save_image(
             (carried.pop("brain") >= 0.5).astype(np.uint8),

@@ -116,6 +116,7 @@ class BrainMasks(ProtocolInterface):
             pcf=protocol.pcf,
             out_dir=Path(runtime.cwd),
             preset=protocol.registration.preset,
+            icv_ml_limits=(protocol.registration.min_icv_ml, protocol.registration.max_icv_ml),
             # The prior is a feature of the lesion classifier only.
             lesion_prior=protocol.t2_lesions.classifier is not None,
             baseline=baseline,

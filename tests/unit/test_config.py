@@ -152,6 +152,11 @@ def test_unknown_name_lists_shipped_protocols() -> None:
             r"pcf\.channels: must include the reading space 'T2w'",
         ),
         (
+            lambda d: d["registration"].update(min_icv_ml=3000.0),
+            r"registration\.min_icv_ml: must be less than registration\.max_icv_ml",
+        ),
+        (lambda d: d["registration"].pop("max_icv_ml"), r"registration\.max_icv_ml: required"),
+        (
             lambda d: d["registration"].update(preset="slow"),
             r"registration\.preset: .*no registration preset 'slow' \(have precise, fast\)",
         ),
