@@ -168,3 +168,33 @@ def test_quality_check_refuses_noise_and_the_tissue_model_goes_on_without_it(
     assert Path(alone["outputs"]["GM"]).is_file()  # type: ignore[index]
     with pytest.raises(TissueError, match=r"no tissue-model channel passed.*T2w, T1w"):
         tissues(["", ""])
+
+
+def test_the_template_fit_check_reads_its_limits_from_the_protocol(tmp_path: Path) -> None:
+    """A whole simulated head (about 1,500 mL) refused under limits of 1-100 mL: the
+    limits are the protocol's (the default ones pass every e2e run's visits)."""
+    import dataclasses
+
+    from mriproc.demo import protocol_with_preset
+    from mriproc.interfaces.visit import BrainMasks
+    from mriproc.simulate import TrialSpec, simulate_trial
+    from mriproc.visit import TemplateFitError
+
+    protocol = load_protocol(protocol_with_preset("esims", "fast", tmp_path / "esims_fast.yaml"))
+    simulate_trial(tmp_path / "sim", TrialSpec(n_subjects=1, months=(0,), seed=5), protocol)
+    narrow = dataclasses.replace(
+        protocol,
+        registration=dataclasses.replace(protocol.registration, min_icv_ml=1.0, max_icv_ml=100.0),
+    )
+    (tmp_path / "fit").mkdir()
+    node = BrainMasks(
+        in_file=str(tmp_path / "sim/sub-001/ses-M00/anat/sub-001_ses-M00_T2w.nii.gz"),
+        contrast="T2w",
+        protocol=narrow,
+    )
+    with pytest.raises(
+        TemplateFitError,
+        match=r"T2w \(the reading space\): the template fit "
+        r"gives an intracranial volume of \d+ mL .* outside the protocol's 1-100 mL",
+    ):
+        node.run(cwd=str(tmp_path / "fit"))
