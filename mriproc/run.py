@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -228,23 +228,25 @@ def run_participants(
         rater_masks=rater_masks,
     )
 
-    def execute(workflow: Any, final: dict[str, list[str]]) -> None:
-        _execute(workflow, final, plugin, dict(plugin_args or {}), progress_stream)
-
     crashes: dict[str, tuple[str, str]] = {}
     if to_run:
-        execute(top, final_nodes)
-        crashes = _rerun_orphans(
-            to_run,
-            dataset,
-            protocol,
-            root,
-            work_dir,
-            _crash_reasons(crash_dir),
-            crash_dir,
-            rater_masks,
-            execute,
-        )
+        _execute(top, final_nodes, plugin, dict(plugin_args or {}), progress_stream)
+        crashes = _crash_reasons(crash_dir)
+        orphans = _orphans(to_run, dataset, protocol, crashes)
+        if orphans:
+            # Without their baselines in the list, the follow-ups carry no fit, and
+            # no longitudinal stage is built (it needs the baseline).  Their crashes
+            # are the second run's (its own crash folder).
+            own_fit_dir = crash_dir / "own-fit"
+            own_fit_dir.mkdir(exist_ok=True)
+            _configure_nipype(own_fit_dir)
+            again, again_final = _build_workflow(
+                dataset, orphans, protocol, root, work_dir, rater_masks=rater_masks
+            )
+            _execute(again, again_final, plugin, dict(plugin_args or {}), progress_stream)
+            rerun = {_visit_wf_name(s) for s in orphans}
+            crashes = {n: c for n, c in crashes.items() if n not in rerun}
+            crashes |= _crash_reasons(own_fit_dir)
     failed = 0
     for session in to_run:
         name = _visit_wf_name(session)
@@ -344,26 +346,19 @@ def _baseline_failure(
     return None
 
 
-def _rerun_orphans(
+def _orphans(
     to_run: Sequence[SessionInputs],
     dataset: BidsDataset,
     protocol: Protocol,
-    root: Path,
-    work_dir: Path,
     crashes: dict[str, tuple[str, str]],
-    crash_dir: Path,
-    rater_masks: Path | None,
-    execute: Callable[[Any, dict[str, list[str]]], None],
-) -> dict[str, tuple[str, str]]:
-    """Process again, each on its own template fit, the follow-ups a failed baseline took.
+) -> list[SessionInputs]:
+    """The follow-ups to process again, each on its own template fit: a failed baseline's.
 
     A follow-up that carried its baseline's fit (``registration.template_fit:
     per_participant``) is lost with the baseline, or crashes on a fit the baseline
     could not use, or, worse, is measured on it: nothing is lost when one scan is bad,
     and nothing is measured on a failed scan's fit, so every such follow-up runs again
     without it (its visit record says ``template_fit``: fitted to this visit).
-    Returns the crashes that stand: the first run's, with the re-run follow-ups'
-    replaced by the second run's (whose crash files go to ``crash_dir/own-fit``).
     """
     orphans: list[SessionInputs] = []
     for session in to_run:
@@ -376,20 +371,7 @@ def _rerun_orphans(
                 session.session_id,
                 baseline,
             )
-    if not orphans:
-        return crashes
-    own_fit_dir = crash_dir / "own-fit"
-    own_fit_dir.mkdir(exist_ok=True)
-    _configure_nipype(own_fit_dir)
-    # Without their baselines in the list, the follow-ups carry no fit, and no
-    # longitudinal stage is built (it needs the baseline).
-    again, again_final = _build_workflow(
-        dataset, orphans, protocol, root, work_dir, rater_masks=rater_masks
-    )
-    execute(again, again_final)
-    rerun = {_visit_wf_name(s) for s in orphans}
-    standing = {name: crash for name, crash in crashes.items() if name not in rerun}
-    return standing | _crash_reasons(own_fit_dir)
+    return orphans
 
 
 def _visit_wf_name(session: SessionInputs) -> str:

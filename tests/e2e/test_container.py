@@ -24,9 +24,10 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
-from dockerfile_checks import read_lock
+from dockerfile_checks import normalise, read_lock
 
 from mriproc.config import load_protocol
 from mriproc.demo import protocol_with_preset
@@ -41,7 +42,7 @@ MAX_IMAGE_BYTES = 800_000_000  # issue 25's target
 USER = "4321:4321"  # no account of the image's: any user id must work
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI must build the image, but {reason}")
     pytest.skip(reason)
@@ -62,7 +63,6 @@ def _engine() -> str:
     if shutil.which("podman"):
         return "podman"
     _unavailable("no container engine runs here and podman cannot be installed (not root)")
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,7 @@ def test_the_image_holds_exactly_the_locked_versions(built: Built) -> None:
         entrypoint="/opt/venv/bin/python",
     )
     assert listing.returncode == 0, listing.stderr
-    installed = {
-        name.lower().replace("_", "-").replace(".", "-"): version
-        for name, version in json.loads(listing.stdout).items()
-    }
+    installed = {normalise(name): v for name, v in json.loads(listing.stdout).items()}
     assert installed.pop("mriproc") == PACKAGE_VERSION
     assert "pip" not in installed and "setuptools" not in installed  # nothing installs at run time
     lock = read_lock(ROOT / "requirements.lock")

@@ -25,6 +25,7 @@ __all__ = [
     "Instruction",
     "Stage",
     "check_dockerfile",
+    "normalise",
     "parse_dockerfile",
     "read_lock",
 ]
@@ -183,11 +184,12 @@ def read_lock(path: Path) -> dict[str, str]:
     for line in path.read_text().splitlines():
         if "==" in line and not line.lstrip().startswith("#"):
             name, _, pinned = line.partition("==")
-            pins[_normalise(name)] = pinned.strip()
+            pins[normalise(name)] = pinned.strip()
     return pins
 
 
-def _normalise(name: str) -> str:
+def normalise(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
@@ -219,7 +221,7 @@ def _check_pip_install(install: str, line: int, lock: dict[str, str]) -> list[st
             continue
         previous = word
         match = _REQUIREMENT.match(word)
-        name = _normalise(match.group(1) if match else re.split(r"[\[;]", word)[0])
+        name = normalise(match.group(1) if match else re.split(r"[\[;]", word)[0])
         if name not in lock:
             problems.append(f"line {line}: installs {word!r}, which requirements.lock does not pin")
             continue
