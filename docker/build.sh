@@ -128,10 +128,18 @@ fi
 network=()
 [ "$engine" = podman ] && network=(--network host)  # without CNI plugins configured
 revision=$(git -C "$root" rev-parse HEAD 2> /dev/null || echo unknown)
+created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# The labels from build arguments are set again with --label: podman 4.3 reuses a
+# cached LABEL layer whose build arguments changed (seen: the previous commit's
+# revision on a rebuilt image).
+labels=()
+for pair in "version=$version" "revision=$revision" "created=$created"; do
+  labels+=(--label "org.opencontainers.image.$pair")
+done
 say "$engine build --target $target -t $tag (base $python_image)"
 "$engine" build -f "$here/Dockerfile" --target "$target" -t "$tag" "${network[@]}" \
   --build-arg "PYTHON_IMAGE=$python_image" --build-arg "VERSION=$version" \
-  --build-arg "REVISION=$revision" --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  --build-arg "REVISION=$revision" --build-arg "CREATED=$created" "${labels[@]}" \
   "${secrets[@]}" "$root"
 
 size=$("$engine" image inspect --format '{{.Size}}' "$tag")
